@@ -1,0 +1,154 @@
+"""The records that flow through the pipeline: messages, trajectories, preference pairs.
+
+A trajectory holds only the episode: the task message first (user), then alternating agent
+(assistant) and environment (user) turns. The instruction and in-context example are prepended
+by :mod:`eto_assets.agent.prompt` when a model sees it, so prompt changes never touch stored data.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Role = Literal["user", "assistant"]
+
+
+class DataFormatError(ValueError):
+    """A stored record is malformed; the message names the file and record."""
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Role
+    content: str
+
+
+@dataclass
+class Trajectory:
+    """One episode of one task instance."""
+
+    task_id: str
+    task_type: str
+    split: str
+    messages: list[Message]
+    reward: float
+    success: bool
+    source: str  # "expert" | "agent" | "step-expert" ...
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_steps(self) -> int:
+        return sum(1 for m in self.messages if m.role == "assistant")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> Trajectory:
+        messages = [Message(role=m["role"], content=m["content"]) for m in record["messages"]]
+        for m in messages:
+            if m.role not in ("user", "assistant"):
+                raise ValueError(f"unknown role {m.role!r}")
+        return cls(
+            task_id=str(record["task_id"]),
+            task_type=str(record["task_type"]),
+            split=str(record["split"]),
+            messages=messages,
+            reward=float(record["reward"]),
+            success=bool(record["success"]),
+            source=str(record.get("source", "unknown")),
+            metadata=dict(record.get("metadata", {})),
+        )
+
+
+@dataclass
+class PreferencePair:
+    """ETO pair: shared prompt (the task message), a preferred and a dispreferred continuation."""
+
+    task_id: str
+    task_type: str
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+    chosen_reward: float
+    rejected_reward: float
+    chosen_source: str
+    rejected_source: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> PreferencePair:
+        def msgs(key: str) -> list[Message]:
+            return [Message(role=m["role"], content=m["content"]) for m in record[key]]
+
+        return cls(
+            task_id=str(record["task_id"]),
+            task_type=str(record["task_type"]),
+            prompt=msgs("prompt"),
+            chosen=msgs("chosen"),
+            rejected=msgs("rejected"),
+            chosen_reward=float(record["chosen_reward"]),
+            rejected_reward=float(record["rejected_reward"]),
+            chosen_source=str(record["chosen_source"]),
+            rejected_source=str(record["rejected_source"]),
+        )
+
+
+def write_jsonl(path: Path, records: Iterable[Trajectory | PreferencePair]) -> int:
+    """Write records atomically (temp file + rename) so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for record in records:
+            fh.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+            count += 1
+    tmp.replace(path)
+    return count
+
+
+def append_jsonl(path: Path, record: Trajectory | PreferencePair) -> None:
+    """Append one record and flush, so finished work survives an interruption."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
+        fh.flush()
+
+
+def _iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: file not found")
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield lineno, json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataFormatError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+
+
+def read_trajectories(path: Path) -> list[Trajectory]:
+    """Read a trajectory JSONL file; a malformed record raises an error naming file and line."""
+    out: list[Trajectory] = []
+    for lineno, record in _iter_records(path):
+        try:
+            out.append(Trajectory.from_dict(record))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataFormatError(f"{path}:{lineno}: malformed trajectory record ({exc!r})") from exc
+    return out
+
+
+def read_pairs(path: Path) -> list[PreferencePair]:
+    out: list[PreferencePair] = []
+    for lineno, record in _iter_records(path):
+        try:
+            out.append(PreferencePair.from_dict(record))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataFormatError(f"{path}:{lineno}: malformed preference-pair record ({exc!r})") from exc
+    return out

@@ -1,0 +1,1 @@
+"""Benchmarks behind one small protocol (see :mod:`eto_assets.envs.base`)."""
