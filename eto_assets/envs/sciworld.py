@@ -172,7 +172,10 @@ class SciWorldEnv:
         return list(self._engine.get_gold_action_sequence())
 
     def close(self) -> None:
-        self._engine.close()
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            engine.close()
+            engine.close = lambda: None  # the engine's __del__ closes again and hits a dead pipe
 
 
 class SciWorldBenchmark:

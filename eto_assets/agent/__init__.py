@@ -1,0 +1,1 @@
+"""Prompt building, action parsing, inference backends and the batched rollout engine."""

@@ -1,0 +1,39 @@
+"""Parse the agent's ReAct answer ("Thought: ...\\nAction: ...") into an action string."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ACTION = re.compile(r"Action\s*:\s*(.+)", re.IGNORECASE)
+_THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*Action\s*:|\Z)", re.IGNORECASE | re.DOTALL)
+STOP_STRINGS = ("\nObservation", "Observation:")
+
+
+@dataclass(frozen=True)
+class ParsedAnswer:
+    thought: str | None
+    action: str  # "" when the answer holds no parsable action
+
+
+def truncate_at_stop(text: str, stops: tuple[str, ...] = STOP_STRINGS) -> str:
+    """Cut a generation at the first stop string, so a model that hallucinates the
+    environment's reply never gets to act on it."""
+    cut = len(text)
+    for stop in stops:
+        idx = text.find(stop)
+        if idx != -1:
+            cut = min(cut, idx)
+    return text[:cut]
+
+
+def parse_answer(text: str) -> ParsedAnswer:
+    """Take the first ``Action:`` line; the optional thought is what precedes it."""
+    text = truncate_at_stop(text).strip()
+    match = _ACTION.search(text)
+    if not match:
+        return ParsedAnswer(thought=None, action="")
+    action = match.group(1).strip().strip("`").strip()
+    thought_match = _THOUGHT.search(text[: match.start()] + "\nAction:")
+    thought = thought_match.group(1).strip() if thought_match else None
+    return ParsedAnswer(thought=thought or None, action=action)

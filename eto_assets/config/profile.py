@@ -1,0 +1,126 @@
+"""Profiles (``configs/<name>.yaml``): how big a run is and how it trains.
+
+``micro`` is the smoke test (minutes on a laptop), ``tiny`` the CPU demo, ``paper`` the paper's
+hyper-parameters for a real model on GPUs. A profile is validated once when loaded; a bad value
+raises :class:`ProfileError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from eto_assets.agent.rollout import RolloutConfig
+from eto_assets.training.hyperparams import DPOParams, TrainParams
+from eto_assets.training.tiny_model import TinyModelSpec
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+TASKS = ("sciworld", "alfworld", "webshop")
+
+
+class ProfileError(ValueError):
+    """A profile file is missing or holds an invalid value."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskScope(_Strict):
+    """Which part of a benchmark a run uses (None = all of it)."""
+
+    task_types: list[str] | None = None
+    train_per_type: int | None = Field(default=None, ge=1)
+    eval_per_type: int | None = Field(default=None, ge=1)
+    max_steps_cap: int | None = Field(default=None, ge=1)
+    iterations: int | None = Field(default=None, ge=0, description="overrides the profile's iterations")
+    dpo_beta: float | None = Field(default=None, gt=0, description="overrides dpo.beta for this task")
+
+
+class RolloutParams(_Strict):
+    concurrency: int = Field(default=16, ge=1)
+    max_new_tokens: int = Field(default=128, ge=1)
+    explore_temperature: float = Field(default=0.0, ge=0)
+    seed: int = 0
+
+    def config(self, *, temperature: float = 0.0) -> RolloutConfig:
+        return RolloutConfig(
+            concurrency=self.concurrency,
+            temperature=temperature,
+            max_new_tokens=self.max_new_tokens,
+            seed=self.seed,
+        )
+
+
+class TinyModelParams(_Strict):
+    vocab_size: int = Field(default=4096, ge=300)
+    hidden_size: int = Field(default=128, ge=8)
+    intermediate_size: int = Field(default=384, ge=8)
+    num_hidden_layers: int = Field(default=2, ge=1)
+    num_attention_heads: int = Field(default=4, ge=1)
+    max_position_embeddings: int = Field(default=4096, ge=128)
+    seed: int = 0
+
+    def spec(self) -> TinyModelSpec:
+        return TinyModelSpec(**self.model_dump())
+
+
+class Profile(_Strict):
+    name: str
+    description: str = ""
+    iterations: int = Field(default=2, ge=0)
+    tasks: dict[str, TaskScope] = Field(default_factory=dict)
+    tiny_model: TinyModelParams = TinyModelParams()
+    sft: TrainParams
+    dpo: DPOParams
+    rollout: RolloutParams = RolloutParams()
+
+    def scope(self, task: str) -> TaskScope:
+        return self.tasks.get(task, TaskScope())
+
+    def iterations_for(self, task: str) -> int:
+        override = self.scope(task).iterations
+        return self.iterations if override is None else override
+
+    def dpo_for(self, task: str) -> DPOParams:
+        beta = self.scope(task).dpo_beta
+        return self.dpo if beta is None else self.dpo.model_copy(update={"beta": beta})
+
+    def flat_params(self) -> dict[str, str]:
+        """Every setting as ``a.b.c -> value`` for MLflow params."""
+        out: dict[str, str] = {}
+
+        def walk(prefix: str, value) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else str(k), v)
+            else:
+                out[prefix] = str(value)
+
+        walk("", self.model_dump())
+        return out
+
+
+def load_profile(name_or_path: str) -> Profile:
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+        raise ProfileError(f"profile {name_or_path!r}: no file {path} (known profiles: {known})")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ProfileError(f"profile file {path}: not valid YAML ({exc})") from exc
+    raw.setdefault("name", path.stem)
+    try:
+        profile = Profile.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise ProfileError(f"profile file {path}: {problems}") from exc
+    unknown = sorted(set(profile.tasks) - set(TASKS))
+    if unknown:
+        raise ProfileError(f"profile file {path}: unknown tasks {unknown}; known: {list(TASKS)}")
+    return profile

@@ -1,0 +1,54 @@
+"""Benchmark names -> benchmark objects, scoped by a profile's :class:`TaskScope`."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from eto_assets.config.profile import TASKS, TaskScope
+from eto_assets.envs.base import Benchmark, BenchmarkNotAvailable, TaskInstance
+
+
+class UnknownTaskError(ValueError):
+    """The task (partition) name is not one of :data:`TASKS`."""
+
+
+def get_benchmark(task: str, scope: TaskScope, *, data_dir: Path | None, home: Path) -> Benchmark:
+    if task == "sciworld":
+        from eto_assets.envs.sciworld import SciWorldBenchmark
+
+        return SciWorldBenchmark(scope.task_types, max_steps_cap=scope.max_steps_cap)
+    if task == "alfworld":
+        try:
+            from eto_assets.envs.alfworld import AlfWorldBenchmark
+        except ImportError as exc:
+            raise BenchmarkNotAvailable(f"task 'alfworld' is not available yet ({exc})") from exc
+        return AlfWorldBenchmark(
+            data_dir=data_dir, task_types=scope.task_types, max_steps_cap=scope.max_steps_cap
+        )
+    if task == "webshop":
+        try:
+            from eto_assets.envs.webshop.benchmark import WebShopBenchmark
+        except ImportError as exc:
+            raise BenchmarkNotAvailable(f"task 'webshop' is not available yet ({exc})") from exc
+        return WebShopBenchmark(data_dir=data_dir, catalog_dir=home / "webshop" / "catalog",
+                                max_steps_cap=scope.max_steps_cap)
+    raise UnknownTaskError(f"unknown task {task!r}; known tasks: {list(TASKS)}")
+
+
+def limit_per_type(tasks: list[TaskInstance], per_type: int | None) -> list[TaskInstance]:
+    """The first ``per_type`` instances of every task type, order kept."""
+    if per_type is None:
+        return tasks
+    seen: dict[str, int] = defaultdict(int)
+    out = []
+    for task in tasks:
+        if seen[task.task_type] < per_type:
+            seen[task.task_type] += 1
+            out.append(task)
+    return out
+
+
+def scoped_tasks(benchmark: Benchmark, split: str, scope: TaskScope) -> list[TaskInstance]:
+    per_type = scope.train_per_type if split == "train" else scope.eval_per_type
+    return limit_per_type(benchmark.tasks(split), per_type)

@@ -1,0 +1,55 @@
+"""Where every artifact of a task lives under ``ETO_HOME`` (one folder per task and iteration)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class ArtifactLayout:
+    home: Path
+    task: str
+
+    @property
+    def root(self) -> Path:
+        return self.home / "artifacts" / self.task
+
+    @property
+    def expert_dir(self) -> Path:
+        return self.root / "expert"
+
+    @property
+    def expert_jsonl(self) -> Path:
+        return self.expert_dir / "expert_trajectories.jsonl"
+
+    @property
+    def prompt_book(self) -> Path:
+        return self.expert_dir / "prompt_book.json"
+
+    @property
+    def splits_json(self) -> Path:
+        return self.expert_dir / "splits.json"
+
+    @property
+    def base_model_dir(self) -> Path:
+        return self.root / "base_model"
+
+    def iteration_dir(self, k: int) -> Path:
+        return self.root / f"iteration_{k}"
+
+    def checkpoint_dir(self, k: int) -> Path:
+        """Policy of iteration ``k``: SFT for 0, DPO for k >= 1."""
+        return self.iteration_dir(k) / ("sft_checkpoint" if k == 0 else "dpo_checkpoint")
+
+    def rollouts_jsonl(self, k: int) -> Path:
+        return self.iteration_dir(k) / "exploration_rollouts.jsonl"
+
+    def pairs_jsonl(self, k: int) -> Path:
+        return self.iteration_dir(k) / "preference_pairs.jsonl"
+
+    def eval_jsonl(self, k: int, split: str) -> Path:
+        return self.iteration_dir(k) / f"eval_{split}.jsonl"
+
+    def eval_report(self, k: int) -> Path:
+        return self.iteration_dir(k) / "eval_report.json"

@@ -1,0 +1,132 @@
+"""MLflow records for every stage: one experiment per task, one run per materialization, tagged
+so a run can be traced to its Dagster run and asset; datasets as run inputs (lineage from expert
+data to every checkpoint), checkpoints as versions of the registered model ``eto-<task>``."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("DO_NOT_TRACK", "true")
+
+import mlflow  # noqa: E402
+from mlflow.data.dataset_source_registry import resolve_dataset_source  # noqa: E402
+from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+STAGES = ("expert", "sft", "explore", "pairs", "dpo", "eval")
+PIP_REQUIREMENTS = ["torch", "transformers", "tokenizers", "accelerate"]
+
+
+def experiment_name(task: str) -> str:
+    return f"eto-{task}"
+
+
+def model_name(task: str) -> str:
+    return f"eto-{task}"
+
+
+def is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
+
+
+def use_experiment(tracking_uri: str, task: str, artifact_root: Path | None) -> str:
+    """Point MLflow at ``tracking_uri`` and return the task's experiment id (created if needed)."""
+    mlflow.set_tracking_uri(tracking_uri)
+    name = experiment_name(task)
+    existing = mlflow.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    if artifact_root is not None and is_local_store(tracking_uri):
+        location = (artifact_root / task).resolve().as_uri()
+    try:
+        return mlflow.create_experiment(name, artifact_location=location)
+    except mlflow.exceptions.MlflowException:  # created concurrently
+        return mlflow.get_experiment_by_name(name).experiment_id
+
+
+@contextmanager
+def stage_run(
+    tracking_uri: str,
+    task: str,
+    stage: str,
+    iteration: int,
+    *,
+    artifact_root: Path | None,
+    tags: Mapping[str, str] | None = None,
+    params: Mapping[str, Any] | None = None,
+) -> Iterator[mlflow.ActiveRun]:
+    if stage not in STAGES:
+        raise ValueError(f"unknown stage {stage!r}; known: {STAGES}")
+    experiment_id = use_experiment(tracking_uri, task, artifact_root)
+    all_tags = {"eto.task": task, "eto.stage": stage, "eto.iteration": str(iteration), **(tags or {})}
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"{task}-it{iteration}-{stage}", tags=all_tags
+    ) as run:
+        if params:
+            log_params(params)
+        yield run
+
+
+def log_params(params: Mapping[str, Any]) -> None:
+    items = [(k, str(v)[:6000]) for k, v in params.items()]
+    for start in range(0, len(items), 100):
+        mlflow.log_params(dict(items[start : start + 100]))
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for p in paths:
+        with p.open("rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def log_dataset_input(path: Path, name: str, context: str) -> None:
+    """Record an upstream file as a dataset input of the active run (name, digest, location)."""
+    source = resolve_dataset_source(path.resolve().as_uri())
+    dataset = MetaDataset(source=source, name=name, digest=file_digest(path))
+    mlflow.log_input(dataset, context=context)
+
+
+def log_history(history: list[dict[str, Any]], prefix: str) -> None:
+    """Trainer log rows as step-indexed metrics (``<prefix>_loss`` ...)."""
+    for row in history:
+        step = int(row.get("step", 0))
+        metrics = {
+            f"{prefix}_{k.replace('/', '_')}": float(v)
+            for k, v in row.items()
+            if isinstance(v, int | float) and k not in ("step", "epoch")
+        }
+        if metrics:
+            mlflow.log_metrics(metrics, step=step)
+
+
+def register_checkpoint(task: str, checkpoint: Path, *, iteration: int, stage: str) -> str:
+    """Log the checkpoint as a pyfunc model (weights included) of the active run and register it as a new
+    version of ``eto-<task>``, tagged with iteration and stage. Returns the version number."""
+    from eto_assets.policy_model import PolicyModel
+
+    info = mlflow.pyfunc.log_model(
+        name="policy",
+        python_model=PolicyModel(),
+        artifacts={"checkpoint": str(checkpoint)},
+        pip_requirements=PIP_REQUIREMENTS,
+    )
+    version = mlflow.register_model(info.model_uri, model_name(task))
+    client = MlflowClient()
+    for key, value in {"eto.iteration": str(iteration), "eto.stage": stage, "eto.task": task}.items():
+        client.set_model_version_tag(model_name(task), version.version, key, value)
+    return str(version.version)
+
+
+def run_url(tracking_uri: str, run: mlflow.ActiveRun, ui_url: str) -> str:
+    return f"{ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"

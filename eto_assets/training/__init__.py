@@ -1,0 +1,1 @@
+"""Tiny-model builder, SFT and masked DPO on TRL."""

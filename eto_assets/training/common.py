@@ -1,0 +1,53 @@
+"""What SFT and DPO share: TrainingArguments fields from typed params, and the result record."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eto_assets.training.hyperparams import TrainParams
+
+
+@dataclass
+class TrainResult:
+    output_dir: Path
+    metrics: dict[str, float]
+    log_history: list[dict[str, Any]] = field(default_factory=list)
+    num_examples: int = 0
+
+
+def trainer_kwargs(params: TrainParams, output_dir: Path) -> dict[str, Any]:
+    """Keyword arguments every TRL config here gets: no hub, no external reporting, CPU when no GPU."""
+    cuda = torch.cuda.is_available()
+    bf16 = params.bf16 if params.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+    return dict(
+        output_dir=str(output_dir),
+        learning_rate=params.learning_rate,
+        num_train_epochs=params.epochs,
+        per_device_train_batch_size=params.per_device_batch_size,
+        gradient_accumulation_steps=params.grad_accumulation,
+        warmup_steps=params.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
+        lr_scheduler_type=params.lr_scheduler,
+        weight_decay=params.weight_decay,
+        max_length=params.max_length,
+        seed=params.seed,
+        gradient_checkpointing=params.gradient_checkpointing,
+        bf16=bf16,
+        use_cpu=not cuda,
+        deepspeed=params.deepspeed_config,
+        logging_steps=1,
+        save_strategy="no",
+        report_to="none",
+        push_to_hub=False,
+        disable_tqdm=False,
+        dataloader_num_workers=0,
+    )
+
+
+def final_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:
+    """The trainer's summary line (train_loss, runtime, ...) as floats."""
+    summary = next((row for row in reversed(log_history) if "train_runtime" in row), {})
+    return {k: float(v) for k, v in summary.items() if isinstance(v, int | float)}
