@@ -91,6 +91,22 @@ class Goal:
     goal_options: list[str] | dict[str, str]
     weight: float = 1.0
 
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Goal:
+        """A goal dict as WebShop stores it (e.g. in its session logs)."""
+        return cls(
+            asin=str(record["asin"]),
+            category=str(record.get("category", "")),
+            query=str(record.get("query", "")),
+            name=str(record.get("name", "")),
+            product_category=str(record.get("product_category", "")),
+            instruction_text=str(record["instruction_text"]),
+            attributes=list(record.get("attributes") or []),
+            price_upper=float(record.get("price_upper", NO_PRICE_BOUND)),
+            goal_options=record.get("goal_options") or [],
+            weight=float(record.get("weight", 1.0)),
+        )
+
     @property
     def option_values(self) -> list[str]:
         if isinstance(self.goal_options, dict):

@@ -156,7 +156,9 @@ class WebShopEnv:
     def _buy(self, s: _Session) -> None:
         catalog = self.world.catalog
         product = catalog.by_asin[s.asin or ""]
-        s.breakdown = purchase_reward(product, s.goal, catalog.prices[product.asin], s.options, self.world.nouns)
+        s.breakdown = purchase_reward(
+            product, s.goal, catalog.prices[product.asin], s.options, self.world.nouns
+        )
         s.reward = s.breakdown.total
         s.done = True
         s.page = pages.done_page(product.asin, s.reward)

@@ -70,6 +70,8 @@ def _product(
     in_title = [a.title() for a in attrs[: rng.randint(1, 2)]]
     options = {}
     for name, pool in kind.options.items():
+        if rng.random() < 0.15:  # as on Amazon, not every listing offers every choice
+            continue
         keep = sorted(rng.sample(range(len(pool)), rng.randint(2, len(pool))))
         options[name] = [pool[i] for i in keep]
     if "color" in options and rng.random() < 0.5:

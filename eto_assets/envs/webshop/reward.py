@@ -20,6 +20,7 @@ every content word NOUN/PROPN, so the stand-in keeps alphabetic words that are n
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -84,11 +85,12 @@ def heuristic_nouns(text: str) -> list[str]:
 @functools.cache
 def spacy_nouns() -> NounFn | None:
     """WebShop's noun finder (spaCy NOUN/PROPN tags) when spaCy and an English model are installed."""
-    try:
-        import spacy
-    except ImportError:
-        return None
-    for model in ("en_core_web_lg", "en_core_web_sm"):
+    models = [m for m in ("en_core_web_lg", "en_core_web_sm") if importlib.util.find_spec(m) is not None]
+    if not models or importlib.util.find_spec("spacy") is None:
+        return None  # checked first: importing spaCy alone takes seconds
+    import spacy
+
+    for model in models:
         try:
             nlp = spacy.load(model, disable=["parser", "ner", "lemmatizer"])
         except OSError:
@@ -172,6 +174,18 @@ def price_reward(price: float, price_upper: float) -> float:
     return 1.0 if price <= price_upper else 0.0
 
 
+def total_reward(
+    attribute_matches: int,
+    option_matches: int,
+    r_price: float,
+    num_attributes: int,
+    num_options: int,
+    r_type: float,
+) -> float:
+    """Matches plus the price term over the number of goal terms, scaled by the type reward."""
+    return (attribute_matches + option_matches + r_price) / (num_attributes + num_options + 1) * r_type
+
+
 @dataclass(frozen=True)
 class RewardBreakdown:
     total: float
@@ -191,5 +205,5 @@ def purchase_reward(
     goal_options = goal.option_values
     r_option, n_opt = option_reward(product, goal_options, selected)
     r_price = price_reward(price, goal.price_upper)
-    total = (n_att + n_opt + r_price) / (len(goal.attributes) + len(goal_options) + 1) * kind.r_type
+    total = total_reward(n_att, n_opt, r_price, len(goal.attributes), len(goal_options), kind.r_type)
     return RewardBreakdown(total, kind.r_type, r_att, r_option, r_price, kind)

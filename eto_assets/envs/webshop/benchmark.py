@@ -1,0 +1,198 @@
+"""WebShop as an ETO benchmark: catalogs, goal-index splits, the prompt, and the expert.
+
+Catalogs: ``"generated"`` (default; written by :mod:`.generator` under ``data_dir``, default
+``$ETO_HOME/webshop_catalog``), ``"upstream"`` (WebShop's full catalog) and ``"upstream_1000"``
+(its 1,000-product subset), both read from ``data_dir`` (default ``$ETO_DATA_DIR/webshop/data``;
+see :mod:`.catalog` for the download). WebShop has one test split: "seen" holds the test goals,
+"unseen" is empty. On the full catalog the splits are ETO's goal indices (``eto_splits/`` next to
+the data or under ``$ETO_DATA_DIR/webshop``); without them, WebShop's own convention (goals 0-499
+test, 1500 on train). Only the full catalog with ETO's splits and spaCy's tagger gives numbers
+comparable with the paper; :attr:`WebShopBenchmark.comparable_with_paper` says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import random
+from pathlib import Path
+
+from eto_assets.data.schemas import Trajectory
+from eto_assets.envs.base import BenchmarkNotAvailable, PromptSpec, TaskInstance, replay_actions
+from eto_assets.envs.webshop.catalog import load_catalog
+from eto_assets.envs.webshop.env import WebShopEnv, WebShopWorld
+from eto_assets.envs.webshop.generator import default_catalog_dir, generate_catalog
+from eto_assets.envs.webshop.oracle import plan_actions
+from eto_assets.envs.webshop.reward import spacy_nouns
+from eto_assets.envs.webshop.search import SearchEngine
+
+CATALOGS = {"generated": "full", "upstream": "full", "upstream_1000": "1000"}
+MAX_STEPS = 10  # ETO's WebShop step limit
+TASK_TYPE = "webshop"
+GENERATED_TEST_GOALS = 50
+WEBSHOP_TEST_GOALS, WEBSHOP_TRAIN_START = 500, 1500  # WebShop's own goal-index convention
+SUBSAMPLE_SEED = 20240305
+
+INSTRUCTION = """You are shopping on WebShop, an online store shown as text. An instruction describes \
+the product to buy: its kind, attributes, options (such as color or size) and a price limit. Find a \
+product that matches and buy it with the right options.
+
+Each observation is the current page, its parts separated by [SEP]:
+- the search page, with a search box;
+- a results page: "Back to Search", "< Prev" / "Next >" to turn pages, then 10 products, each as its \
+product id, title and price;
+- a product page: "Back to Search", "< Prev" (back to the results), the option groups with their \
+values, the title, price and rating, and the buttons "Description", "Features", "Reviews" and "Buy Now".
+
+Actions:
+- search[keywords]: search the store for the keywords you choose
+- click[button]: click a button of the current page, written as it appears there: a product id, \
+"Next >", "< Prev", "Back to Search", an option value (this selects it), "Description", "Features", \
+"Reviews", or "Buy Now"
+An action that is not available on the current page does nothing. Clicking "Buy Now" buys the product \
+with the selected options and ends the task; you are scored on how well the product, its options and \
+its price match the instruction. You have at most 10 actions.
+
+Answer every turn with exactly one line of the form
+Action: <one action>
+"""
+
+
+def _env_dir(var: str, *parts: str) -> Path | None:
+    value = os.environ.get(var)
+    return Path(value).expanduser().joinpath(*parts) if value else None
+
+
+class WebShopBenchmark:
+    name = "webshop"
+
+    def __init__(
+        self,
+        data_dir: Path | None = None,
+        catalog: str = "generated",
+        num_train: int | None = None,
+        num_test: int | None = None,
+        max_steps_cap: int | None = None,
+    ) -> None:
+        if catalog not in CATALOGS:
+            raise ValueError(f"unknown WebShop catalog {catalog!r}; known: {sorted(CATALOGS)}")
+        self.catalog_name = catalog
+        if data_dir is None:
+            data_dir = (
+                default_catalog_dir()
+                if catalog == "generated"
+                else _env_dir("ETO_DATA_DIR", "webshop", "data")
+            )
+        if data_dir is None:
+            raise BenchmarkNotAvailable("WebShop upstream catalog: pass data_dir or set ETO_DATA_DIR")
+        self.data_dir = Path(data_dir)
+        self.num_train, self.num_test = num_train, num_test
+        self.max_steps = min(MAX_STEPS, max_steps_cap) if max_steps_cap else MAX_STEPS
+
+    # -- data -----------------------------------------------------------------------------------
+    @functools.cached_property
+    def world(self) -> WebShopWorld:
+        """Catalog, goals and search index, built once per benchmark and shared by its environments."""
+        if self.catalog_name == "generated":
+            generate_catalog(self.data_dir)
+        try:
+            catalog = load_catalog(self.data_dir, CATALOGS[self.catalog_name])
+        except FileNotFoundError as exc:
+            raise BenchmarkNotAvailable(str(exc)) from exc
+        nouns = None if catalog.generated else spacy_nouns()
+        world = WebShopWorld(catalog=catalog, engine=SearchEngine(catalog.products))
+        if nouns is not None:
+            world.nouns, world.nouns_backend = nouns, "spacy"
+        return world
+
+    def _eto_splits(self) -> dict[str, list[int]] | None:
+        candidates = [self.data_dir / "eto_splits", self.data_dir.parent / "eto_splits"]
+        env_dir = _env_dir("ETO_DATA_DIR", "webshop", "eto_splits")
+        for folder in [*candidates, *([env_dir] if env_dir else [])]:
+            train, test = folder / "train_indices.json", folder / "test_indices.json"
+            if train.exists() and test.exists():
+                return {
+                    "train": list(dict.fromkeys(json.loads(train.read_text()))),
+                    "seen": list(dict.fromkeys(json.loads(test.read_text()))),
+                }
+        return None
+
+    @functools.cached_property
+    def _splits(self) -> tuple[str, dict[str, list[int]]]:
+        num_goals = len(self.world.catalog.goals)
+        if self.world.catalog.generated:
+            test = min(GENERATED_TEST_GOALS, num_goals // 5)
+            return "generated", {
+                "train": list(range(test, num_goals)),
+                "seen": list(range(test)),
+                "unseen": [],
+            }
+        splits = self._eto_splits() if self.catalog_name == "upstream" else None
+        if splits and all(i < num_goals for ids in splits.values() for i in ids):
+            return "eto", {**splits, "unseen": []}
+        if num_goals > WEBSHOP_TRAIN_START:
+            train, test = list(range(WEBSHOP_TRAIN_START, num_goals)), list(range(WEBSHOP_TEST_GOALS))
+        else:
+            cut = max(1, num_goals // 5)
+            train, test = list(range(cut, num_goals)), list(range(cut))
+        return "webshop", {"train": train, "seen": test, "unseen": []}
+
+    @property
+    def split_indices(self) -> dict[str, list[int]]:
+        """Goal indices per split, before subsampling."""
+        return self._splits[1]
+
+    @property
+    def splits_source(self) -> str:
+        """ "generated", "eto" (ETO's index files) or "webshop" (WebShop's own convention)."""
+        return self._splits[0]
+
+    @property
+    def comparable_with_paper(self) -> bool:
+        """True only for WebShop's full catalog with ETO's splits and spaCy's noun tagger."""
+        if self.catalog_name != "upstream":
+            return False
+        world = self.world
+        return (
+            world.catalog.source == "upstream-full"
+            and self.splits_source == "eto"
+            and world.nouns_backend == "spacy"
+        )
+
+    # -- protocol -------------------------------------------------------------------------------
+    def tasks(self, split: str) -> list[TaskInstance]:
+        if split not in ("train", "seen", "unseen"):
+            raise ValueError(f"unknown split {split!r}")
+        indices = self.split_indices[split]
+        limit = self.num_train if split == "train" else self.num_test
+        if limit is not None and limit < len(indices):
+            indices = sorted(random.Random(f"{SUBSAMPLE_SEED}-{split}").sample(indices, limit))
+        goals = self.world.catalog.goals
+        return [
+            TaskInstance(
+                task_id=f"{split}/{i}",
+                task_type=TASK_TYPE,
+                split=split,
+                max_steps=self.max_steps,
+                payload={"goal_index": i, "category": goals[i].category},
+            )
+            for i in indices
+        ]
+
+    def make_env(self) -> WebShopEnv:
+        return WebShopEnv(self.world)
+
+    def prompt_spec(self) -> PromptSpec:
+        return PromptSpec(instruction=INSTRUCTION, with_thoughts=False)
+
+    def expert_trajectory(self, env: WebShopEnv, task: TaskInstance) -> Trajectory | None:
+        goal = self.world.catalog.goals[int(task.payload["goal_index"])]
+        actions = plan_actions(env.world, goal, task.max_steps)
+        if actions is None:
+            return None
+        trajectory = replay_actions(env, task, [(None, a) for a in actions])
+        trajectory.metadata.update(
+            catalog=self.world.catalog.source, comparable_with_paper=self.comparable_with_paper
+        )
+        return trajectory if trajectory.success else None

@@ -1,0 +1,57 @@
+"""MLflow as a resource: embedded sqlite under ETO_HOME by default, any tracking server when
+``MLFLOW_TRACKING_URI`` (or the ``tracking_uri`` field) says so."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from eto_assets import tracking
+
+
+class MlflowTracking(ConfigurableResource):
+    tracking_uri: str | None = Field(
+        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI"),
+        description="None: sqlite:///<ETO_HOME>/mlflow/mlflow.db",
+    )
+    ui_url: str = Field(
+        default_factory=lambda: os.environ.get("ETO_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+        description="where users open the MLflow UI (for run links in Dagster metadata)",
+    )
+
+    def resolved_uri(self, home: Path) -> str:
+        if self.tracking_uri:
+            return self.tracking_uri
+        db = home / "mlflow" / "mlflow.db"
+        db.parent.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{db}"
+
+    @contextmanager
+    def stage_run(
+        self,
+        home: Path,
+        task: str,
+        stage: str,
+        iteration: int,
+        *,
+        context=None,
+        params: Mapping[str, Any] | None = None,
+    ) -> Iterator[tuple[Any, str]]:
+        """Open the stage's MLflow run; yields (run, link). Tags carry the Dagster run and asset."""
+        tags: dict[str, str] = {}
+        if context is not None:
+            tags["dagster.run_id"] = context.run_id
+            tags["dagster.asset_key"] = context.asset_key.to_user_string()
+            if context.has_partition_key:
+                tags["dagster.partition"] = context.partition_key
+        uri = self.resolved_uri(home)
+        with tracking.stage_run(
+            uri, task, stage, iteration, artifact_root=home / "mlflow" / "artifacts", tags=tags, params=params
+        ) as run:
+            yield run, tracking.run_url(uri, run, self.ui_url)

@@ -1,0 +1,117 @@
+"""The benchmark protocol: splits, prompt, the expert's reward, and catalogs other than the generated one."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from eto_assets.envs.base import BenchmarkNotAvailable
+from eto_assets.envs.webshop import WebShopBenchmark
+from eto_assets.envs.webshop.catalog import GENERATED_MARKER
+from eto_assets.envs.webshop.oracle import choose_options, plan_actions
+
+
+def test_splits(bench):
+    train, seen, unseen = bench.tasks("train"), bench.tasks("seen"), bench.tasks("unseen")
+    assert (len(train), len(seen), len(unseen)) == (200, 50, 0)
+    ids = [t.task_id for t in train + seen]
+    assert len(set(ids)) == len(ids)
+    assert not {t.payload["goal_index"] for t in train} & {t.payload["goal_index"] for t in seen}
+    assert all(t.max_steps == 10 and t.task_type == "webshop" for t in train + seen)
+    assert bench.splits_source == "generated" and not bench.comparable_with_paper
+    with pytest.raises(ValueError):
+        bench.tasks("dev")
+
+
+def test_subsampling_is_deterministic(catalog_dir: Path, bench):
+    small = WebShopBenchmark(data_dir=catalog_dir, num_train=7, num_test=3, max_steps_cap=5)
+    again = WebShopBenchmark(data_dir=catalog_dir, num_train=7, num_test=3, max_steps_cap=5)
+    assert [t.task_id for t in small.tasks("train")] == [t.task_id for t in again.tasks("train")]
+    assert len(small.tasks("train")) == 7 and len(small.tasks("seen")) == 3
+    assert {t.task_id for t in small.tasks("seen")} <= {t.task_id for t in bench.tasks("seen")}
+    assert all(t.max_steps == 5 for t in small.tasks("train"))
+
+
+def test_prompt_spec(bench):
+    spec = bench.prompt_spec()
+    assert not spec.with_thoughts
+    assert "search[keywords]" in spec.instruction and "click[button]" in spec.instruction
+    assert "Action:" in spec.instruction
+
+
+def test_expert_reaches_the_goal_on_every_generated_task(bench):
+    env = bench.make_env()
+    rewards = []
+    for task in bench.tasks("train") + bench.tasks("seen"):
+        trajectory = bench.expert_trajectory(env, task)
+        rewards.append(trajectory.reward if trajectory else 0.0)
+        if trajectory is None:
+            continue
+        assert trajectory.success and trajectory.num_steps <= task.max_steps
+        assert trajectory.messages[0].content.startswith("WebShop [SEP] Instruction:")
+        assert trajectory.messages[-1].content == "Action: click[Buy Now]"
+        assert [m.role for m in trajectory.messages[:3]] == ["user", "assistant", "user"]
+        assert trajectory.metadata["catalog"] == "generated"
+    mean = sum(rewards) / len(rewards)
+    print(
+        f"\nwebshop oracle: mean reward {mean:.3f}, success {sum(r >= 1 for r in rewards) / len(rewards):.3f}"
+    )
+    assert mean >= 0.95
+
+
+def test_expert_observations_are_real(bench):
+    """Replaying the expert's actions by hand gives the same observations it recorded."""
+    env = bench.make_env()
+    task = bench.tasks("seen")[0]
+    trajectory = bench.expert_trajectory(env, task)
+    assert trajectory is not None
+    replayed = [env.reset(task)]
+    for message in trajectory.messages[1:]:
+        if message.role == "assistant":
+            replayed.append("Observation: " + env.step(message.content.removeprefix("Action: ")).observation)
+    recorded = [m.content for m in trajectory.messages if m.role == "user"]
+    assert replayed[: len(recorded)] == recorded
+
+
+def test_oracle_gives_up_when_the_budget_is_too_small(bench):
+    goal = bench.world.catalog.goals[0]
+    assert plan_actions(bench.world, goal, max_steps=2) is None
+
+
+def test_choose_options_matches_free_text(make_product):
+    product = make_product(options={"color": ["heather grey", "navy blue"], "size": ["9", "9.5"]})
+    assert choose_options(product, ["Navy Blue", "9.5", "purple"]) == ["navy blue", "9.5"]
+
+
+def test_upstream_catalog_missing_is_not_available(tmp_path: Path):
+    bench = WebShopBenchmark(data_dir=tmp_path, catalog="upstream")
+    with pytest.raises(BenchmarkNotAvailable):
+        bench.tasks("seen")
+    with pytest.raises(ValueError):
+        WebShopBenchmark(catalog="amazon")
+
+
+def test_upstream_layout_without_eto_splits_uses_webshop_convention(tmp_path: Path, catalog_dir: Path):
+    data = tmp_path / "data"
+    shutil.copytree(catalog_dir, data, ignore=shutil.ignore_patterns(GENERATED_MARKER))
+    bench = WebShopBenchmark(data_dir=data, catalog="upstream")
+    assert bench.world.catalog.source == "upstream-full"
+    assert bench.splits_source == "webshop"  # 250 goals: ETO's indices (up to 12,080) cannot apply
+    assert len(bench.tasks("seen")) == 50 and len(bench.tasks("train")) == 200
+    assert not bench.comparable_with_paper
+
+
+def test_eto_splits_apply_when_they_fit(tmp_path: Path, catalog_dir: Path):
+    data = tmp_path / "data"
+    shutil.copytree(catalog_dir, data, ignore=shutil.ignore_patterns(GENERATED_MARKER))
+    splits = tmp_path / "eto_splits"
+    splits.mkdir()
+    (splits / "train_indices.json").write_text("[3, 1, 4, 1, 5]")
+    (splits / "test_indices.json").write_text("[9, 2, 6]")
+    bench = WebShopBenchmark(data_dir=data, catalog="upstream")
+    assert bench.splits_source == "eto"
+    assert [t.payload["goal_index"] for t in bench.tasks("train")] == [3, 1, 4, 5]  # duplicates dropped
+    assert [t.payload["goal_index"] for t in bench.tasks("seen")] == [9, 2, 6]
+    assert bench.tasks("unseen") == []
