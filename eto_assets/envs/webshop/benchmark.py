@@ -1,9 +1,10 @@
 """WebShop as an ETO benchmark: catalogs, goal-index splits, the prompt, and the expert.
 
-Catalogs: ``"generated"`` (default; written by :mod:`.generator` under ``data_dir``, default
-``$ETO_HOME/webshop_catalog``), ``"upstream"`` (WebShop's full catalog) and ``"upstream_1000"``
-(its 1,000-product subset), both read from ``data_dir`` (default ``$ETO_DATA_DIR/webshop/data``;
-see :mod:`.catalog` for the download). WebShop has one test split: "seen" holds the test goals,
+Catalogs: ``"generated"`` (default; written by :mod:`.generator` into ``catalog_dir``, else
+``data_dir``, else ``$ETO_HOME/webshop_catalog``), ``"upstream"`` (WebShop's full catalog) and
+``"upstream_1000"`` (its 1,000-product subset), both read from ``data_dir`` (default
+``$ETO_DATA_DIR``; an ``ETO_DATA_DIR``-style root means its ``webshop/data/``; see :mod:`.catalog`
+for the download). WebShop has one test split: "seen" holds the test goals,
 "unseen" is empty. On the full catalog the splits are ETO's goal indices (``eto_splits/`` next to
 the data or under ``$ETO_DATA_DIR/webshop``); without them, WebShop's own convention (goals 0-499
 test, 1500 on train). Only the full catalog with ETO's splits and spaCy's tagger gives numbers
@@ -74,19 +75,28 @@ class WebShopBenchmark:
         num_train: int | None = None,
         num_test: int | None = None,
         max_steps_cap: int | None = None,
+        *,
+        catalog_dir: Path | None = None,
     ) -> None:
+        """``data_dir``: the folder holding the catalog files, or an ``ETO_DATA_DIR``-style root
+        (with ``webshop/data/``); ``catalog_dir``: where the generated catalog goes (wins over data_dir)."""
         if catalog not in CATALOGS:
             raise ValueError(f"unknown WebShop catalog {catalog!r}; known: {sorted(CATALOGS)}")
         self.catalog_name = catalog
-        if data_dir is None:
-            data_dir = (
-                default_catalog_dir()
-                if catalog == "generated"
-                else _env_dir("ETO_DATA_DIR", "webshop", "data")
-            )
-        if data_dir is None:
-            raise BenchmarkNotAvailable("WebShop upstream catalog: pass data_dir or set ETO_DATA_DIR")
-        self.data_dir = Path(data_dir)
+        given = Path(data_dir).expanduser() if data_dir is not None else None
+        if catalog == "generated":
+            if catalog_dir is not None:
+                self.data_dir = Path(catalog_dir).expanduser()
+            elif given is not None and not (given / "webshop").is_dir():
+                self.data_dir = given
+            else:
+                self.data_dir = default_catalog_dir()
+        else:
+            base = given or _env_dir("ETO_DATA_DIR")
+            if base is None:
+                raise BenchmarkNotAvailable("WebShop upstream catalog: pass data_dir or set ETO_DATA_DIR")
+            nested = base / "webshop" / "data"
+            self.data_dir = nested if nested.is_dir() else base
         self.num_train, self.num_test = num_train, num_test
         self.max_steps = min(MAX_STEPS, max_steps_cap) if max_steps_cap else MAX_STEPS
 

@@ -137,7 +137,7 @@ class WebShopEnv:
             which = next(p for p in pages.SUB_PAGES if p.lower() == button)
             s.page = pages.sub_page(s.goal.instruction_text, self.world.catalog.by_asin[s.asin or ""], which)
         elif kind == "results":
-            s.asin = button.upper()
+            s.asin = next(a for a in s.results if a.lower() == button)  # WebShop upper-cases the id
             self._show_item(s)
         elif kind == "item":
             group = [g for value, g in s.page.option_groups if value == button][-1]

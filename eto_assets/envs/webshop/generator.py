@@ -102,6 +102,7 @@ def _product(
 
 
 def _instruction(rng: random.Random, kind: ProductType, product: dict[str, Any], attrs: list[str]) -> dict:
+    """An ``items_human_ins`` record naming 1-3 of the product's attributes and most of its options."""
     chosen = rng.sample(attrs, min(len(attrs), rng.choice((1, 2, 2, 3))))
     picked: list[str] = []
     phrases: list[str] = []
@@ -164,16 +165,17 @@ def generate_catalog(
         record = _instruction(rng, kind, product, attributes[product["asin"]]["attributes"])
         record.update(assignment_id=f"generated-{index:05d}", worker_id="generator")
         human[product["asin"]] = [record]
+    note = "Generated stand-in for WebShop's catalog; results on it are not comparable with the paper."
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, data in (
         (ITEMS_FILE, products),
         (ATTRS_FILE, attributes),
         (REVIEWS_FILE, reviews),
         (HUMAN_INS_FILE, human),
+        (GENERATED_MARKER, {"params": params, "note": note}),  # last: marks the folder complete
     ):
-        tmp = out_dir / (name + ".tmp")
+        # per-process temp names: concurrent writers produce identical files and each rename is atomic
+        tmp = out_dir / f"{name}.{os.getpid()}.tmp"
         tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
         tmp.replace(out_dir / name)
-    note = "Generated stand-in for WebShop's catalog; results on it are not comparable with the paper."
-    marker.write_text(json.dumps({"params": params, "note": note}, indent=1), encoding="utf-8")
     return out_dir

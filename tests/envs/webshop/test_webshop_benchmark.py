@@ -21,6 +21,7 @@ def test_splits(bench):
     assert not {t.payload["goal_index"] for t in train} & {t.payload["goal_index"] for t in seen}
     assert all(t.max_steps == 10 and t.task_type == "webshop" for t in train + seen)
     assert bench.splits_source == "generated" and not bench.comparable_with_paper
+    assert bench.world.nouns_backend == "heuristic"  # generated catalogs never depend on spaCy
     with pytest.raises(ValueError):
         bench.tasks("dev")
 
@@ -85,6 +86,13 @@ def test_choose_options_matches_free_text(make_product):
     assert choose_options(product, ["Navy Blue", "9.5", "purple"]) == ["navy blue", "9.5"]
 
 
+def test_generated_catalog_goes_to_catalog_dir(tmp_path: Path, catalog_dir: Path):
+    (tmp_path / "root" / "webshop").mkdir(parents=True)  # an ETO_DATA_DIR root is never written to
+    bench = WebShopBenchmark(data_dir=tmp_path / "root", catalog_dir=tmp_path / "cat", num_test=2)
+    assert bench.data_dir == tmp_path / "cat" and len(bench.tasks("seen")) == 2
+    assert (tmp_path / "cat" / GENERATED_MARKER).read_bytes() == (catalog_dir / GENERATED_MARKER).read_bytes()
+
+
 def test_upstream_catalog_missing_is_not_available(tmp_path: Path):
     bench = WebShopBenchmark(data_dir=tmp_path, catalog="upstream")
     with pytest.raises(BenchmarkNotAvailable):
@@ -104,14 +112,15 @@ def test_upstream_layout_without_eto_splits_uses_webshop_convention(tmp_path: Pa
 
 
 def test_eto_splits_apply_when_they_fit(tmp_path: Path, catalog_dir: Path):
-    data = tmp_path / "data"
+    """An ETO_DATA_DIR-style root: webshop/data/ holds the files, webshop/eto_splits/ the indices."""
+    data = tmp_path / "webshop" / "data"
     shutil.copytree(catalog_dir, data, ignore=shutil.ignore_patterns(GENERATED_MARKER))
-    splits = tmp_path / "eto_splits"
+    splits = tmp_path / "webshop" / "eto_splits"
     splits.mkdir()
     (splits / "train_indices.json").write_text("[3, 1, 4, 1, 5]")
     (splits / "test_indices.json").write_text("[9, 2, 6]")
-    bench = WebShopBenchmark(data_dir=data, catalog="upstream")
-    assert bench.splits_source == "eto"
+    bench = WebShopBenchmark(data_dir=tmp_path, catalog="upstream")
+    assert bench.data_dir == data and bench.splits_source == "eto"
     assert [t.payload["goal_index"] for t in bench.tasks("train")] == [3, 1, 4, 5]  # duplicates dropped
     assert [t.payload["goal_index"] for t in bench.tasks("seen")] == [9, 2, 6]
     assert bench.tasks("unseen") == []

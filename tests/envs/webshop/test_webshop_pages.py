@@ -36,8 +36,8 @@ def test_item_page(make_product):
     page = pages.item_page(INSTR, product)
     assert page.text == (
         f"Instruction: [SEP] {INSTR} [SEP] Back to Search [SEP] < Prev [SEP] color [SEP] heather grey [SEP] "
-        "navy blue [SEP] size [SEP] 9 [SEP] 9.5 [SEP] 10 [SEP] Lumora Running Shoes for Men, Arch Support [SEP] "
-        "Price: $49.99 [SEP] Rating: 4.5 [SEP] Description [SEP] Features [SEP] Reviews [SEP] Buy Now"
+        "navy blue [SEP] size [SEP] 9 [SEP] 9.5 [SEP] 10 [SEP] Lumora Running Shoes for Men, Arch Support "
+        "[SEP] Price: $49.99 [SEP] Rating: 4.5 [SEP] Description [SEP] Features [SEP] Reviews [SEP] Buy Now"
     )
     assert set(page.clickables) == {
         "back to search", "< prev", "description", "features", "reviews", "buy now",
