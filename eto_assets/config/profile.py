@@ -37,6 +37,7 @@ class TaskScope(_Strict):
     max_steps_cap: int | None = Field(default=None, ge=1)
     iterations: int | None = Field(default=None, ge=0, description="overrides the profile's iterations")
     dpo_beta: float | None = Field(default=None, gt=0, description="overrides dpo.beta for this task")
+    catalog: str | None = Field(default=None, description="webshop: generated | upstream | upstream_1000")
 
 
 class RolloutParams(_Strict):

@@ -31,8 +31,12 @@ def get_benchmark(task: str, scope: TaskScope, *, data_dir: Path | None, home: P
             from eto_assets.envs.webshop.benchmark import WebShopBenchmark
         except ImportError as exc:
             raise BenchmarkNotAvailable(f"task 'webshop' is not available yet ({exc})") from exc
-        return WebShopBenchmark(data_dir=data_dir, catalog_dir=home / "webshop" / "catalog",
-                                max_steps_cap=scope.max_steps_cap)
+        return WebShopBenchmark(
+            data_dir=data_dir,
+            catalog=scope.catalog or "generated",
+            max_steps_cap=scope.max_steps_cap,
+            catalog_dir=home / "webshop" / "catalog" if (scope.catalog or "generated") == "generated" else None,
+        )
     raise UnknownTaskError(f"unknown task {task!r}; known tasks: {list(TASKS)}")
 
 

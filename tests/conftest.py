@@ -1,0 +1,64 @@
+"""Shared fixtures: real ScienceWorld engine, a real tiny model, offline settings."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """ETO_DATA_DIR, else the workspace's ../shared/data when it is there."""
+    raw = os.environ.get("ETO_DATA_DIR")
+    if raw:
+        return Path(raw)
+    candidate = REPO.parent / "shared" / "data"
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    path = shared_data_dir()
+    if path is None or not path.is_dir():
+        pytest.skip("benchmark data not found: set ETO_DATA_DIR to a folder laid out like shared/data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sciworld_small():
+    """A two-type ScienceWorld benchmark with short step limits, one engine for the session."""
+    from eto_assets.envs.sciworld import SciWorldBenchmark
+
+    bench = SciWorldBenchmark(["find-animal", "lifespan-longest-lived"], max_steps_cap=5)
+    env = bench.make_env()
+    yield bench, env
+    env.close()
+
+
+@pytest.fixture(scope="session")
+def expert_sample(sciworld_small):
+    bench, env = sciworld_small
+    tasks = [t for t in bench.tasks("train") if t.task_type == "find-animal"][:2]
+    tasks += [t for t in bench.tasks("train") if t.task_type == "lifespan-longest-lived"][:2]
+    return [bench.expert_trajectory(env, t) for t in tasks]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, expert_sample, sciworld_small):
+    """A real (untrained) tiny Llama with a tokenizer trained on real expert text."""
+    from eto_assets.agent.prompt import make_prompt_book, preamble
+    from eto_assets.training.tiny_model import TinyModelSpec, build_tiny_model
+
+    bench, _ = sciworld_small
+    book = make_prompt_book(bench.prompt_spec(), expert_sample)
+    texts = [m.content for t in expert_sample for m in (*preamble(book, t.task_type), *t.messages)]
+    out = tmp_path_factory.mktemp("tiny_model")
+    spec = TinyModelSpec(vocab_size=1024, hidden_size=32, intermediate_size=64, num_attention_heads=2)
+    return build_tiny_model(texts, out, spec), book

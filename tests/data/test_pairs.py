@@ -1,0 +1,67 @@
+import pytest
+
+from eto_assets.data.pairs import REJECTED_EXTRA_MESSAGES, build_preference_pairs, make_pair
+from eto_assets.data.schemas import Message, Trajectory
+
+
+def episode(task_id, steps, reward, source, tag="x"):
+    messages = [Message("user", f"task {task_id}")]
+    for i in range(steps):
+        messages += [Message("assistant", f"Action: {tag}{i}"), Message("user", f"Observation: {tag}{i}")]
+    messages.pop()
+    return Trajectory(task_id, "t", "train", messages, reward, reward == 1.0, source)
+
+
+def test_expert_chosen_when_higher():
+    pair = make_pair(episode("1", 3, 1.0, "expert", "e"), episode("1", 3, 0.2, "agent", "a"))
+    assert pair.chosen_source == "expert" and pair.rejected_source == "agent"
+    assert pair.chosen_reward == 1.0 and pair.rejected_reward == 0.2
+    assert pair.prompt == [Message("user", "task 1")]
+    assert pair.chosen[0].content == "Action: e0"
+
+
+def test_agent_chosen_when_higher():
+    pair = make_pair(episode("1", 3, 0.5, "expert", "e"), episode("1", 2, 0.9, "agent", "a"))
+    assert pair.chosen_source == "agent" and pair.rejected_source == "expert"
+
+
+def test_ties_dropped_and_counted():
+    pairs, stats = build_preference_pairs(
+        [episode("1", 2, 1.0, "expert"), episode("2", 2, 1.0, "expert")],
+        [episode("1", 2, 1.0, "agent"), episode("2", 2, 0.0, "agent")],
+    )
+    assert len(pairs) == 1 and pairs[0].task_id == "2"
+    assert stats.dropped_ties == 1 and stats.pairs == 1
+
+
+def test_rejected_cut_to_chosen_length_plus_ten():
+    chosen = episode("1", 2, 1.0, "expert")  # 3 turns after the prompt
+    rejected = episode("1", 20, 0.0, "agent")
+    pair = make_pair(chosen, rejected)
+    assert len(pair.chosen) == 3
+    assert len(pair.rejected) <= len(pair.chosen) + REJECTED_EXTRA_MESSAGES
+    assert len(pair.rejected) == len(pair.chosen) + REJECTED_EXTRA_MESSAGES  # 13 is odd: ends on agent
+
+
+def test_both_end_on_agent_turn():
+    chosen = episode("1", 3, 1.0, "expert")
+    rejected = episode("1", 30, 0.1, "agent")
+    rejected.messages.append(Message("user", "Observation: trailing"))
+    pair = make_pair(chosen, rejected)
+    assert pair.chosen[-1].role == "assistant" and pair.rejected[-1].role == "assistant"
+
+
+def test_missing_expert_is_counted():
+    pairs, stats = build_preference_pairs([], [episode("9", 2, 0.0, "agent")])
+    assert pairs == [] and stats.dropped_no_expert == 1
+
+
+def test_mismatched_tasks_rejected():
+    with pytest.raises(ValueError, match="different tasks"):
+        make_pair(episode("1", 2, 1.0, "expert"), episode("2", 2, 0.0, "agent"))
+
+
+def test_agent_without_actions_gives_no_pair():
+    empty = Trajectory("1", "t", "train", [Message("user", "task 1")], 0.0, False, "agent")
+    pairs, stats = build_preference_pairs([episode("1", 2, 1.0, "expert")], [empty])
+    assert pairs == [] and stats.dropped_empty == 1
