@@ -148,11 +148,15 @@ def _import_engine() -> Any:
         import textworld
         from textworld.envs.pddl import PddlEnv
     except ImportError as exc:
-        raise BenchmarkNotAvailable(f"ALFWorld needs `{ENGINE_PIN}` (TextWorld's PDDL engine): {exc}") from exc
+        raise BenchmarkNotAvailable(
+            f"ALFWorld needs `{ENGINE_PIN}` (TextWorld's PDDL engine): {exc}"
+        ) from exc
     try:
         import fast_downward  # noqa: F401  (the PDDL engine's planner library)
     except ImportError as exc:
-        raise BenchmarkNotAvailable(f"ALFWorld needs `{ENGINE_PIN}` (fast-downward-textworld): {exc}") from exc
+        raise BenchmarkNotAvailable(
+            f"ALFWorld needs `{ENGINE_PIN}` (fast-downward-textworld): {exc}"
+        ) from exc
     _install_speedups(textworld)
     return PddlEnv
 
@@ -165,7 +169,7 @@ def _install_speedups(textworld: Any) -> bool:
     and deep-copies entity records for each admissible command (about 1 s per step in a kitchen);
     per reset it translates the PDDL problem to SAS twice more. Parsed trees are cached and handed
     out as deep copies, the derivation contexts are copied one level deep (their values are never
-    mutated), and the SAS translation of a (domain, problem) pair is reused.
+    mutated), and the SAS translation of a (domain, problem) pair is made once and reused.
     """
     if getattr(textworld, "__version__", "") not in _SPEEDUPS_FOR:
         return False
@@ -194,16 +198,18 @@ def _install_speedups(textworld: Any) -> bool:
     cached_query = functools.lru_cache(maxsize=4096)(lambda expr: parse_query(tw_logic.Rule, expr))
 
     translate = fast_downward.pddl2sas
-    sas_cache: collections.OrderedDict[tuple[str, str, bool], Any] = collections.OrderedDict()
+    sas_cache: collections.OrderedDict[tuple[str, str], Any] = collections.OrderedDict()
 
     def cached_translate(domain: str, problem: str, verbose: bool = False, optimize: bool = False) -> Any:
-        key = (domain, problem, bool(optimize))
+        # ``optimize`` only shapes the copy the planner searches (policy_commands / walkthrough,
+        # which AlfWorldEnv never requests); both copies describe the same task, so one serves.
+        key = (domain, problem)
         if key in sas_cache:
             sas_cache.move_to_end(key)
             return sas_cache[key]
         argv = list(sys.argv)  # the translator overwrites sys.argv
         try:
-            result = translate(domain, problem, verbose=verbose, optimize=optimize)
+            result = translate(domain, problem, verbose=verbose, optimize=False)
         finally:
             sys.argv[:] = argv
         sas_cache[key] = result

@@ -22,10 +22,7 @@ from eto_assets.envs.base import TaskInstance
 # at least one object of the class, in the train games' initial states.
 _PRIOR_TEXT: dict[str, str] = {
     "alarmclock": "dresser:49 diningtable:44 desk:43 sidetable:38 shelf:15",
-    "apple": (
-        "fridge:44 diningtable:32 sidetable:29 microwave:21 countertop:20 garbagecan:20 "
-        "sinkbasin:17"
-    ),
+    "apple": "fridge:44 diningtable:32 sidetable:29 microwave:21 countertop:20 garbagecan:20 sinkbasin:17",
     "book": (
         "bed:58 coffeetable:52 sofa:42 desk:38 countertop:32 dresser:16 armchair:13 sidetable:12 "
         "diningtable:9 cabinet:4 drawer:2 shelf:1"
@@ -45,34 +42,28 @@ _PRIOR_TEXT: dict[str, str] = {
         "shelf:17 drawer:13 cabinet:12"
     ),
     "cd": (
-        "diningtable:65 dresser:56 desk:32 sidetable:25 safe:16 armchair:14 garbagecan:13 drawer:9 "
-        "shelf:5"
+        "diningtable:65 dresser:56 desk:32 sidetable:25 safe:16 armchair:14 garbagecan:13 drawer:9 shelf:5"
     ),
     "cellphone": (
         "dresser:42 desk:39 countertop:38 diningtable:35 safe:30 bed:30 coffeetable:25 "
         "sidetable:20 sofa:11 armchair:10 shelf:8 drawer:7 cabinet:2"
     ),
     "cloth": (
-        "bathtubbasin:51 cart:40 countertop:38 dresser:24 cabinet:16 toilet:10 drawer:8 "
-        "sinkbasin:4 shelf:4"
+        "bathtubbasin:51 cart:40 countertop:38 dresser:24 cabinet:16 toilet:10 drawer:8 sinkbasin:4 shelf:4"
     ),
     "creditcard": (
         "diningtable:49 tvstand:44 desk:43 dresser:43 sofa:31 countertop:26 sidetable:21 "
         "coffeetable:19 shelf:12 armchair:10 drawer:9"
     ),
     "cup": (
-        "fridge:33 diningtable:27 sidetable:24 sinkbasin:18 countertop:13 microwave:10 shelf:5 "
-        "cabinet:4"
+        "fridge:33 diningtable:27 sidetable:24 sinkbasin:18 countertop:13 microwave:10 shelf:5 cabinet:4"
     ),
     "desklamp": "dresser:46 desk:44 sidetable:41 coffeetable:13 shelf:2",
     "dishsponge": (
         "cart:37 countertop:19 diningtable:19 garbagecan:15 sinkbasin:14 drawer:7 "
         "sidetable:5 shelf:4 cabinet:4"
     ),
-    "egg": (
-        "fridge:45 diningtable:25 sinkbasin:25 microwave:22 garbagecan:20 sidetable:20 "
-        "countertop:17"
-    ),
+    "egg": "fridge:45 diningtable:25 sinkbasin:25 microwave:22 garbagecan:20 sidetable:20 countertop:17",
     "fork": "diningtable:44 countertop:32 sidetable:24 sinkbasin:17 drawer:8",
     "glassbottle": "diningtable:30 fridge:24 garbagecan:17 countertop:15 shelf:6 sinkbasin:4 cabinet:3",
     "handtowel": "handtowelholder:69 countertop:7",
@@ -110,14 +101,10 @@ _PRIOR_TEXT: dict[str, str] = {
     "peppershaker": "sidetable:39 diningtable:35 countertop:24 shelf:12 drawer:5 cabinet:5",
     "pillow": "bed:88 sofa:60 ottoman:29 armchair:20",
     "plate": (
-        "diningtable:32 coffeetable:26 countertop:19 fridge:18 sidetable:12 shelf:6 cabinet:5 "
-        "sinkbasin:2"
+        "diningtable:32 coffeetable:26 countertop:19 fridge:18 sidetable:12 shelf:6 cabinet:5 sinkbasin:2"
     ),
     "pot": "stoveburner:33 countertop:9 fridge:9 diningtable:9 shelf:1 sinkbasin:1 cabinet:0",
-    "potato": (
-        "fridge:40 countertop:25 diningtable:21 microwave:16 sidetable:15 sinkbasin:14 "
-        "garbagecan:12"
-    ),
+    "potato": "fridge:40 countertop:25 diningtable:21 microwave:16 sidetable:15 sinkbasin:14 garbagecan:12",
     "remotecontrol": (
         "tvstand:43 coffeetable:40 dresser:40 diningtable:26 sofa:20 desk:17 sidetable:17 "
         "drawer:3 armchair:2 shelf:1"
@@ -128,8 +115,7 @@ _PRIOR_TEXT: dict[str, str] = {
         "garbagecan:13 cabinet:12 shelf:10"
     ),
     "soapbottle": (
-        "diningtable:39 toilet:37 sidetable:31 countertop:26 garbagecan:19 shelf:15 "
-        "cabinet:5 drawer:1"
+        "diningtable:39 toilet:37 sidetable:31 countertop:26 garbagecan:19 shelf:15 cabinet:5 drawer:1"
     ),
     "spatula": "diningtable:51 countertop:31 sinkbasin:16 sidetable:15 drawer:9",
     "spoon": "diningtable:34 countertop:30 sidetable:29 sinkbasin:19 drawer:9",
@@ -138,8 +124,7 @@ _PRIOR_TEXT: dict[str, str] = {
         "garbagecan:21 cabinet:5"
     ),
     "statue": (
-        "coffeetable:57 diningtable:34 dresser:33 desk:30 tvstand:26 countertop:22 shelf:20 "
-        "sidetable:14"
+        "coffeetable:57 diningtable:34 dresser:33 desk:30 tvstand:26 countertop:22 shelf:20 sidetable:14"
     ),
     "teddybear": "bed:60",
     "television": "dresser:78 tvstand:51 sidetable:2",
@@ -154,13 +139,9 @@ _PRIOR_TEXT: dict[str, str] = {
     "tomato": "fridge:46 diningtable:38 garbagecan:23 countertop:22 sidetable:20 sinkbasin:13",
     "towel": "towelholder:90 countertop:4",
     "vase": (
-        "coffeetable:51 diningtable:34 dresser:31 countertop:28 shelf:23 tvstand:22 sidetable:11 "
-        "cabinet:6"
+        "coffeetable:51 diningtable:34 dresser:31 countertop:28 shelf:23 tvstand:22 sidetable:11 cabinet:6"
     ),
-    "watch": (
-        "dresser:55 coffeetable:51 desk:24 diningtable:20 tvstand:20 sidetable:10 shelf:7 "
-        "drawer:6"
-    ),
+    "watch": "dresser:55 coffeetable:51 desk:24 diningtable:20 tvstand:20 sidetable:10 shelf:7 drawer:6",
     "wateringcan": "coffeetable:14",
     "winebottle": "diningtable:56 countertop:32 garbagecan:15 fridge:6 shelf:6 cabinet:4",
 }
@@ -206,7 +187,7 @@ def visible_names(observation: str) -> list[str]:
     at = lowered.rfind("you see ")
     if at < 0:
         return []
-    return _NAME.findall(lowered[at:].split("\\n", 1)[0])
+    return _NAME.findall(lowered[at:].split("\n", 1)[0])
 
 
 def _where(receptacle: str) -> str:
@@ -251,7 +232,7 @@ class _Won(Exception):
 class _Expert:
     def __init__(self, env: AlfWorldEnv, goal: Goal, intro: str, budget: int) -> None:
         self.env, self.goal, self.budget = env, goal, budget
-        room = next((part for part in intro.split("\\n\\n") if "you see" in part.lower()), intro)
+        room = next((part for part in intro.split("\n\n") if "you see" in part.lower()), intro)
         self.receptacles = visible_names(room)
         self.contents: dict[str, list[str]] = {}  # receptacle -> objects seen in/on it
         self.steps: list[tuple[str | None, str]] = []
@@ -308,14 +289,16 @@ class _Expert:
         unseen = [r for r in self.receptacles if r not in self.contents]
         return sorted(unseen, key=lambda r: (-self.score(r, cls), class_of(r), _number(r)))
 
-    def seen(self, cls: str, exclude: set[str] | frozenset[str]) -> list[tuple[str, str]]:
-        """(object, receptacle) of ``cls`` seen so far, those where we stand first."""
+    def seen(self, cls: str, exclude: frozenset[str]) -> list[tuple[str, str]]:
+        """(object, receptacle) of ``cls`` seen so far, those where we stand first. For "puttwo", an
+        object already in a receptacle of the goal's type stays there (the pair is built around it)."""
+        keep_type = self.goal.recep if self.goal.kind == "puttwo" else None
         return sorted(
             (
                 (name, r)
                 for r, names in self.contents.items()
                 for name in names
-                if class_of(name) == cls and name not in exclude
+                if class_of(name) == cls and name not in exclude and class_of(r) != keep_type
             ),
             key=lambda item: (item[1] != self.at, _number(item[0])),
         )
@@ -387,13 +370,16 @@ class _Expert:
     # -- tasks -----------------------------------------------------------------------------------
     def plan_text(self) -> str:
         g = self.goal
-        first = f"To do the task, I need to find and take {_article(g.obj)} {g.obj}"
+        start = "To do the task, I need to"
+        obj, recep = f"{_article(g.obj)} {g.obj}", f"{_article(g.recep)} {g.recep}"
         if g.kind == "examine":
-            return f"{first}, then turn on {_article(g.lamp)} {g.lamp} while holding it. "
+            return f"{start} find and take {obj}, then turn on {_article(g.lamp)} {g.lamp}. "
         if g.kind == "puttwo":
-            return f"To do the task, I need to put two {g.obj}s in/on {_article(g.recep)} {g.recep}, one at a time. "
-        middle = f", {g.kind} it with {_article(APPLIANCES[g.kind][0])} {APPLIANCES[g.kind][0]}" if g.kind in APPLIANCES else ""
-        return f"{first}{middle}, then put it in/on {_article(g.recep)} {g.recep}. "
+            return f"{start} put two {g.obj}s in/on {recep}, one at a time. "
+        if g.kind in APPLIANCES:
+            tool = f"{_article(APPLIANCES[g.kind][0])} {APPLIANCES[g.kind][0]}"
+            return f"{start} find {obj}, {g.kind} it with {tool}, then put it in/on {recep}. "
+        return f"{start} find and take {obj}, then put it in/on {recep}. "
 
     def run(self) -> None:
         g = self.goal
