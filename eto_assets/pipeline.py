@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from eto_assets.agent.backends import InferenceBackend
 from eto_assets.agent.prompt import PromptBook, make_prompt_book
 from eto_assets.agent.rollout import RolloutConfig, RolloutStats, run_rollouts
-from eto_assets.data.pairs import PairStats, build_preference_pairs
+from eto_assets.data.pairs import build_preference_pairs
 from eto_assets.data.schemas import Trajectory, write_jsonl
 from eto_assets.envs.base import Benchmark, Environment, TaskInstance
 
@@ -168,7 +168,14 @@ def evaluate(
         if not tasks:
             continue
         trajs, _ = explore(
-            tasks, make_env, backend, book, out_paths[split], greedy, f"eval {split} it{iteration}", release_env
+            tasks,
+            make_env,
+            backend,
+            book,
+            out_paths[split],
+            greedy,
+            f"eval {split} it{iteration}",
+            release_env,
         )
         splits[split] = summarize(trajs)
     return EvalReport(task, iteration, str(checkpoint), splits)

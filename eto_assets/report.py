@@ -8,8 +8,13 @@ from pathlib import Path
 
 from eto_assets.layout import ArtifactLayout
 
-COLUMNS = ("eval_seen_avg_reward", "eval_seen_success_rate", "eval_unseen_avg_reward",
-           "eval_unseen_success_rate", "eval_avg_steps")
+COLUMNS = (
+    "eval_seen_avg_reward",
+    "eval_seen_success_rate",
+    "eval_unseen_avg_reward",
+    "eval_unseen_success_rate",
+    "eval_avg_steps",
+)
 
 
 @dataclass
@@ -41,8 +46,12 @@ def collect_rows(layout: ArtifactLayout, iterations: int) -> list[IterationRow]:
         policy_path = layout.iteration_dir(k) / "policy.json"
         policy = json.loads(policy_path.read_text()) if policy_path.is_file() else {}
         rows.append(
-            IterationRow(k, "sft" if k == 0 else "eto", _metrics(json.loads(path.read_text())),
-                         str(policy.get("model_version", "")))
+            IterationRow(
+                k,
+                "sft" if k == 0 else "eto",
+                _metrics(json.loads(path.read_text())),
+                str(policy.get("model_version", "")),
+            )
         )
     return rows
 

@@ -26,9 +26,13 @@ def prepare_environment(home: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--task", default="sciworld", help="sciworld | alfworld | webshop")
-    parser.add_argument("--profile", default=os.environ.get("ETO_PROFILE", "tiny"), help="micro | tiny | paper | FILE")
+    parser.add_argument(
+        "--profile", default=os.environ.get("ETO_PROFILE", "tiny"), help="micro | tiny | paper | FILE"
+    )
     parser.add_argument("--base-model", default=os.environ.get("ETO_BASE_MODEL", "tiny"))
     parser.add_argument("--backend", default=os.environ.get("ETO_BACKEND", "transformers"))
     args = parser.parse_args(argv)
@@ -55,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
 
     run_config = {
         "resources": {
-            "settings": {"config": {"home": str(home), "profile": args.profile, "base_model": args.base_model}},
+            "settings": {
+                "config": {"home": str(home), "profile": args.profile, "base_model": args.base_model}
+            },
             "inference": {"config": {"backend": args.backend}},
         }
     }
@@ -66,8 +72,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     elapsed = time.perf_counter() - started
     _, table, best = write_summary(ArtifactLayout(home, args.task), iteration_count())
-    print(f"\nETO on {args.task} (profile {args.profile}, base model {args.base_model}): "
-          f"{'succeeded' if result.success else 'FAILED'} in {elapsed / 60:.1f} min\n")
+    print(
+        f"\nETO on {args.task} (profile {args.profile}, base model {args.base_model}): "
+        f"{'succeeded' if result.success else 'FAILED'} in {elapsed / 60:.1f} min\n"
+    )
     print(table)
     if best is not None:
         print(f"\nbest iteration: {best.iteration} (by seen-split reward)")
@@ -76,10 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             if event.is_step_failure:
                 print(f"\nstep {event.step_key} failed: {event.event_specific_data.error.message.strip()}")
     mlflow_uri = MlflowTracking().resolved_uri(home)
-    print(
-        "\nDagster UI:  make ui            (or: DAGSTER_HOME=%s dagster dev -w workspace.yaml -h 127.0.0.1)"
-        "\nMLflow UI:   mlflow ui --backend-store-uri %s -h 127.0.0.1 -p 5000" % (dagster_home, mlflow_uri)
-    )
+    print(f"\nDagster UI:  make ui   (DAGSTER_HOME={dagster_home}; then open http://127.0.0.1:3000)")
+    print(f"MLflow UI:   make mlflow-ui   (store {mlflow_uri}; then open http://127.0.0.1:5000)")
     return 0 if result.success else 1
 
 

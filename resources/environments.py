@@ -4,6 +4,7 @@ them alive across the stages of a run and hands them out again."""
 from __future__ import annotations
 
 import atexit
+import contextlib
 import threading
 from collections import defaultdict
 
@@ -19,10 +20,8 @@ def _close_all() -> None:
     with _LOCK:
         for envs in _POOLS.values():
             for env in envs:
-                try:
+                with contextlib.suppress(Exception):  # best effort at interpreter exit
                     env.close()
-                except Exception:  # noqa: BLE001 - best effort at interpreter exit
-                    pass
         _POOLS.clear()
 
 

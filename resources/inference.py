@@ -20,7 +20,9 @@ class InferenceResource(ConfigurableResource):
     max_batch_size: int = Field(default=64, description="transformers: sequences per generate call")
     tensor_parallel_size: int = Field(default=1, description="vllm: GPUs per model")
     openai_base_url: str | None = Field(default=None, description="openai: endpoint (else OPENAI_BASE_URL)")
-    openai_model: str | None = Field(default=None, description="openai: served model name (else the checkpoint)")
+    openai_model: str | None = Field(
+        default=None, description="openai: served model name (else the checkpoint)"
+    )
 
     def open(self, checkpoint: Path) -> InferenceBackend:
         if self.backend == "transformers":

@@ -12,14 +12,19 @@ def test_definitions_load_with_job_and_schedule():
 
 def test_lineage_is_unrolled_per_iteration():
     graph = build_definitions(iterations=3).resolve_asset_graph()
-    deps = {k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
-            for k in graph.get_all_asset_keys()}
+    deps = {
+        k.to_user_string(): {p.to_user_string() for p in graph.get(k).parent_keys}
+        for k in graph.get_all_asset_keys()
+    }
     assert deps["sft_checkpoint"] == {"expert_trajectories"}
     assert deps["iteration_0/eval_report"] == {"sft_checkpoint"}
     assert deps["iteration_1/exploration_rollouts"] == {"sft_checkpoint", "expert_trajectories"}
     assert deps["iteration_3/exploration_rollouts"] == {"iteration_2/dpo_checkpoint", "expert_trajectories"}
     assert deps["iteration_2/preference_pairs"] == {"iteration_2/exploration_rollouts", "expert_trajectories"}
-    assert deps["iteration_2/dpo_checkpoint"] == {"iteration_2/preference_pairs", "iteration_1/dpo_checkpoint"}
+    assert deps["iteration_2/dpo_checkpoint"] == {
+        "iteration_2/preference_pairs",
+        "iteration_1/dpo_checkpoint",
+    }
     assert deps["iteration_2/eval_report"] == {"iteration_2/dpo_checkpoint"}
     assert deps["iteration_summary"] == {f"iteration_{k}/eval_report" for k in range(4)}
     partitions = graph.get(AssetKey("expert_trajectories")).partitions_def.get_partition_keys()

@@ -39,14 +39,18 @@ def check_model_dir(path: str | Path, setting: str = "model path") -> Path:
     if not path.is_dir():
         raise ModelPathError(f"{setting}: {path} is not a directory holding a Hugging Face model")
     if not (path / "config.json").is_file():
-        raise ModelPathError(f"{setting}: {path} has no config.json, so it is not a Hugging Face model folder")
+        raise ModelPathError(
+            f"{setting}: {path} has no config.json, so it is not a Hugging Face model folder"
+        )
     return path
 
 
 class TransformersBackend:
     """Batched ``generate`` with left padding, KV cache, stop strings and ``inference_mode``."""
 
-    def __init__(self, model_path: str | Path, *, max_batch_size: int = 16, device: str | None = None) -> None:
+    def __init__(
+        self, model_path: str | Path, *, max_batch_size: int = 16, device: str | None = None
+    ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -107,7 +111,9 @@ class TransformersBackend:
 class VLLMBackend:
     """Offline ``LLM.generate`` over the whole batch (GPU); loaded once per stage."""
 
-    def __init__(self, model_path: str | Path, *, tensor_parallel_size: int = 1, max_model_len: int | None = None):
+    def __init__(
+        self, model_path: str | Path, *, tensor_parallel_size: int = 1, max_model_len: int | None = None
+    ):
         try:
             from vllm import LLM
         except ImportError as exc:
@@ -156,7 +162,9 @@ class VLLMBackend:
 class OpenAIBackend:
     """Concurrent chat-completion requests against an OpenAI-compatible endpoint."""
 
-    def __init__(self, model: str, *, base_url: str | None = None, api_key: str | None = None, workers: int = 16):
+    def __init__(
+        self, model: str, *, base_url: str | None = None, api_key: str | None = None, workers: int = 16
+    ):
         from openai import OpenAI
 
         self.model = model

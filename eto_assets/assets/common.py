@@ -1,6 +1,5 @@
 """What every asset needs: the task partition, the profile, the benchmark, clear failures."""
 
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass

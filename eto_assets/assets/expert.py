@@ -1,6 +1,5 @@
 """Expert trajectories: the benchmark's expert replayed through the real engine."""
 
-
 import json
 
 import mlflow
@@ -21,7 +20,10 @@ from resources import EnvironmentPool, EtoSettings, MlflowTracking
     "the deterministic splits, and the prompt book (instruction + one example per task type).",
 )
 def expert_trajectories(
-    context: AssetExecutionContext, settings: EtoSettings, mlflow_tracking: MlflowTracking, envs: EnvironmentPool
+    context: AssetExecutionContext,
+    settings: EtoSettings,
+    mlflow_tracking: MlflowTracking,
+    envs: EnvironmentPool,
 ) -> MaterializeResult:
     sc = stage_context(context, settings)
     splits = {split: scoped_tasks(sc.benchmark, split, sc.scope) for split in SPLITS}
@@ -30,7 +32,10 @@ def expert_trajectories(
         json.dumps({s: [t.task_id for t in ts] for s, ts in splits.items()}, indent=1)
     )
     params = {**settings_params(settings, sc.profile), "train_tasks": len(splits["train"])}
-    with mlflow_tracking.stage_run(sc.home, sc.task, "expert", 0, context=context, params=params) as (run, link):
+    with mlflow_tracking.stage_run(sc.home, sc.task, "expert", 0, context=context, params=params) as (
+        run,
+        link,
+    ):
         env = envs.acquire(sc.benchmark)
         try:
             experts, summary = pipeline.generate_expert_data(

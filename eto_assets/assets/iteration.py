@@ -2,7 +2,6 @@
 loop is unrolled into asset keys): exploration with the policy of iteration k-1, preference pairs
 against the expert, DPO with that policy as the reference, and evaluation of the new policy."""
 
-
 import json
 
 import mlflow
@@ -33,7 +32,9 @@ def _skipped(sc: StageContext, k: int) -> MaterializeResult | None:
     n = sc.profile.iterations_for(sc.task)
     if k <= n:
         return None
-    return MaterializeResult(metadata={"skipped": f"profile {sc.profile.name!r} runs {n} iteration(s) for {sc.task}"})
+    return MaterializeResult(
+        metadata={"skipped": f"profile {sc.profile.name!r} runs {n} iteration(s) for {sc.task}"}
+    )
 
 
 def eval_report_asset(k: int) -> AssetsDefinition:
@@ -61,15 +62,28 @@ def eval_report_asset(k: int) -> AssetsDefinition:
             book = pipeline.read_prompt_book(sc.layout.prompt_book)
         split_tasks = {s: scoped_tasks(sc.benchmark, s, sc.scope) for s in pipeline.EVAL_SPLITS}
         out_paths = {s: sc.layout.eval_jsonl(k, s) for s in pipeline.EVAL_SPLITS}
-        params = {**settings_params(settings, sc.profile), "checkpoint": policy["checkpoint"],
-                  "backend": inference.backend}
-        with mlflow_tracking.stage_run(sc.home, sc.task, "eval", k, context=context, params=params) as (run, link):
+        params = {
+            **settings_params(settings, sc.profile),
+            "checkpoint": policy["checkpoint"],
+            "backend": inference.backend,
+        }
+        with mlflow_tracking.stage_run(sc.home, sc.task, "eval", k, context=context, params=params) as (
+            run,
+            link,
+        ):
             backend = inference.open(policy["checkpoint"])
             try:
                 report = pipeline.evaluate(
-                    sc.task, k, policy["checkpoint"], split_tasks,
-                    lambda: envs.acquire(sc.benchmark), backend, book, out_paths,
-                    sc.profile.rollout.config(), release_env=lambda e: envs.release(sc.benchmark, e),
+                    sc.task,
+                    k,
+                    policy["checkpoint"],
+                    split_tasks,
+                    lambda: envs.acquire(sc.benchmark),
+                    backend,
+                    book,
+                    out_paths,
+                    sc.profile.rollout.config(),
+                    release_env=lambda e: envs.release(sc.benchmark, e),
                 )
             finally:
                 backend.close()
@@ -84,9 +98,7 @@ def eval_report_asset(k: int) -> AssetsDefinition:
         return MaterializeResult(
             metadata={
                 **metrics,
-                "per_type": MetadataValue.json(
-                    {s: m.per_type for s, m in report.splits.items()}
-                ),
+                "per_type": MetadataValue.json({s: m.per_type for s, m in report.splits.items()}),
                 "model_version": policy.get("model_version", ""),
                 "path": MetadataValue.path(str(sc.layout.eval_report(k))),
                 **run_link_metadata(link, run),
@@ -123,16 +135,29 @@ def exploration_asset(k: int) -> AssetsDefinition:
             expert_ids = {t.task_id for t in read_trajectories(sc.layout.expert_jsonl)}
         tasks = [t for t in scoped_tasks(sc.benchmark, "train", sc.scope) if t.task_id in expert_ids]
         config = sc.profile.rollout.config(temperature=sc.profile.rollout.explore_temperature)
-        params = {**settings_params(settings, sc.profile), "policy": policy["checkpoint"],
-                  "backend": inference.backend, "temperature": config.temperature}
+        params = {
+            **settings_params(settings, sc.profile),
+            "policy": policy["checkpoint"],
+            "backend": inference.backend,
+            "temperature": config.temperature,
+        }
         out = sc.layout.rollouts_jsonl(k)
-        with mlflow_tracking.stage_run(sc.home, sc.task, "explore", k, context=context, params=params) as (run, link):
+        with mlflow_tracking.stage_run(sc.home, sc.task, "explore", k, context=context, params=params) as (
+            run,
+            link,
+        ):
             tracking.log_dataset_input(sc.layout.expert_jsonl, f"{sc.task}-expert", "instructions")
             backend = inference.open(policy["checkpoint"])
             try:
                 trajs, stats = pipeline.explore(
-                    tasks, lambda: envs.acquire(sc.benchmark), backend, book, out, config,
-                    f"explore it{k}", release_env=lambda e: envs.release(sc.benchmark, e),
+                    tasks,
+                    lambda: envs.acquire(sc.benchmark),
+                    backend,
+                    book,
+                    out,
+                    config,
+                    f"explore it{k}",
+                    release_env=lambda e: envs.release(sc.benchmark, e),
                 )
             finally:
                 backend.close()
@@ -179,7 +204,10 @@ def preference_pairs_asset(k: int) -> AssetsDefinition:
             book = pipeline.read_prompt_book(sc.layout.prompt_book)
         out = sc.layout.pairs_jsonl(k)
         params = settings_params(settings, sc.profile)
-        with mlflow_tracking.stage_run(sc.home, sc.task, "pairs", k, context=context, params=params) as (run, link):
+        with mlflow_tracking.stage_run(sc.home, sc.task, "pairs", k, context=context, params=params) as (
+            run,
+            link,
+        ):
             tracking.log_dataset_input(sc.layout.expert_jsonl, f"{sc.task}-expert", "expert")
             tracking.log_dataset_input(sc.layout.rollouts_jsonl(k), f"{sc.task}-explore-it{k}", "explored")
             pairs, stats = pipeline.make_pairs(experts, explored, out)
@@ -222,24 +250,38 @@ def dpo_asset(k: int) -> AssetsDefinition:
             book = pipeline.read_prompt_book(sc.layout.prompt_book)
         params_obj = sc.profile.dpo_for(sc.task)
         out_dir = sc.layout.checkpoint_dir(k)
-        params = {**settings_params(settings, sc.profile), "reference": previous["checkpoint"],
-                  "dpo.beta": params_obj.beta}
-        with mlflow_tracking.stage_run(sc.home, sc.task, "dpo", k, context=context, params=params) as (run, link):
+        params = {
+            **settings_params(settings, sc.profile),
+            "reference": previous["checkpoint"],
+            "dpo.beta": params_obj.beta,
+        }
+        with mlflow_tracking.stage_run(sc.home, sc.task, "dpo", k, context=context, params=params) as (
+            run,
+            link,
+        ):
             tracking.log_dataset_input(sc.layout.pairs_jsonl(k), f"{sc.task}-pairs-it{k}", "train")
             if not pairs:
                 # Nothing to contrast (every pair tied): the policy carries over unchanged.
-                context.log.warning(f"{sc.task} iteration {k}: no preference pairs; keeping the previous policy")
+                context.log.warning(
+                    f"{sc.task} iteration {k}: no preference pairs; keeping the previous policy"
+                )
                 mlflow.set_tag("eto.dpo_skipped", "no pairs")
                 write_policy_info(sc.layout, k, {**previous, "carried_over_from": k - 1})
                 return MaterializeResult(
-                    metadata={"pairs": 0, "carried_over": previous["checkpoint"], **run_link_metadata(link, run)}
+                    metadata={
+                        "pairs": 0,
+                        "carried_over": previous["checkpoint"],
+                        **run_link_metadata(link, run),
+                    }
                 )
             result = train_dpo(previous["checkpoint"], pairs, book, out_dir, params_obj)
             tracking.log_history(result.log_history, "dpo")
             mlflow.log_metrics({f"dpo_{k_}": v for k_, v in result.metrics.items()})
             version = tracking.register_checkpoint(sc.task, out_dir, iteration=k, stage="dpo")
         write_policy_info(
-            sc.layout, k, {"checkpoint": str(out_dir), "model_version": version, "mlflow_run_id": run.info.run_id}
+            sc.layout,
+            k,
+            {"checkpoint": str(out_dir), "model_version": version, "mlflow_run_id": run.info.run_id},
         )
         return MaterializeResult(
             metadata={

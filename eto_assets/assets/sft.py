@@ -1,8 +1,5 @@
 """Behavioural cloning of the expert: the iteration-0 policy."""
 
-
-
-
 import mlflow
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 

@@ -1,7 +1,6 @@
 """The iteration comparison: reward by iteration, and the best iteration (by the seen split),
 which also becomes the ``best`` alias of the registered model."""
 
-
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 from mlflow.tracking import MlflowClient
 

@@ -40,7 +40,9 @@ def make_pair(expert: Trajectory, agent: Trajectory) -> PreferencePair | None:
     chosen, rejected = (expert, agent) if expert.reward > agent.reward else (agent, expert)
     prompt = chosen.messages[:1]
     if rejected.messages[:1] != prompt:
-        raise ValueError(f"{expert.task_id}: expert and agent trajectories start from different task messages")
+        raise ValueError(
+            f"{expert.task_id}: expert and agent trajectories start from different task messages"
+        )
     chosen_turns = _end_on_agent(chosen.messages[1:])
     rejected_turns = _end_on_agent(rejected.messages[1 : 1 + len(chosen_turns) + REJECTED_EXTRA_MESSAGES])
     if not chosen_turns or not rejected_turns:

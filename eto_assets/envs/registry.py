@@ -35,7 +35,9 @@ def get_benchmark(task: str, scope: TaskScope, *, data_dir: Path | None, home: P
             data_dir=data_dir,
             catalog=scope.catalog or "generated",
             max_steps_cap=scope.max_steps_cap,
-            catalog_dir=home / "webshop" / "catalog" if (scope.catalog or "generated") == "generated" else None,
+            catalog_dir=home / "webshop" / "catalog"
+            if (scope.catalog or "generated") == "generated"
+            else None,
         )
     raise UnknownTaskError(f"unknown task {task!r}; known tasks: {list(TASKS)}")
 

@@ -58,8 +58,8 @@ MAX_STEPS: dict[str, int] = {
 SPLIT_CAPS = {"train": 120, "seen": 10, "unseen": 10}
 SPLIT_SEED = 20240305
 
-INSTRUCTION = """You are a science agent in a text-based simulated world of rooms, objects, living things and \
-devices. You get a science task and complete it by acting in the world, one action per turn.
+INSTRUCTION = """You are a science agent in a text-based simulated world of rooms, objects, living \
+things and devices. You get a science task and complete it by acting in the world, one action per turn.
 After each action you receive an observation describing what happened.
 
 Actions you can use (OBJ and LOC are object or place names exactly as they appear in observations):
@@ -145,7 +145,9 @@ class SciWorldEnv:
         self._done = True
 
     def _load(self, task: TaskInstance, gold: bool) -> None:
-        self._engine.load(task.task_type, int(task.payload["variation"]), SIMPLIFICATION, generateGoldPath=gold)
+        self._engine.load(
+            task.task_type, int(task.payload["variation"]), SIMPLIFICATION, generateGoldPath=gold
+        )
         self._best_score = 0.0
         self._done = False
 
@@ -216,7 +218,9 @@ class SciWorldBenchmark:
     def expert_trajectory(self, env: SciWorldEnv, task: TaskInstance) -> Trajectory | None:
         gold = env.gold_actions(task)
         # The gold path can be longer than the step limit; the expert gets the full gold path.
-        full = TaskInstance(task.task_id, task.task_type, task.split, max(task.max_steps, len(gold)), task.payload)
+        full = TaskInstance(
+            task.task_id, task.task_type, task.split, max(task.max_steps, len(gold)), task.payload
+        )
         trajectory = replay_actions(env, full, [(None, a) for a in gold])
         return trajectory if trajectory.success else None
 

@@ -53,7 +53,9 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
 
 def tokenize_pair(example: dict[str, Any], tokenizer) -> dict[str, list[int]]:
     """prompt/chosen/rejected ids plus a 1-per-action-token mask over each completion."""
-    prompt_ids = tokenizer.apply_chat_template(example["prompt"], tokenize=True, return_dict=True)["input_ids"]
+    prompt_ids = tokenizer.apply_chat_template(example["prompt"], tokenize=True, return_dict=True)[
+        "input_ids"
+    ]
     out: dict[str, list[int]] = {}
     full = {}
     for key in ("chosen", "rejected"):
@@ -81,7 +83,9 @@ class ActionMaskCollator(DataCollatorForPreference):
         if self.max_length is not None:
             masks = [m[: self.max_length] for m in masks]
         width = output["input_ids"].shape[1]
-        padded = pad([torch.tensor(m, dtype=torch.long) for m in masks], padding_value=0, padding_side="right")
+        padded = pad(
+            [torch.tensor(m, dtype=torch.long) for m in masks], padding_value=0, padding_side="right"
+        )
         mask = torch.zeros((len(masks), width), dtype=torch.long)
         mask[:, : min(width, padded.shape[1])] = padded[:, :width]
         output["completion_mask"] = mask * output["attention_mask"]

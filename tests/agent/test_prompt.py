@@ -11,7 +11,12 @@ def traj(task_id, task_type, steps, success=True):
 
 
 def test_shortest_successful_example_per_type():
-    experts = [traj("a/1", "a", 5), traj("a/2", "a", 3), traj("a/3", "a", 1, success=False), traj("b/1", "b", 4)]
+    experts = [
+        traj("a/1", "a", 5),
+        traj("a/2", "a", 3),
+        traj("a/3", "a", 1, success=False),
+        traj("b/1", "b", 4),
+    ]
     examples = select_examples(experts)
     assert examples["a"][0].content == "Your task is a/2"
     assert examples["b"][0].content == "Your task is b/1"

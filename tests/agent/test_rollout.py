@@ -22,10 +22,22 @@ def test_batched_equals_sequential_for_greedy(sciworld_small, tiny_model_dir, ba
     bench, _ = sciworld_small
     _, book = tiny_model_dir
     cfg = dict(max_new_tokens=12, temperature=0.0)
-    seq = run_rollouts(tasks(bench), bench.make_env, backend, book, tmp_path / "seq.jsonl",
-                       RolloutConfig(concurrency=1, **cfg))
-    bat = run_rollouts(tasks(bench), bench.make_env, backend, book, tmp_path / "bat.jsonl",
-                       RolloutConfig(concurrency=3, **cfg))
+    seq = run_rollouts(
+        tasks(bench),
+        bench.make_env,
+        backend,
+        book,
+        tmp_path / "seq.jsonl",
+        RolloutConfig(concurrency=1, **cfg),
+    )
+    bat = run_rollouts(
+        tasks(bench),
+        bench.make_env,
+        backend,
+        book,
+        tmp_path / "bat.jsonl",
+        RolloutConfig(concurrency=3, **cfg),
+    )
     assert [t.messages for t in seq] == [t.messages for t in bat]
     assert [t.reward for t in seq] == [t.reward for t in bat]
     assert all(t.num_steps == t.metadata["steps"] for t in bat)
@@ -51,8 +63,14 @@ def test_resume_skips_finished_and_never_duplicates(sciworld_small, tiny_model_d
 def test_step_limit_and_invalid_format_steps_count(sciworld_small, tiny_model_dir, backend, tmp_path):
     bench, _ = sciworld_small
     _, book = tiny_model_dir
-    [traj] = run_rollouts(tasks(bench, 1), bench.make_env, backend, book, tmp_path / "r.jsonl",
-                          RolloutConfig(concurrency=1, max_new_tokens=4))
+    [traj] = run_rollouts(
+        tasks(bench, 1),
+        bench.make_env,
+        backend,
+        book,
+        tmp_path / "r.jsonl",
+        RolloutConfig(concurrency=1, max_new_tokens=4),
+    )
     assert traj.metadata["steps"] <= tasks(bench, 1)[0].max_steps
     assert traj.messages[-1].role == "assistant"
     assert 0.0 <= traj.reward <= 1.0

@@ -19,14 +19,20 @@ def test_paper_profile_matches_paper():
 
 def test_invalid_value_names_file_and_field(tmp_path):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("sft: {learning_rate: -1, epochs: 1, batch_size: 1}\ndpo: {learning_rate: 1, epochs: 1, batch_size: 1}\n")
+    bad.write_text(
+        "sft: {learning_rate: -1, epochs: 1, batch_size: 1}\n"
+        "dpo: {learning_rate: 1, epochs: 1, batch_size: 1}\n"
+    )
     with pytest.raises(ProfileError, match=r"bad.yaml: sft.learning_rate"):
         load_profile(str(bad))
 
 
 def test_unknown_field_and_task(tmp_path):
     bad = tmp_path / "typo.yaml"
-    base = "sft: {learning_rate: 1, epochs: 1, batch_size: 1}\ndpo: {learning_rate: 1, epochs: 1, batch_size: 1}\n"
+    base = (
+        "sft: {learning_rate: 1, epochs: 1, batch_size: 1}\n"
+        "dpo: {learning_rate: 1, epochs: 1, batch_size: 1}\n"
+    )
     bad.write_text(base + "iteratons: 3\n")
     with pytest.raises(ProfileError, match="iteratons"):
         load_profile(str(bad))

@@ -11,10 +11,18 @@ from eto_assets.envs.base import PromptSpec
 
 def traj(reward, source="expert"):
     return Trajectory(
-        "t/1", "t", "train",
-        [Message("user", "task"), Message("assistant", "Action: a"), Message("user", "Observation: o"),
-         Message("assistant", "Action: b")],
-        reward, reward == 1.0, source,
+        "t/1",
+        "t",
+        "train",
+        [
+            Message("user", "task"),
+            Message("assistant", "Action: a"),
+            Message("user", "Observation: o"),
+            Message("assistant", "Action: b"),
+        ],
+        reward,
+        reward == 1.0,
+        source,
     )
 
 

@@ -38,7 +38,9 @@ def pipeline_run(tmp_path_factory):
     defs = build_definitions(iterations=1)
     instance = DagsterInstance.get()
     result = defs.resolve_job_def("eto_job").execute_in_process(
-        run_config=run_config(root / "home", uri), instance=instance, partition_key="sciworld",
+        run_config=run_config(root / "home", uri),
+        instance=instance,
+        partition_key="sciworld",
         raise_on_error=False,
     )
     yield result, root, uri, instance, defs
@@ -69,7 +71,9 @@ def test_dagster_instance_records_every_asset(pipeline_run):
         event = instance.get_latest_materialization_event(key)
         assert event is not None, key
         assert event.run_id == result.run_id
-    meta = instance.get_latest_materialization_event(AssetKey("expert_trajectories")).asset_materialization.metadata
+    meta = instance.get_latest_materialization_event(
+        AssetKey("expert_trajectories")
+    ).asset_materialization.metadata
     assert meta["expert_count"].value == 6 and "mlflow_run" in meta
 
 
@@ -98,7 +102,12 @@ def test_mlflow_runs_tags_metrics_inputs_and_models(pipeline_run):
         k = int(run.data.tags["eto.iteration"])
         history = client.get_metric_history(run.info.run_id, "eval_seen_avg_reward")
         assert [m.step for m in history] == [k]
-        for name in ("eval_seen_success_rate", "eval_unseen_avg_reward", "eval_unseen_success_rate", "eval_avg_steps"):
+        for name in (
+            "eval_seen_success_rate",
+            "eval_unseen_avg_reward",
+            "eval_unseen_success_rate",
+            "eval_avg_steps",
+        ):
             assert name in run.data.metrics
 
     assert "pairs_count" in by_stage["pairs"][0].data.metrics
@@ -128,11 +137,15 @@ def test_bad_base_model_fails_with_a_clear_message(pipeline_run, tmp_path):
     bad = job.get_subset(asset_selection={AssetKey("sft_checkpoint")})
     result = bad.execute_in_process(
         run_config=run_config(root / "home", uri, base_model=str(tmp_path / "no-model")),
-        instance=instance, partition_key="sciworld", raise_on_error=False,
+        instance=instance,
+        partition_key="sciworld",
+        raise_on_error=False,
     )
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     message = failure.event_specific_data.error.message
     assert "base_model setting" in message and "no-model" in message
     # nothing already produced is lost
-    assert (root / "home" / "artifacts" / "sciworld" / "iteration_0" / "sft_checkpoint" / "config.json").is_file()
+    assert (
+        root / "home" / "artifacts" / "sciworld" / "iteration_0" / "sft_checkpoint" / "config.json"
+    ).is_file()

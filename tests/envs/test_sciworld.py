@@ -56,7 +56,11 @@ def test_splits_are_deterministic_and_follow_eto_rules():
     compute_splits.cache_clear()
     assert compute_splits().as_dict() == splits
     assert all(10 <= n <= 120 for n in MAX_STEPS.values())
-    assert MAX_STEPS["boil"] == 100 and MAX_STEPS["find-animal"] == 15 and MAX_STEPS["lifespan-longest-lived"] == 10
+    assert (
+        MAX_STEPS["boil"] == 100
+        and MAX_STEPS["find-animal"] == 15
+        and MAX_STEPS["lifespan-longest-lived"] == 10
+    )
 
 
 def test_unseen_split_sizes_match_eto(data_dir):

@@ -5,7 +5,13 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig
 
 from eto_assets.data.schemas import Message, PreferencePair
-from eto_assets.training.dpo import ActionMaskCollator, ActionMaskedDPOTrainer, dpo_dataset, tokenize_pair, train_dpo
+from eto_assets.training.dpo import (
+    ActionMaskCollator,
+    ActionMaskedDPOTrainer,
+    dpo_dataset,
+    tokenize_pair,
+    train_dpo,
+)
 from eto_assets.training.hyperparams import DPOParams
 
 
@@ -34,7 +40,9 @@ def test_mask_covers_exactly_the_action_tokens(tiny_model_dir):
     enc = tokenize_pair(row, tok)
     kept = tok.decode([i for i, m in zip(enc["chosen_ids"], enc["chosen_action_mask"], strict=True) if m])
     assert kept == "Action: go to outside</s>Action: focus on frog</s>"
-    dropped = tok.decode([i for i, m in zip(enc["chosen_ids"], enc["chosen_action_mask"], strict=True) if not m])
+    dropped = tok.decode(
+        [i for i, m in zip(enc["chosen_ids"], enc["chosen_action_mask"], strict=True) if not m]
+    )
     assert "Observation: You move to the outside." in dropped
 
 
@@ -50,11 +58,17 @@ def test_chosen_logps_sum_only_action_tokens(tiny_model_dir, tmp_path):
     path, book = tiny_model_dir
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    config = DPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, precompute_ref_log_probs=False)
+    config = DPOConfig(
+        output_dir=str(tmp_path), report_to="none", use_cpu=True, precompute_ref_log_probs=False
+    )
     collator = ActionMaskCollator(pad_token_id=tok.pad_token_id)
     trainer = ActionMaskedDPOTrainer(
-        model=model, ref_model=None, args=config, train_dataset=dpo_dataset([pair("x")], book),
-        processing_class=tok, data_collator=collator,
+        model=model,
+        ref_model=None,
+        args=config,
+        train_dataset=dpo_dataset([pair("x")], book),
+        processing_class=tok,
+        data_collator=collator,
     )
     trainer._book = book
     a = _chosen_logps(trainer, tok, "You move to the outside.")
@@ -66,7 +80,9 @@ def test_chosen_logps_sum_only_action_tokens(tiny_model_dir, tmp_path):
     assert n_action == sum(stock["chosen_action_mask"]) < len(stock["chosen_ids"])
     assert a < 0.0
     with torch.no_grad():
-        full = trainer.model(input_ids=batch["input_ids"][:1], attention_mask=batch["attention_mask"][:1]).logits
+        full = trainer.model(
+            input_ids=batch["input_ids"][:1], attention_mask=batch["attention_mask"][:1]
+        ).logits
     logp = torch.log_softmax(full[0, :-1].float(), -1).gather(-1, batch["input_ids"][0, 1:, None])[:, 0]
     expected = float((logp * batch["completion_mask"][0, 1:]).sum())
     assert abs(expected - a) < 1e-3

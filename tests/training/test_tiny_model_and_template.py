@@ -14,7 +14,9 @@ def test_tokenizer_roundtrip_and_assistant_mask(tiny_model_dir):
         {"role": "user", "content": "Observation: a room"},
         {"role": "assistant", "content": "Action: wait"},
     ]
-    enc = tok.apply_chat_template(messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    enc = tok.apply_chat_template(
+        messages, tokenize=True, return_dict=True, return_assistant_tokens_mask=True
+    )
     kept = tok.decode([i for i, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m])
     assert kept == "Action: look around</s>Action: wait</s>"
 

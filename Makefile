@@ -1,0 +1,56 @@
+# ETO on Dagster. Every target honours ETO_HOME, DAGSTER_HOME, MLFLOW_TRACKING_URI and ETO_DATA_DIR.
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+TASK ?= sciworld
+ETO_HOME ?= $(CURDIR)/.eto
+DAGSTER_HOME ?= $(ETO_HOME)/dagster
+ETO_DATA_DIR ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+export ETO_HOME DAGSTER_HOME ETO_DATA_DIR
+export HF_HUB_OFFLINE := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	bash scripts/ensure_java.sh
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU wheel first, so the dependencies below do not pull a multi-GB CUDA build
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+gpu-setup: setup
+	$(BIN)/pip install -q -e '.[dev,gpu]'
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $@
+
+demo: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m jobs.run --task $(TASK) --profile tiny
+
+smoke: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m jobs.run --task $(TASK) --profile micro
+
+test: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: setup
+	$(BIN)/ruff check .
+
+ui: setup $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+mlflow-ui: setup
+	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(ETO_HOME)/mlflow/mlflow.db} -h 127.0.0.1 -p 5000
+
+bench: setup
+	$(BIN)/python benchmarks/exploration.py
+
+clean:
+	rm -rf $(ETO_HOME)
