@@ -29,6 +29,10 @@ class EtoSettings(ConfigurableResource):
         default_factory=lambda: os.environ.get("ETO_BASE_MODEL", "tiny"),
         description="'tiny' (built by the pipeline) or a local Hugging Face model folder",
     )
+    accelerate_config: str | None = Field(
+        default_factory=lambda: os.environ.get("ETO_ACCELERATE_CONFIG"),
+        description="accelerate config file: SFT/DPO run under `accelerate launch` (multi-GPU, DeepSpeed)",
+    )
     data_dir: str | None = Field(
         default_factory=lambda: os.environ.get("ETO_DATA_DIR"), description="ETO_DATA_DIR"
     )

@@ -19,7 +19,7 @@ from eto_assets.assets.common import (
 from eto_assets.data.schemas import read_pairs, read_trajectories
 from eto_assets.envs.registry import scoped_tasks
 from eto_assets.layout import read_policy_info, write_policy_info
-from eto_assets.training.dpo import train_dpo
+from eto_assets.training.launch import TrainSpec, train
 from resources import EnvironmentPool, EtoSettings, InferenceResource, MlflowTracking
 
 
@@ -247,7 +247,6 @@ def dpo_asset(k: int) -> AssetsDefinition:
         with user_errors():
             previous = read_policy_info(sc.layout, k - 1)
             pairs = read_pairs(sc.layout.pairs_jsonl(k))
-            book = pipeline.read_prompt_book(sc.layout.prompt_book)
         params_obj = sc.profile.dpo_for(sc.task)
         out_dir = sc.layout.checkpoint_dir(k)
         params = {
@@ -274,7 +273,15 @@ def dpo_asset(k: int) -> AssetsDefinition:
                         **run_link_metadata(link, run),
                     }
                 )
-            result = train_dpo(previous["checkpoint"], pairs, book, out_dir, params_obj)
+            spec = TrainSpec(
+                "dpo",
+                previous["checkpoint"],
+                str(sc.layout.pairs_jsonl(k)),
+                str(sc.layout.prompt_book),
+                str(out_dir),
+                params_obj.model_dump(),
+            )
+            result = train(spec, settings.accelerate_config)
             tracking.log_history(result.log_history, "dpo")
             mlflow.log_metrics({f"dpo_{k_}": v for k_, v in result.metrics.items()})
             version = tracking.register_checkpoint(sc.task, out_dir, iteration=k, stage="dpo")

@@ -17,7 +17,7 @@ from eto_assets.assets.expert import expert_trajectories
 from eto_assets.data.schemas import read_trajectories
 from eto_assets.layout import write_policy_info
 from eto_assets.pipeline import read_prompt_book
-from eto_assets.training.sft import train_sft
+from eto_assets.training.launch import TrainSpec, train
 from eto_assets.training.tiny_model import build_tiny_model
 from resources import EtoSettings, MlflowTracking
 
@@ -47,7 +47,15 @@ def sft_checkpoint(
     with mlflow_tracking.stage_run(sc.home, sc.task, "sft", 0, context=context, params=params) as (run, link):
         tracking.log_dataset_input(sc.layout.expert_jsonl, f"{sc.task}-expert", "train")
         context.log.info(f"SFT on {len(experts)} expert trajectories from {base}")
-        result = train_sft(base, experts, book, out_dir, sc.profile.sft)
+        spec = TrainSpec(
+            "sft",
+            str(base),
+            str(sc.layout.expert_jsonl),
+            str(sc.layout.prompt_book),
+            str(out_dir),
+            sc.profile.sft.model_dump(),
+        )
+        result = train(spec, settings.accelerate_config)
         tracking.log_history(result.log_history, "sft")
         mlflow.log_metrics({f"sft_{k}": v for k, v in result.metrics.items()})
         version = tracking.register_checkpoint(sc.task, out_dir, iteration=0, stage="sft")

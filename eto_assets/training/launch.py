@@ -1,0 +1,103 @@
+"""Run SFT or DPO from a JSON spec, in this process or under ``accelerate launch``.
+
+Multi-GPU training (DeepSpeed ZeRO through accelerate) needs one process per GPU, which a Dagster
+step cannot be; the assets therefore write a spec and start
+
+    accelerate launch --config_file configs/accelerate/deepspeed_zero3.yaml \\
+        -m eto_assets.training.launch SPEC.json
+
+and read ``train_result.json`` back from the output folder. Without an accelerate config the same
+code runs in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from eto_assets.training.common import TrainResult
+
+RESULT_FILE = "train_result.json"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    algo: str  # "sft" | "dpo"
+    model: str
+    data: str  # expert trajectories (sft) or preference pairs (dpo), JSONL
+    prompt_book: str
+    output_dir: str
+    params: dict
+
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.__dict__, indent=1))
+        return path
+
+
+def run_spec(spec: TrainSpec) -> TrainResult:
+    from eto_assets.data.schemas import read_pairs, read_trajectories
+    from eto_assets.pipeline import read_prompt_book
+    from eto_assets.training.hyperparams import DPOParams, TrainParams
+
+    book = read_prompt_book(Path(spec.prompt_book))
+    out = Path(spec.output_dir)
+    if spec.algo == "sft":
+        from eto_assets.training.sft import train_sft
+
+        result = train_sft(
+            spec.model, read_trajectories(Path(spec.data)), book, out, TrainParams(**spec.params)
+        )
+    elif spec.algo == "dpo":
+        from eto_assets.training.dpo import train_dpo
+
+        result = train_dpo(spec.model, read_pairs(Path(spec.data)), book, out, DPOParams(**spec.params))
+    else:
+        raise ValueError(f"training spec: unknown algo {spec.algo!r} (sft | dpo)")
+    if int(os.environ.get("RANK", "0")) == 0:
+        payload = {
+            "metrics": result.metrics,
+            "log_history": result.log_history,
+            "num_examples": result.num_examples,
+        }
+        (out / RESULT_FILE).write_text(json.dumps(payload))
+    return result
+
+
+def train(spec: TrainSpec, accelerate_config: str | None = None) -> TrainResult:
+    """In-process without ``accelerate_config``; otherwise one process per device via accelerate."""
+    if not accelerate_config:
+        return run_spec(spec)
+    out = Path(spec.output_dir)
+    spec_path = spec.write(out.parent / f"{out.name}.spec.json")
+    cmd = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        accelerate_config,
+        "-m",
+        "eto_assets.training.launch",
+        str(spec_path),
+    ]
+    subprocess.run(cmd, check=True)
+    payload = json.loads((out / RESULT_FILE).read_text())
+    return TrainResult(out, payload["metrics"], payload["log_history"], payload["num_examples"])
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = argv if argv is not None else sys.argv[1:]
+    if len(args) != 1:
+        print("usage: python -m eto_assets.training.launch SPEC.json", file=sys.stderr)
+        return 2
+    spec = TrainSpec(**json.loads(Path(args[0]).read_text()))
+    run_spec(spec)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
