@@ -157,19 +157,22 @@ def _import_engine() -> Any:
         raise BenchmarkNotAvailable(
             f"ALFWorld needs `{ENGINE_PIN}` (fast-downward-textworld): {exc}"
         ) from exc
-    _install_speedups(textworld)
+    with _ENGINE_LOCK:
+        _install_speedups(textworld)
     return PddlEnv
 
 
 @functools.cache
 def _install_speedups(textworld: Any) -> bool:
-    """Memoise what textworld 1.6.2 recomputes on every step, without changing any result.
+    """Memoise what textworld 1.6.2 recomputes on every step; observations, admissible commands and
+    ``won`` stay exactly the stock engine's (checked on 468 steps of 18 games).
 
     Per step the stock engine re-parses every command template and grammar condition with TatSu
     and deep-copies entity records for each admissible command (about 1 s per step in a kitchen);
     per reset it translates the PDDL problem to SAS twice more. Parsed trees are cached and handed
     out as deep copies, the derivation contexts are copied one level deep (their values are never
-    mutated), and the SAS translation of a (domain, problem) pair is made once and reused.
+    mutated), and the SAS translation of a (domain, problem) pair is made once and reused (the
+    planner's copy too, which only ``policy_commands`` would search: it gets the same translation).
     """
     if getattr(textworld, "__version__", "") not in _SPEEDUPS_FOR:
         return False

@@ -315,7 +315,9 @@ class _Expert:
         order = self.search_order(cls)
         if not order:
             raise _Stuck(f"no {cls} anywhere")
-        likely = [f"{_article(t)} {t}" for t in dict.fromkeys(class_of(r) for r in order)][:3]
+        types = list(dict.fromkeys(class_of(r) for r in order))
+        likely = [t for t in types if PRIOR.get(cls, GENERIC).get(t)][:3] or types[:3]
+        likely = [f"{_article(t)} {t}" for t in likely]
         self.thought = (
             f"{why}{_article(cls).capitalize()} {cls} is most likely in or on {_listing(likely)}. "
             f"I check them one by one, starting with {order[0]}."

@@ -1,12 +1,11 @@
 """ALFWorld on the real TextWorld PDDL engine: splits, episode accounting and the expert.
 
-The game tests need the json_2.1.1 files under ``$ETO_DATA_DIR/alfworld`` and ``textworld[pddl]``;
-they skip (saying why) where either is missing. The pure-text helpers are always tested.
+The game tests need the json_2.1.1 files under ``$ETO_DATA_DIR/alfworld`` (conftest's ``data_dir``)
+and ``textworld[pddl]``; they skip, saying why, where either is missing. The text helpers always run.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 import threading
 from pathlib import Path
@@ -47,7 +46,9 @@ def test_entity_names_follow_alfworld_numbering():
 def test_text_cleanup_and_parsing():
     intro = "-= Welcome to TextWorld, ALFRED! =-\n\nYou are in the middle of a room.\n\nYour task is to: x."
     assert clean_intro(intro) == "You are in the middle of a room.\n\nYour task is to: x."
-    observation = clean_feedback("You arrive at loc 27. On the countertop 2, you see a egg 1, and an apple 3.")
+    observation = clean_feedback(
+        "You arrive at loc 27. On the countertop 2, you see a egg 1, and an apple 3."
+    )
     assert observation == "On the countertop 2, you see a egg 1, and an apple 3."
     assert visible_names(observation) == ["egg 1", "apple 3"]
     assert visible_names("On the drawer 1, you see nothing.") == []
@@ -72,19 +73,17 @@ def test_unknown_task_type_is_rejected(tmp_path):
 
 
 # -- the real games ------------------------------------------------------------------------------
-def _data_root() -> Path:
-    value = os.environ.get("ETO_DATA_DIR")
-    if not value:
-        pytest.skip("ETO_DATA_DIR is not set: no ALFWorld game files to play")
-    root = Path(value).expanduser() / "alfworld"
-    if not (root / "json_2.1.1").is_dir():
-        pytest.skip(f"no ALFWorld game files under {root / 'json_2.1.1'}")
-    return Path(value).expanduser()
+@pytest.fixture(scope="module")
+def alf_data(data_dir: Path) -> Path:
+    """The ETO_DATA_DIR-style root (conftest's ``data_dir``), skipping when it has no ALFWorld games."""
+    if not (data_dir / "alfworld" / "json_2.1.1").is_dir():
+        pytest.skip(f"no ALFWorld game files under {data_dir / 'alfworld' / 'json_2.1.1'}")
+    return data_dir
 
 
 @pytest.fixture(scope="module")
-def bench() -> AlfWorldBenchmark:
-    return AlfWorldBenchmark(data_dir=_data_root())
+def bench(alf_data: Path) -> AlfWorldBenchmark:
+    return AlfWorldBenchmark(data_dir=alf_data)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +102,7 @@ def _first_of_each_type(tasks: list[TaskInstance]) -> list[TaskInstance]:
     return list(firsts.values())
 
 
-def test_splits_hold_the_eto_games(bench):
+def test_splits_hold_the_eto_games(bench, alf_data):
     seen, unseen, train = bench.tasks("seen"), bench.tasks("unseen"), bench.tasks("train")
     assert len(seen) == 140 and len(unseen) == 134 and train
     for split, tasks in (("seen", seen), ("unseen", unseen), ("train", train)):
@@ -114,14 +113,17 @@ def test_splits_hold_the_eto_games(bench):
     assert [t.task_id for t in train] == sorted(t.task_id for t in train)
     seen_per_type = {k: sum(t.task_type == k for t in seen) for k in SHORT_TYPES}
     assert seen_per_type == {"put": 35, "clean": 27, "heat": 16, "cool": 25, "examine": 13, "puttwo": 24}
-    assert [t.task_id for t in AlfWorldBenchmark(data_dir=_data_root()).tasks("seen")] == [
+    assert [t.task_id for t in AlfWorldBenchmark(data_dir=alf_data).tasks("seen")] == [
         t.task_id for t in seen
     ]
 
 
-def test_type_filter_limit_and_step_cap():
+def test_type_filter_limit_and_step_cap(alf_data):
     small = AlfWorldBenchmark(
-        data_dir=_data_root(), task_types=["heat", "pick_two_obj_and_place"], max_steps_cap=12, limit_per_type=2
+        data_dir=alf_data,
+        task_types=["heat", "pick_two_obj_and_place"],
+        max_steps_cap=12,
+        limit_per_type=2,
     )
     tasks = small.tasks("unseen")
     assert [t.task_type for t in tasks] == ["heat", "heat", "puttwo", "puttwo"]
@@ -136,7 +138,12 @@ def test_reset_and_inadmissible_actions_count_as_steps(bench, env):
     first = env.reset(capped)
     assert "Your task is to" in first and "Welcome" not in first and "you see" in first
     result = env.step("fly to the moon")
-    assert (result.observation, result.reward, result.done, result.success) == ("Nothing happens.", 0.0, False, False)
+    assert (result.observation, result.reward, result.done, result.success) == (
+        "Nothing happens.",
+        0.0,
+        False,
+        False,
+    )
     assert env.steps == 1
     result = env.step("")
     assert result.observation == INVALID_FORMAT_OBSERVATION and env.steps == 2 and not result.done
@@ -162,7 +169,9 @@ def test_expert_wins_one_game_per_type_with_reward_accounting(bench, env):
     for index, action in enumerate(actions):
         result = env.step(action)
         last = index == len(actions) - 1
-        assert (result.reward, result.done, result.success) == ((1.0, True, True) if last else (0.0, False, False))
+        assert (result.reward, result.done, result.success) == (
+            (1.0, True, True) if last else (0.0, False, False)
+        )
 
 
 def test_engines_in_threads_keep_process_state(bench, env):
@@ -171,7 +180,10 @@ def test_engines_in_threads_keep_process_state(bench, env):
     argv, stdout = list(sys.argv), sys.stdout
     envs = [bench.make_env() for _ in tasks]
     intros: list[str] = []
-    threads = [threading.Thread(target=lambda e=e, t=t: intros.append(e.reset(t))) for e, t in zip(envs, tasks)]
+    threads = [
+        threading.Thread(target=lambda e=e, t=t: intros.append(e.reset(t)))
+        for e, t in zip(envs, tasks, strict=True)
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
