@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\nETO on {args.task} (profile {args.profile}, base model {args.base_model}): "
         f"{'succeeded' if result.success else 'FAILED'} in {elapsed / 60:.1f} min\n"
     )
-    print(table)
+    print(table if best is not None else "(no iteration was evaluated)")
     if best is not None:
         print(f"\nbest iteration: {best.iteration} (by seen-split reward)")
     if not result.success:

@@ -318,9 +318,10 @@ class AlfWorldEnv:
             engine, self._engine, self._game_file = self._engine, None, None
             lib = getattr(engine, "downward_lib", None)
             if lib is not None:
-                import fast_downward
-
-                fast_downward.close_lib(lib)
+                # Free the planner's state but keep the library mapped: ``close_lib`` dlcloses it,
+                # and its C++ static destructors, still registered with the process, then crash
+                # the interpreter at exit (seen as a segfault after a pipeline run).
+                lib.cleanup()
         self._done = True
 
 
