@@ -1,5 +1,5 @@
-"""The whole graph for the micro profile, materialized into a real sqlite Dagster instance and a
-real sqlite MLflow store, then checked from both sides."""
+"""The whole graph for the micro profile, per task partition, materialized into a real sqlite
+Dagster instance and a real sqlite MLflow store, then checked from both sides."""
 
 import json
 import shutil
@@ -15,6 +15,12 @@ from tests.conftest import REPO
 pytestmark = pytest.mark.slow
 
 STAGES = {"expert", "sft", "explore", "pairs", "dpo", "eval"}
+# Micro-profile sizes per task: experts on the train tasks, seen-split eval episodes, eval splits.
+EXPECTED = {
+    "sciworld": (6, 4, {"seen", "unseen"}),
+    "alfworld": (6, 4, {"seen", "unseen"}),
+    "webshop": (6, 4, {"seen"}),  # WebShop has a single test split
+}
 
 
 def run_config(home, uri, **settings):
@@ -26,67 +32,70 @@ def run_config(home, uri, **settings):
     }
 
 
-@pytest.fixture(scope="module")
-def pipeline_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("e2e")
+@pytest.fixture(scope="module", params=list(EXPECTED))
+def pipeline_run(request, tmp_path_factory):
+    task = request.param
+    if task == "alfworld":
+        request.getfixturevalue("data_dir")  # skips with a reason when the games are absent
+    root = tmp_path_factory.mktemp(f"e2e-{task}")
     dagster_home = root / "dagster"
     dagster_home.mkdir()
     shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mp = pytest.MonkeyPatch()
     mp.setenv("DAGSTER_HOME", str(dagster_home))
+    if task == "alfworld":
+        mp.setenv("ETO_DATA_DIR", str(request.getfixturevalue("data_dir")))
     defs = build_definitions(iterations=1)
     instance = DagsterInstance.get()
     result = defs.resolve_job_def("eto_job").execute_in_process(
         run_config=run_config(root / "home", uri),
         instance=instance,
-        partition_key="sciworld",
+        partition_key=task,
         raise_on_error=False,
     )
-    yield result, root, uri, instance, defs
+    yield task, result, root, uri, instance, defs
     instance.dispose()
     mp.undo()
 
 
 def test_run_succeeds_and_writes_artifacts(pipeline_run):
-    result, root, *_ = pipeline_run
+    task, result, root, *_ = pipeline_run
+    n_experts, n_seen, eval_splits = EXPECTED[task]
     assert result.success
-    art = root / "home" / "artifacts" / "sciworld"
+    art = root / "home" / "artifacts" / task
     experts = [json.loads(line) for line in (art / "expert" / "expert_trajectories.jsonl").open()]
-    assert len(experts) == 6 and all(e["reward"] == 1.0 for e in experts)
+    assert len(experts) == n_experts and all(e["reward"] >= 0.95 for e in experts)
     assert (art / "iteration_0" / "sft_checkpoint" / "model.safetensors").is_file()
     assert (art / "iteration_1" / "exploration_rollouts.jsonl").is_file()
     assert (art / "iteration_1" / "preference_pairs.eto.json").is_file()
     for k in (0, 1):
         report = json.loads((art / f"iteration_{k}" / "eval_report.json").read_text())
-        assert set(report["splits"]) == {"seen", "unseen"}
-        assert report["splits"]["seen"]["episodes"] == 4
+        assert set(report["splits"]) == eval_splits
+        assert report["splits"]["seen"]["episodes"] == n_seen
     assert "| 0" in (art / "summary.md").read_text()
 
 
 def test_dagster_instance_records_every_asset(pipeline_run):
-    result, _, _, instance, defs = pipeline_run
-    keys = defs.resolve_asset_graph().get_all_asset_keys()
-    for key in keys:
-        event = instance.get_latest_materialization_event(key)
-        assert event is not None, key
-        assert event.run_id == result.run_id
-    meta = instance.get_latest_materialization_event(
-        AssetKey("expert_trajectories")
-    ).asset_materialization.metadata
-    assert meta["expert_count"].value == 6 and "mlflow_run" in meta
+    task, result, _, _, instance, defs = pipeline_run
+    for key in defs.resolve_asset_graph().get_all_asset_keys():
+        [record] = instance.fetch_materializations(key, limit=1).records
+        assert record.run_id == result.run_id and record.partition_key == task
+    [expert] = instance.fetch_materializations(AssetKey("expert_trajectories"), limit=1).records
+    meta = expert.asset_materialization.metadata
+    assert meta["expert_count"].value == EXPECTED[task][0] and "mlflow_run" in meta
 
 
 def test_mlflow_runs_tags_metrics_inputs_and_models(pipeline_run):
-    result, _, uri, *_ = pipeline_run
+    task, result, _, uri, *_ = pipeline_run
+    n_experts, _, eval_splits = EXPECTED[task]
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
-    exp = client.get_experiment_by_name("eto-sciworld")
-    runs = client.search_runs([exp.experiment_id])
+    exp = client.get_experiment_by_name(f"eto-{task}")
     by_stage = {}
-    for run in runs:
+    for run in client.search_runs([exp.experiment_id]):
         tags = run.data.tags
-        assert tags["eto.task"] == "sciworld"
+        assert tags["eto.task"] == task
         assert tags["dagster.run_id"] == result.run_id
         assert tags["dagster.asset_key"]
         by_stage.setdefault(tags["eto.stage"], []).append(run)
@@ -94,21 +103,18 @@ def test_mlflow_runs_tags_metrics_inputs_and_models(pipeline_run):
     assert len(by_stage["eval"]) == 2
 
     expert = by_stage["expert"][0]
-    assert expert.data.metrics["expert_count"] == 6 and expert.data.metrics["expert_dropped"] == 0
-    assert expert.data.metrics["expert_avg_reward"] == 1.0
+    assert expert.data.metrics["expert_count"] == n_experts and expert.data.metrics["expert_dropped"] == 0
+    assert expert.data.metrics["expert_avg_reward"] >= 0.95
     assert expert.data.params["profile.sft.learning_rate"] == "0.003"
 
     for run in by_stage["eval"]:
         k = int(run.data.tags["eto.iteration"])
         history = client.get_metric_history(run.info.run_id, "eval_seen_avg_reward")
         assert [m.step for m in history] == [k]
-        for name in (
-            "eval_seen_success_rate",
-            "eval_unseen_avg_reward",
-            "eval_unseen_success_rate",
-            "eval_avg_steps",
-        ):
-            assert name in run.data.metrics
+        for split in eval_splits:
+            assert f"eval_{split}_avg_reward" in run.data.metrics
+            assert f"eval_{split}_success_rate" in run.data.metrics
+        assert "eval_avg_steps" in run.data.metrics
 
     assert "pairs_count" in by_stage["pairs"][0].data.metrics
     assert "pairs_dropped_ties" in by_stage["pairs"][0].data.metrics
@@ -117,28 +123,29 @@ def test_mlflow_runs_tags_metrics_inputs_and_models(pipeline_run):
     def inputs(run):
         return {d.dataset.name for d in run.inputs.dataset_inputs}
 
-    assert inputs(by_stage["sft"][0]) == {"sciworld-expert"}
-    assert inputs(by_stage["pairs"][0]) == {"sciworld-expert", "sciworld-explore-it1"}
+    assert inputs(by_stage["sft"][0]) == {f"{task}-expert"}
+    assert inputs(by_stage["pairs"][0]) == {f"{task}-expert", f"{task}-explore-it1"}
 
-    versions = client.search_model_versions("name='eto-sciworld'")
+    versions = client.search_model_versions(f"name='eto-{task}'")
     stages = {(v.tags["eto.stage"], v.tags["eto.iteration"]) for v in versions}
     assert ("sft", "0") in stages
     dpo_runs = [r for r in by_stage["dpo"] if r.data.tags.get("eto.dpo_skipped") != "no pairs"]
     if dpo_runs:
         assert ("dpo", "1") in stages
-        assert inputs(dpo_runs[0]) == {"sciworld-pairs-it1"}
-    best = client.get_model_version_by_alias("eto-sciworld", "best")
+        assert inputs(dpo_runs[0]) == {f"{task}-pairs-it1"}
+    best = client.get_model_version_by_alias(f"eto-{task}", "best")
     assert best.tags["eto.stage"] in {"sft", "dpo"}
 
 
 def test_bad_base_model_fails_with_a_clear_message(pipeline_run, tmp_path):
-    _, root, uri, instance, defs = pipeline_run
-    job = defs.resolve_job_def("eto_job")
-    bad = job.get_subset(asset_selection={AssetKey("sft_checkpoint")})
-    result = bad.execute_in_process(
+    task, _, root, uri, instance, defs = pipeline_run
+    if task != "sciworld":
+        pytest.skip("checked once, on the sciworld partition")
+    subset = defs.resolve_job_def("eto_job").get_subset(asset_selection={AssetKey("sft_checkpoint")})
+    result = subset.execute_in_process(
         run_config=run_config(root / "home", uri, base_model=str(tmp_path / "no-model")),
         instance=instance,
-        partition_key="sciworld",
+        partition_key=task,
         raise_on_error=False,
     )
     assert not result.success
@@ -146,6 +153,5 @@ def test_bad_base_model_fails_with_a_clear_message(pipeline_run, tmp_path):
     message = failure.event_specific_data.error.message
     assert "base_model setting" in message and "no-model" in message
     # nothing already produced is lost
-    assert (
-        root / "home" / "artifacts" / "sciworld" / "iteration_0" / "sft_checkpoint" / "config.json"
-    ).is_file()
+    checkpoint = root / "home" / "artifacts" / task / "iteration_0" / "sft_checkpoint"
+    assert (checkpoint / "config.json").is_file()
