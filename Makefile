@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup clean
+.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data clean
 
 setup: $(VENV)/.installed
 
@@ -51,6 +51,10 @@ mlflow-ui: setup
 
 bench: setup
 	$(BIN)/python benchmarks/exploration.py
+
+# make data BENCH=alfworld|webshop  (needs internet; writes into ETO_DATA_DIR)
+data: setup
+	PY=$(BIN)/python bash scripts/download_data.sh $(BENCH)
 
 clean:
 	rm -rf $(ETO_HOME)
