@@ -27,6 +27,19 @@ def policy_key(k: int) -> AssetKey:
     return AssetKey("sft_checkpoint") if k == 0 else AssetKey([f"iteration_{k}", "dpo_checkpoint"])
 
 
+def _iteration_asset(k: int, name: str, *, deps, kinds: set[str], description: str):
+    """The decorator every iteration-k asset shares: key ``iteration_k/<name>``, task partitions."""
+    return asset(
+        name=name,
+        key_prefix=[f"iteration_{k}"],
+        partitions_def=TASK_PARTITIONS,
+        group_name=f"iteration_{k}",
+        deps=deps,
+        kinds=kinds,
+        description=description,
+    )
+
+
 def _skipped(sc: StageContext, k: int) -> MaterializeResult | None:
     """Iterations past the task's configured count materialize as explicit no-ops."""
     n = sc.profile.iterations_for(sc.task)
@@ -38,11 +51,9 @@ def _skipped(sc: StageContext, k: int) -> MaterializeResult | None:
 
 
 def eval_report_asset(k: int) -> AssetsDefinition:
-    @asset(
-        name="eval_report",
-        key_prefix=[f"iteration_{k}"],
-        partitions_def=TASK_PARTITIONS,
-        group_name=f"iteration_{k}",
+    @_iteration_asset(
+        k,
+        "eval_report",
         deps=[policy_key(k)],
         kinds={"python", "mlflow"},
         description=f"Greedy evaluation of the iteration-{k} policy on the held-out seen/unseen splits.",
@@ -109,11 +120,9 @@ def eval_report_asset(k: int) -> AssetsDefinition:
 
 
 def exploration_asset(k: int) -> AssetsDefinition:
-    @asset(
-        name="exploration_rollouts",
-        key_prefix=[f"iteration_{k}"],
-        partitions_def=TASK_PARTITIONS,
-        group_name=f"iteration_{k}",
+    @_iteration_asset(
+        k,
+        "exploration_rollouts",
         deps=[policy_key(k - 1), AssetKey("expert_trajectories")],
         kinds={"python", "mlflow"},
         description=f"The iteration-{k - 1} policy plays every training instruction (1-shot prompt); "
@@ -180,11 +189,9 @@ def exploration_asset(k: int) -> AssetsDefinition:
 
 
 def preference_pairs_asset(k: int) -> AssetsDefinition:
-    @asset(
-        name="preference_pairs",
-        key_prefix=[f"iteration_{k}"],
-        partitions_def=TASK_PARTITIONS,
-        group_name=f"iteration_{k}",
+    @_iteration_asset(
+        k,
+        "preference_pairs",
         deps=[AssetKey([f"iteration_{k}", "exploration_rollouts"]), AssetKey("expert_trajectories")],
         kinds={"python", "mlflow"},
         description="Expert vs explored trajectory of the same instruction; higher reward chosen, ties "
@@ -228,11 +235,9 @@ def preference_pairs_asset(k: int) -> AssetsDefinition:
 
 
 def dpo_asset(k: int) -> AssetsDefinition:
-    @asset(
-        name="dpo_checkpoint",
-        key_prefix=[f"iteration_{k}"],
-        partitions_def=TASK_PARTITIONS,
-        group_name=f"iteration_{k}",
+    @_iteration_asset(
+        k,
+        "dpo_checkpoint",
         deps=[AssetKey([f"iteration_{k}", "preference_pairs"]), policy_key(k - 1)],
         kinds={"pytorch", "mlflow"},
         description=f"DPO on the iteration-{k} pairs from the iteration-{k - 1} policy, which is also the "

@@ -47,6 +47,30 @@ def trainer_kwargs(params: TrainParams, output_dir: Path) -> dict[str, Any]:
     )
 
 
+def load_for_training(path: str | Path, setting: str):
+    """Model and tokenizer from a local folder, the tokenizer given a template that marks
+    assistant tokens and a pad token."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from eto_assets.agent.backends import check_model_dir
+    from eto_assets.training.chat_template import ensure_training_template
+
+    model_dir = check_model_dir(path, setting)
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    ensure_training_template(tokenizer)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return AutoModelForCausalLM.from_pretrained(model_dir), tokenizer
+
+
+def train_and_save(trainer, tokenizer, output_dir: Path, num_examples: int) -> TrainResult:
+    trainer.train()
+    trainer.save_model(str(output_dir))
+    tokenizer.save_pretrained(output_dir)
+    history = list(trainer.state.log_history)
+    return TrainResult(output_dir, final_metrics(history), history, num_examples)
+
+
 def final_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:
     """The trainer's summary line (train_loss, runtime, ...) as floats."""
     summary = next((row for row in reversed(log_history) if "train_runtime" in row), {})

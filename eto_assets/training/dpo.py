@@ -14,16 +14,13 @@ from typing import Any
 
 import torch
 from datasets import Dataset
-from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import pad
 
-from eto_assets.agent.backends import check_model_dir
 from eto_assets.agent.prompt import PromptBook, build_conversation
 from eto_assets.data.schemas import PreferencePair
-from eto_assets.training.chat_template import ensure_training_template
-from eto_assets.training.common import TrainResult, final_metrics, trainer_kwargs
+from eto_assets.training.common import TrainResult, load_for_training, train_and_save, trainer_kwargs
 from eto_assets.training.hyperparams import DPOParams
 
 MASK_COLUMNS = ("chosen_action_mask", "rejected_action_mask")
@@ -123,12 +120,7 @@ def train_dpo(
     """Train ``policy_model`` on ``pairs`` against itself as the frozen reference; save to ``output_dir``."""
     if not pairs:
         raise ValueError("DPO needs at least one preference pair; every pair was a tie or the set is empty")
-    model_dir = check_model_dir(policy_model, "policy checkpoint")
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    ensure_training_template(tokenizer)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model, tokenizer = load_for_training(policy_model, "policy checkpoint")
     config = DPOConfig(
         beta=params.beta,
         precompute_ref_log_probs=True,
@@ -143,8 +135,4 @@ def train_dpo(
         processing_class=tokenizer,
         data_collator=collator,
     )
-    trainer.train()
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(output_dir)
-    history = list(trainer.state.log_history)
-    return TrainResult(output_dir, final_metrics(history), history, len(pairs))
+    return train_and_save(trainer, tokenizer, output_dir, len(pairs))
