@@ -30,8 +30,11 @@ TASK_TYPES = ["find-animal", "find-plant", "lifespan-longest-lived", "lifespan-s
 
 
 class Pool:
-    def __init__(self, bench: SciWorldBenchmark, n: int) -> None:
+    def __init__(self, bench: SciWorldBenchmark, n: int, warm_task) -> None:
         self.free = [bench.make_env() for _ in range(n)]
+        for env in self.free:  # a cold JVM's first load and step are slow: warm every engine once
+            env.reset(warm_task)
+            env.step("look around")
 
     def acquire(self):
         return self.free.pop()
@@ -106,7 +109,7 @@ def main() -> None:
     print(f"cores: {os.cpu_count()}")
     bench = SciWorldBenchmark(TASK_TYPES, max_steps_cap=args.max_steps)
     tasks = bench.tasks("seen")[: args.episodes]
-    pool = Pool(bench, min(16, len(tasks)))
+    pool = Pool(bench, min(16, len(tasks)), bench.tasks("train")[0])
     with tempfile.TemporaryDirectory() as workdir:
         expert_env = pool.acquire()
         experts = [bench.expert_trajectory(expert_env, t) for t in bench.tasks("train")[::10]]

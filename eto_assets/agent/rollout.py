@@ -13,6 +13,7 @@ there, so an interrupted stage resumes without duplicating work.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -36,6 +37,7 @@ class RolloutConfig:
     max_new_tokens: int = 128
     samples_per_task: int = 1
     seed: int = 0
+    env_threads: int | None = None  # environments stepping at once; None = one per CPU core
 
 
 @dataclass
@@ -125,7 +127,7 @@ def run_rollouts(
     progress = tqdm(total=len(order), initial=len(finished), desc=desc, unit="ep", mininterval=2.0)
     rewards = [t.reward for t in finished.values()]
     n_envs = min(config.concurrency, len(pending))
-    pool = ThreadPoolExecutor(max_workers=max(1, n_envs))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(n_envs, config.env_threads or os.cpu_count() or 1)))
     try:
         free_envs.extend(pool.map(lambda _: make_env(), range(n_envs)))
         while pending or active:
