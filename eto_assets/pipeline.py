@@ -143,6 +143,11 @@ class EvalReport:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, record: dict) -> EvalReport:
+        splits = {name: SplitMetrics(**m) for name, m in record["splits"].items()}
+        return cls(record["task"], int(record["iteration"]), record["checkpoint"], splits)
+
     def write(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(self.to_dict(), indent=1))

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eto_assets.layout import ArtifactLayout
+from eto_assets.pipeline import EvalReport
 
 COLUMNS = (
     "eval_seen_avg_reward",
@@ -25,18 +26,6 @@ class IterationRow:
     model_version: str
 
 
-def _metrics(report: dict) -> dict[str, float]:
-    out: dict[str, float] = {}
-    total_steps, total_eps = 0.0, 0
-    for split, m in report["splits"].items():
-        out[f"eval_{split}_avg_reward"] = m["avg_reward"]
-        out[f"eval_{split}_success_rate"] = m["success_rate"]
-        total_steps += m["avg_steps"] * m["episodes"]
-        total_eps += m["episodes"]
-    out["eval_avg_steps"] = total_steps / total_eps if total_eps else 0.0
-    return out
-
-
 def collect_rows(layout: ArtifactLayout, iterations: int) -> list[IterationRow]:
     rows = []
     for k in range(iterations + 1):
@@ -49,7 +38,7 @@ def collect_rows(layout: ArtifactLayout, iterations: int) -> list[IterationRow]:
             IterationRow(
                 k,
                 "sft" if k == 0 else "eto",
-                _metrics(json.loads(path.read_text())),
+                EvalReport.from_dict(json.loads(path.read_text())).metrics(),
                 str(policy.get("model_version", "")),
             )
         )

@@ -2,8 +2,6 @@
 loop is unrolled into asset keys): exploration with the policy of iteration k-1, preference pairs
 against the expert, DPO with that policy as the reference, and evaluation of the new policy."""
 
-import json
-
 import mlflow
 from dagster import AssetExecutionContext, AssetKey, AssetsDefinition, MaterializeResult, MetadataValue, asset
 
@@ -313,7 +311,3 @@ def build_iteration_assets(k: int) -> list[AssetsDefinition]:
     if k < 1:
         raise ValueError("ETO iterations are numbered from 1 (iteration 0 is SFT)")
     return [exploration_asset(k), preference_pairs_asset(k), dpo_asset(k), eval_report_asset(k)]
-
-
-def read_report(path) -> dict:
-    return json.loads(path.read_text())

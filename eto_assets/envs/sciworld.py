@@ -187,7 +187,7 @@ class SciWorldBenchmark:
         unknown = sorted(set(task_types or []) - set(MAX_STEPS))
         if unknown:
             raise ValueError(f"unknown ScienceWorld task types {unknown}; known: {sorted(MAX_STEPS)}")
-        self._task_types = list(task_types) if task_types else task_types_default()
+        self._task_types = list(task_types) if task_types else sorted(MAX_STEPS)
         self._max_steps_cap = max_steps_cap
 
     def tasks(self, split: str) -> list[TaskInstance]:
@@ -223,7 +223,3 @@ class SciWorldBenchmark:
         )
         trajectory = replay_actions(env, full, [(None, a) for a in gold])
         return trajectory if trajectory.success else None
-
-
-def task_types_default() -> list[str]:
-    return task_types()
