@@ -8,6 +8,7 @@ no longer fits the model's context gets ``None``: the rollout engine ends that e
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -25,7 +26,20 @@ class GenerationConfig:
 
 
 class InferenceBackend(Protocol):
-    def generate(self, conversations: list[Conversation], config: GenerationConfig) -> list[str | None]: ...
+    def generate(
+        self,
+        conversations: list[Conversation],
+        config: GenerationConfig,
+        *,
+        seeds: Sequence[int] | None = None,
+        sessions: Sequence[str] | None = None,
+    ) -> list[str | None]:
+        """One answer per conversation (None when it no longer fits the context). ``seeds`` make
+        sampling reproducible per conversation whatever the batch; ``sessions`` name the episode each
+        conversation belongs to, so a backend may reuse work from that episode's earlier turns."""
+
+    def end_session(self, session: str) -> None:
+        """The episode is over: its reusable state may be freed."""
 
     def close(self) -> None: ...
 
@@ -46,66 +60,75 @@ def check_model_dir(path: str | Path, setting: str = "model path") -> Path:
 
 
 class TransformersBackend:
-    """Batched ``generate`` with left padding, KV cache, stop strings and ``inference_mode``."""
+    """Batched decoding with left padding, KV cache, stop strings and ``inference_mode``.
+
+    With ``reuse_kv`` (the default) each session's keys/values are kept between its turns and
+    shared prompt prefixes are computed once (see :mod:`eto_assets.agent.decoding`); without it
+    every call recomputes every prompt, as a plain ``generate`` per request does."""
 
     def __init__(
-        self, model_path: str | Path, *, max_batch_size: int = 16, device: str | None = None
+        self,
+        model_path: str | Path,
+        *,
+        max_batch_size: int = 16,
+        device: str | None = None,
+        reuse_kv: bool = True,
+        kv_budget_bytes: int = 2 << 30,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from eto_assets.agent.decoding import SessionDecoder
         from eto_assets.training.chat_template import ensure_training_template
 
         path = check_model_dir(model_path)
-        self._torch = torch
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         ensure_training_template(self.tokenizer)
-        self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
         self.max_batch_size = max_batch_size
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        self.decoder = SessionDecoder(
+            self.model, self.tokenizer, STOP_STRINGS, reuse=reuse_kv, budget_bytes=kv_budget_bytes
+        )
 
     def _encode(self, conversation: Conversation) -> list[int]:
         text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def generate(self, conversations: list[Conversation], config: GenerationConfig) -> list[str | None]:
-        torch = self._torch
+    def generate(
+        self,
+        conversations: list[Conversation],
+        config: GenerationConfig,
+        *,
+        seeds: Sequence[int] | None = None,
+        sessions: Sequence[str] | None = None,
+    ) -> list[str | None]:
         encoded = [self._encode(c) for c in conversations]
+        seeds = list(seeds) if seeds is not None else [config.seed + i for i in range(len(encoded))]
         results: list[str | None] = [None] * len(conversations)
         fits = [i for i, ids in enumerate(encoded) if len(ids) + config.max_new_tokens <= self.max_context]
         for start in range(0, len(fits), self.max_batch_size):
             chunk = fits[start : start + self.max_batch_size]
-            batch = self.tokenizer.pad({"input_ids": [encoded[i] for i in chunk]}, return_tensors="pt")
-            batch = {k: v.to(self.device) for k, v in batch.items()}
-            sampling = config.temperature > 0
-            if sampling:
-                torch.manual_seed(config.seed + start)
-            with torch.inference_mode():
-                out = self.model.generate(
-                    **batch,
-                    max_new_tokens=config.max_new_tokens,
-                    do_sample=sampling,
-                    temperature=config.temperature if sampling else None,
-                    top_p=None,
-                    top_k=None,
-                    pad_token_id=self.tokenizer.pad_token_id,
-                    eos_token_id=self.tokenizer.eos_token_id,
-                    stop_strings=list(STOP_STRINGS),
-                    tokenizer=self.tokenizer,
-                )
-            new_tokens = out[:, batch["input_ids"].shape[1] :]
+            new_tokens = self.decoder.generate(
+                [encoded[i] for i in chunk],
+                max_new_tokens=config.max_new_tokens,
+                temperature=config.temperature,
+                seeds=[seeds[i] for i in chunk],
+                sessions=[sessions[i] for i in chunk] if sessions is not None else None,
+            )
             for i, row in zip(chunk, new_tokens, strict=True):
-                text = self.tokenizer.decode(row, skip_special_tokens=True)
-                results[i] = truncate_at_stop(text)
+                results[i] = truncate_at_stop(self.tokenizer.decode(row, skip_special_tokens=True))
         return results
 
+    def end_session(self, session: str) -> None:
+        self.decoder.end_session(session)
+
     def close(self) -> None:
-        del self.model
+        del self.decoder, self.model
 
 
 class VLLMBackend:
@@ -133,27 +156,42 @@ class VLLMBackend:
         )
         self.max_context = self.llm.llm_engine.model_config.max_model_len
 
-    def generate(self, conversations: list[Conversation], config: GenerationConfig) -> list[str | None]:
+    def generate(
+        self,
+        conversations: list[Conversation],
+        config: GenerationConfig,
+        *,
+        seeds: Sequence[int] | None = None,
+        sessions: Sequence[str] | None = None,
+    ) -> list[str | None]:
+        """vLLM's prefix caching reuses earlier turns by itself, so ``sessions`` needs no handling."""
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
-        prompts, index = [], []
+        prompts, params, index = [], [], []
         for i, conv in enumerate(conversations):
             text = self.tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
             ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
             if len(ids) + config.max_new_tokens <= self.max_context:
                 prompts.append(TokensPrompt(prompt_token_ids=ids))
                 index.append(i)
-        params = SamplingParams(
-            temperature=config.temperature,
-            max_tokens=config.max_new_tokens,
-            stop=list(STOP_STRINGS),
-            seed=config.seed if config.temperature > 0 else None,
-        )
+                params.append(
+                    SamplingParams(
+                        temperature=config.temperature,
+                        max_tokens=config.max_new_tokens,
+                        stop=list(STOP_STRINGS),
+                        seed=(seeds[i] if seeds is not None else config.seed + i)
+                        if config.temperature > 0
+                        else None,
+                    )
+                )
         results: list[str | None] = [None] * len(conversations)
         for i, out in zip(index, self.llm.generate(prompts, params, use_tqdm=False), strict=True):
             results[i] = truncate_at_stop(out.outputs[0].text)
         return results
+
+    def end_session(self, session: str) -> None:
+        pass
 
     def close(self) -> None:
         del self.llm
@@ -174,22 +212,33 @@ class OpenAIBackend:
         )
         self.workers = workers
 
-    def _one(self, conversation: Conversation, config: GenerationConfig) -> str | None:
+    def _one(self, conversation: Conversation, config: GenerationConfig, seed: int) -> str | None:
         response = self.client.chat.completions.create(
             model=self.model,
             messages=conversation,
             temperature=config.temperature,
             max_tokens=config.max_new_tokens,
             stop=list(STOP_STRINGS),
-            seed=config.seed,
+            seed=seed,
         )
         return truncate_at_stop(response.choices[0].message.content or "")
 
-    def generate(self, conversations: list[Conversation], config: GenerationConfig) -> list[str | None]:
+    def generate(
+        self,
+        conversations: list[Conversation],
+        config: GenerationConfig,
+        *,
+        seeds: Sequence[int] | None = None,
+        sessions: Sequence[str] | None = None,
+    ) -> list[str | None]:
         from concurrent.futures import ThreadPoolExecutor
 
+        seeds = list(seeds) if seeds is not None else [config.seed + i for i in range(len(conversations))]
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
-            return list(pool.map(lambda c: self._one(c, config), conversations))
+            return list(pool.map(lambda c, s: self._one(c, config, s), conversations, seeds))
+
+    def end_session(self, session: str) -> None:
+        pass
 
     def close(self) -> None:
         self.client.close()

@@ -1,9 +1,13 @@
 """The batched rollout engine used by exploration and evaluation.
 
-Many episodes run at once. Every round, the prompts of all episodes waiting for an action are
-generated as one batch, the environments step in parallel threads (ScienceWorld's engines run in
-their own JVMs, so the GIL is not held while they work), finished episodes are retired and new
-ones admitted (continuous batching at the episode level). With ``concurrency=1`` it is the classic
+Many episodes run at once. The prompts of all episodes waiting for an action are generated as one
+batch (each naming its episode, so the backend reuses that episode's earlier turns); the
+environments step in parallel threads (ScienceWorld's engines run in their own JVMs and the worker
+pool's environments in their own processes, so the GIL is not held while they work); finished
+episodes are retired and new ones admitted at once (continuous batching at the episode level).
+With ``batch_fraction < 1`` the model starts on the episodes already waiting while the others'
+environments still step. Sampling seeds are per episode and step, so a sampled episode does not
+depend on which others shared its batch. With ``concurrency=1`` it is the classic
 one-generation-per-step loop, which the benchmark compares against.
 
 Each finished episode is appended to the output JSONL at once; a rerun skips the episodes already
@@ -13,11 +17,14 @@ there, so an interrupted stage resumes without duplicating work.
 from __future__ import annotations
 
 import json
+import math
 import os
+import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,6 +45,9 @@ class RolloutConfig:
     samples_per_task: int = 1
     seed: int = 0
     env_threads: int | None = None  # environments stepping at once; None = one per CPU core
+    # Generate once this fraction of the running episodes waits for an action: 1.0 = lockstep
+    # rounds; lower lets the model work while the other episodes' environments step.
+    batch_fraction: float = 1.0
 
 
 @dataclass
@@ -45,7 +55,7 @@ class RolloutStats:
     episodes: int = 0
     resumed: int = 0
     model_seconds: float = 0.0
-    env_seconds: float = 0.0
+    env_seconds: float = 0.0  # wall time with at least one environment call running
     wall_seconds: float = 0.0
 
 
@@ -66,6 +76,11 @@ class _Episode:
 
 def episode_key(task_id: str, sample: int) -> str:
     return f"{task_id}#{sample}"
+
+
+def seed_for(*parts: object) -> int:
+    """A stable 31-bit sampling seed from any parts (run seed, episode key, step)."""
+    return zlib.crc32("\x1f".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
 def load_finished(path: Path) -> dict[str, Trajectory]:
@@ -122,74 +137,114 @@ def run_rollouts(
     stats.resumed = len(finished)
     order = [(t, s) for t in tasks for s in range(config.samples_per_task)]
     pending = deque((t, s) for t, s in order if episode_key(t.task_id, s) not in finished)
-    free_envs: list[Environment] = []
-    active: list[_Episode] = []
     progress = tqdm(total=len(order), initial=len(finished), desc=desc, unit="ep", mininterval=2.0)
     rewards = [t.reward for t in finished.values()]
     n_envs = min(config.concurrency, len(pending))
     pool = ThreadPoolExecutor(max_workers=max(1, min(n_envs, config.env_threads or os.cpu_count() or 1)))
+    free_envs: list[Environment] = []
+    stepping: dict[Future, _Episode] = {}  # environment calls in flight
+    ready: list[_Episode] = []  # episodes waiting for the model
+    env_busy = _BusyClock()
+
+    def admit() -> None:
+        while pending and free_envs:
+            task, sample = pending.popleft()
+            ep = _Episode(task, sample, free_envs.pop(), [])
+            stepping[pool.submit(env_busy.timed, ep.env.reset, task)] = ep
+
+    def retire(ep: _Episode) -> None:
+        traj = _to_trajectory(ep, source)
+        append_jsonl(out_path, traj)
+        finished[ep.key] = traj
+        rewards.append(traj.reward)
+        stats.episodes += 1
+        free_envs.append(ep.env)
+        backend.end_session(ep.key)
+        progress.update(1)
+        progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}")
+
     try:
         free_envs.extend(pool.map(lambda _: make_env(), range(n_envs)))
-        while pending or active:
-            admitted = []
-            while pending and free_envs:
-                task, sample = pending.popleft()
-                admitted.append(_Episode(task, sample, free_envs.pop(), []))
+        admit()
+        while stepping or ready:
+            # Generate once enough episodes wait (or nothing else will arrive), so the model works
+            # on one part of the episodes while the environments of the others step.
+            quorum = max(1, math.ceil(config.batch_fraction * (len(stepping) + len(ready))))
+            while stepping and len(ready) < quorum:
+                done, _ = wait(stepping, return_when=FIRST_COMPLETED)
+                for future in done:
+                    ep = stepping.pop(future)
+                    _record(ep, future.result())
+                    if ep.ended_by:
+                        retire(ep)
+                    else:
+                        ready.append(ep)
+                admit()
+                quorum = max(1, math.ceil(config.batch_fraction * (len(stepping) + len(ready))))
+            if not ready:
+                continue
+            batch, ready = ready, []
             t0 = time.perf_counter()
-            for ep, first in zip(admitted, pool.map(lambda e: e.env.reset(e.task), admitted), strict=True):
-                ep.messages.append(Message("user", first))
-            stats.env_seconds += time.perf_counter() - t0
-            active.extend(admitted)
-
-            t0 = time.perf_counter()
-            conversations = [build_conversation(book, ep.task.task_type, ep.messages) for ep in active]
             answers = backend.generate(
-                conversations,
-                GenerationConfig(config.max_new_tokens, config.temperature, config.seed + stats.episodes),
+                [build_conversation(book, ep.task.task_type, ep.messages) for ep in batch],
+                GenerationConfig(config.max_new_tokens, config.temperature, config.seed),
+                seeds=[seed_for(config.seed, ep.key, ep.steps) for ep in batch],
+                sessions=[ep.key for ep in batch],
             )
             stats.model_seconds += time.perf_counter() - t0
-
-            stepping = []
-            for ep, answer in zip(active, answers, strict=True):
+            for ep, answer in zip(batch, answers, strict=True):
                 if answer is None:
                     ep.ended_by = "context_limit"
+                    retire(ep)
                     continue
-                parsed = parse_answer(answer)
                 ep.messages.append(Message("assistant", answer.strip()))
                 ep.steps += 1
-                stepping.append((ep, parsed.action))
-            t0 = time.perf_counter()
-            results = list(pool.map(lambda item: item[0].env.step(item[1]), stepping))
-            stats.env_seconds += time.perf_counter() - t0
-            for (ep, _), result in zip(stepping, results, strict=True):
-                ep.last = result
-                ep.messages.append(Message("user", format_observation(result.observation)))
-                if result.done:
-                    ep.ended_by = "done"
-                elif ep.steps >= ep.task.max_steps:
-                    ep.ended_by = "max_steps"
-
-            still_active = []
-            for ep in active:
-                if not ep.ended_by:
-                    still_active.append(ep)
-                    continue
-                traj = _to_trajectory(ep, source)
-                append_jsonl(out_path, traj)
-                finished[ep.key] = traj
-                rewards.append(traj.reward)
-                stats.episodes += 1
-                free_envs.append(ep.env)
-                progress.update(1)
-                progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}")
-            active = still_active
+                stepping[pool.submit(env_busy.timed, ep.env.step, parse_answer(answer).action)] = ep
+            admit()
     finally:
         progress.close()
-        for env in free_envs + [ep.env for ep in active]:
+        pool.shutdown(wait=True)
+        for env in free_envs + [ep.env for ep in (*stepping.values(), *ready)]:
             release_env(env)
-        pool.shutdown()
+        stats.env_seconds += env_busy.seconds
         stats.wall_seconds += time.perf_counter() - started
     return [finished[episode_key(t.task_id, s)] for t, s in order]
+
+
+def _record(ep: _Episode, result: str | StepResult) -> None:
+    """Apply an environment reply: the task message after a reset, else a step's result."""
+    if isinstance(result, str):
+        ep.messages.append(Message("user", result))
+        return
+    ep.last = result
+    ep.messages.append(Message("user", format_observation(result.observation)))
+    if result.done:
+        ep.ended_by = "done"
+    elif ep.steps >= ep.task.max_steps:
+        ep.ended_by = "max_steps"
+
+
+class _BusyClock:
+    """Wall time during which at least one environment call was running."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self._running = 0
+        self._since = 0.0
+        self._lock = threading.Lock()
+
+    def timed(self, fn: Callable, *args):
+        with self._lock:
+            if self._running == 0:
+                self._since = time.perf_counter()
+            self._running += 1
+        try:
+            return fn(*args)
+        finally:
+            with self._lock:
+                self._running -= 1
+                if self._running == 0:
+                    self.seconds += time.perf_counter() - self._since
 
 
 def _to_trajectory(ep: _Episode, source: str) -> Trajectory:
