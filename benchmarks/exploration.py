@@ -1,12 +1,17 @@
 """Exploration throughput: the batched engine vs the one-generation-per-step sequential loop.
 
-Same ScienceWorld episodes, same tiny model, same greedy decoding, run side by side in one
-process. Environments are started before timing and reused, so both sides measure episodes, not
+Same ScienceWorld episodes, same tiny SFT model, same greedy decoding, run side by side in one
+process. The sequential loop is ETO's: one episode at a time, one request per agent step, each
+request recomputing its whole prompt. The engine runs the episodes at once, batches the waiting
+prompts, reuses every episode's KV cache across its turns and overlaps model and environment work.
+Environments are started and warmed before timing and reused, so both sides measure episodes, not
 JVM start-up. Also measures one ScienceWorld step through our wrapper vs ``ScienceWorldEnv.step``.
 
     python benchmarks/exploration.py [--episodes 16] [--model PATH]
 
-The last two lines are ``exploration_speedup=<ratio>`` and ``sciworld_step_speedup=<ratio>``.
+Without ``--model`` it builds the tiny model and fine-tunes it on expert trajectories with the
+``tiny`` profile's SFT settings (about a minute). The last two lines are
+``exploration_speedup=<ratio>`` and ``sciworld_step_speedup=<ratio>``.
 """
 
 from __future__ import annotations
@@ -19,19 +24,50 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from eto_assets.agent.backends import TransformersBackend  # noqa: E402
-from eto_assets.agent.prompt import make_prompt_book, preamble  # noqa: E402
+from eto_assets.agent.prompt import PromptBook, make_prompt_book, preamble  # noqa: E402
 from eto_assets.agent.rollout import RolloutConfig, RolloutStats, run_rollouts  # noqa: E402
+from eto_assets.config.profile import load_profile  # noqa: E402
+from eto_assets.data.schemas import Trajectory  # noqa: E402
+from eto_assets.envs.base import StepResult  # noqa: E402
 from eto_assets.envs.sciworld import SciWorldBenchmark, SciWorldEnv  # noqa: E402
-from eto_assets.training.tiny_model import TinyModelSpec, build_tiny_model  # noqa: E402
+from eto_assets.training.sft import train_sft  # noqa: E402
+from eto_assets.training.tiny_model import build_tiny_model  # noqa: E402
 
 TASK_TYPES = ["find-animal", "find-plant", "lifespan-longest-lived", "lifespan-shortest-lived"]
 
 
-class Pool:
-    def __init__(self, bench: SciWorldBenchmark, n: int, warm_task) -> None:
-        self.free = [bench.make_env() for _ in range(n)]
+class StockStepEnv(SciWorldEnv):
+    """Our environment, but stepping through the stock ``ScienceWorldEnv.step`` as ETO's code does."""
+
+    def reset(self, task):
+        from scienceworld import ScienceWorldEnv
+
+        first = super().reset(task)
+        self._stock = object.__new__(ScienceWorldEnv)  # the real method, on this game's interface
+        self._stock.server, self._stock.lastStepScore, self._stock.envStepLimit = self._server, 0, 10_000
+        self._stock.taskName, self._stock.variationIdx = task.task_type, task.payload["variation"]
+        self._stock.simplificationStr = "easy"
+        return first
+
+    def step(self, action):
+        if not action:
+            return super().step(action)
+        with self._host.lock:
+            observation, _, completed, info = self._stock.step(action)
+        score = info["score"] / 100
+        self._best_score = max(self._best_score, score)
+        self._done = completed or score < 0
+        return StepResult(observation, min(self._best_score, 1.0), self._done, completed and score >= 1.0)
+
+
+class WarmPool:
+    """Started, warmed environments handed out and taken back (never closed between runs)."""
+
+    def __init__(self, bench: SciWorldBenchmark, n: int, warm_task, env_class=SciWorldEnv) -> None:
+        self.free = [env_class() for _ in range(n)]
         for env in self.free:  # a cold JVM's first load and step are slow: warm every engine once
             env.reset(warm_task)
             env.step("look around")
@@ -47,17 +83,27 @@ class Pool:
             env.close()
 
 
-def measure(label, tasks, pool, backend, book, concurrency, max_new_tokens, workdir):
+def sft_model(bench: SciWorldBenchmark, experts: list[Trajectory], book: PromptBook, workdir: Path) -> Path:
+    profile = load_profile("tiny")
+    texts = [m.content for e in experts for m in (*preamble(book, e.task_type), *e.messages)]
+    base = build_tiny_model(texts, workdir / "tiny", profile.tiny_model.spec())
+    t0 = time.perf_counter()
+    train_sft(base, experts, book, workdir / "sft", profile.sft)
+    print(f"tiny SFT model: {len(experts)} expert trajectories, trained in {time.perf_counter() - t0:.0f}s")
+    return workdir / "sft"
+
+
+def measure(label: str, tasks, pool: WarmPool, backend, book, config: RolloutConfig, workdir: Path):
     stats = RolloutStats()
-    out = Path(workdir) / f"{label}.jsonl"
+    fed_before = backend.decoder.fed_tokens
     started = time.perf_counter()
     trajs = run_rollouts(
         tasks,
         pool.acquire,
         backend,
         book,
-        out,
-        RolloutConfig(concurrency=concurrency, max_new_tokens=max_new_tokens),
+        workdir / f"{label}.jsonl",
+        config,
         desc=label,
         stats=stats,
         release_env=pool.release,
@@ -65,65 +111,90 @@ def measure(label, tasks, pool, backend, book, concurrency, max_new_tokens, work
     wall = time.perf_counter() - started
     steps = sum(t.metadata["steps"] for t in trajs)
     rate = len(trajs) / wall * 60
+    fed = backend.decoder.fed_tokens - fed_before
     print(
-        f"{label:>10}: {len(trajs)} episodes, {steps} steps in {wall:.1f}s = {rate:.1f} episodes/min "
-        f"(model {stats.model_seconds:.1f}s, env {stats.env_seconds:.1f}s)"
+        f"{label:>10}: {len(trajs)} episodes, {steps} steps in {wall:.1f}s = {rate:.1f} episodes/min | "
+        f"model {stats.model_seconds:.1f}s, env {stats.env_seconds:.1f}s (overlapping), "
+        f"{fed} prompt tokens computed"
     )
     return trajs, rate
 
 
-def step_cost(bench: SciWorldBenchmark, n_tasks: int = 3) -> tuple[float, float]:
-    """Seconds per step replaying gold paths: our wrapper vs the stock ``ScienceWorldEnv.step``."""
+def step_cost(bench: SciWorldBenchmark, n_tasks: int = 4) -> tuple[float, float]:
+    """Seconds per step replaying gold paths: our wrapper vs the stock ``ScienceWorldEnv.step``.
+
+    One warm-up replay through each first, then the two alternate on the same tasks."""
     env = SciWorldEnv()
-    ours = stock = 0.0
+    engine = env._host.engine  # a stock ScienceWorldEnv on the same JVM
+    tasks = bench.tasks("train")[: n_tasks + 1]
+    timings = {"ours": 0.0, "stock": 0.0}
     steps = 0
     try:
-        for task in bench.tasks("train")[:n_tasks]:
+        for i, task in enumerate(tasks):
             gold = env.gold_actions(task)
-            env.reset(task)
-            t0 = time.perf_counter()
-            for action in gold:
-                env.step(action)
-            ours += time.perf_counter() - t0
-            engine = env._engine
-            engine.load(task.task_type, task.payload["variation"], "easy", generateGoldPath=False)
-            engine.reset()
-            t0 = time.perf_counter()
-            for action in gold:
-                engine.step(action)
-            stock += time.perf_counter() - t0
-            steps += len(gold)
+            for side in ("ours", "stock") if i % 2 else ("stock", "ours"):
+                if side == "ours":
+                    env.reset(task)
+                    step = env.step
+                else:
+                    engine.load(task.task_type, task.payload["variation"], "easy", generateGoldPath=False)
+                    engine.reset()
+                    step = engine.step
+                t0 = time.perf_counter()
+                for action in gold:
+                    step(action)
+                if i:  # the first task only warms the JVM up
+                    timings[side] += time.perf_counter() - t0
+            steps += len(gold) if i else 0
     finally:
         env.close()
-    return ours / steps, stock / steps
+    return timings["ours"] / steps, timings["stock"] / steps
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--episodes", type=int, default=16)
-    parser.add_argument("--max-steps", type=int, default=10)
-    parser.add_argument("--max-new-tokens", type=int, default=16)
-    parser.add_argument("--model", help="a checkpoint folder (default: build an untrained tiny model)")
+    parser.add_argument("--max-steps", type=int, default=10, help="step cap per episode (tiny profile)")
+    parser.add_argument("--max-new-tokens", type=int, default=32, help="tiny profile: 32")
+    parser.add_argument("--batch-fraction", type=float, default=RolloutConfig.batch_fraction)
+    parser.add_argument("--model", help="a checkpoint folder (default: train the tiny SFT model here)")
+    parser.add_argument(
+        "--no-eto-loop", dest="eto_loop", action="store_false", help="skip the stock-step sequential run"
+    )
     args = parser.parse_args()
 
-    print(f"cores: {os.cpu_count()}")
+    print(f"cores: {os.cpu_count()}, episodes: {args.episodes}")
     bench = SciWorldBenchmark(TASK_TYPES, max_steps_cap=args.max_steps)
     tasks = bench.tasks("seen")[: args.episodes]
-    pool = Pool(bench, min(16, len(tasks)), bench.tasks("train")[0])
-    with tempfile.TemporaryDirectory() as workdir:
+    pool = WarmPool(bench, min(args.episodes, len(tasks)), bench.tasks("train")[0])
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
         expert_env = pool.acquire()
-        experts = [bench.expert_trajectory(expert_env, t) for t in bench.tasks("train")[::10]]
+        by_type = {kind: [t for t in bench.tasks("train") if t.task_type == kind] for kind in TASK_TYPES}
+        train = [t for kind in TASK_TYPES for t in by_type[kind][:8]]  # the tiny profile's 8 per type
+        experts = [e for e in (bench.expert_trajectory(expert_env, t) for t in train) if e]
         pool.release(expert_env)
-        book = make_prompt_book(bench.prompt_spec(), [e for e in experts if e])
-        model = args.model
-        if model is None:
-            texts = [m.content for e in experts if e for m in (*preamble(book, e.task_type), *e.messages)]
-            model = build_tiny_model(texts, Path(workdir) / "tiny", TinyModelSpec(vocab_size=2048))
-        backend = TransformersBackend(model, max_batch_size=args.episodes)
-        seq, seq_rate = measure("sequential", tasks, pool, backend, book, 1, args.max_new_tokens, workdir)
-        bat, bat_rate = measure("batched", tasks, pool, backend, book, 16, args.max_new_tokens, workdir)
+        book = make_prompt_book(bench.prompt_spec(), experts)
+        model = Path(args.model) if args.model else sft_model(bench, experts, book, workdir)
+
+        sequential = TransformersBackend(model, max_batch_size=1, reuse_kv=False)
+        seq_config = RolloutConfig(concurrency=1, max_new_tokens=args.max_new_tokens, batch_fraction=1.0)
+        seq, seq_rate = measure("sequential", tasks, pool, sequential, book, seq_config, workdir)
+        batched = TransformersBackend(model, max_batch_size=args.episodes)
+        bat_config = RolloutConfig(
+            concurrency=args.episodes, max_new_tokens=args.max_new_tokens, batch_fraction=args.batch_fraction
+        )
+        bat, bat_rate = measure("batched", tasks, pool, batched, book, bat_config, workdir)
         same = [t.messages for t in seq] == [t.messages for t in bat]
-        print(f"same trajectories (greedy): {same}")
+        print(f"same trajectories (greedy): {same}; mean reward {sum(t.reward for t in bat) / len(bat):.3f}")
+        if args.eto_loop:
+            stock_pool = WarmPool(bench, 1, bench.tasks("train")[0], StockStepEnv)
+            eto, eto_rate = measure("ETO loop", tasks, stock_pool, sequential, book, seq_config, workdir)
+            stock_pool.close()
+            print(
+                f"ETO's loop (sequential, stock ScienceWorldEnv.step) -> engine: {bat_rate / eto_rate:.2f}x; "
+                f"same trajectories: {[t.messages for t in eto] == [t.messages for t in bat]}"
+            )
     pool.close()
     ours, stock = step_cost(bench)
     print(f"sciworld step: wrapper {ours * 1000:.1f} ms, ScienceWorldEnv.step {stock * 1000:.1f} ms")

@@ -43,6 +43,63 @@ class _Row:
     cached: int = 0  # leading tokens of ``ids`` whose keys/values come from ``source``
 
 
+class _BufferedLayer(DynamicLayer):
+    """A cache layer with room to grow: a decode step writes one position instead of copying the
+    whole cache as ``DynamicLayer``'s ``torch.cat`` does."""
+
+    def __init__(self, reserve: int) -> None:
+        super().__init__()
+        self.reserve = reserve
+        self._len = 0
+        self._k = self._v = torch.empty(0)
+
+    def preload(self, rows: list[tuple[int, torch.Tensor, torch.Tensor]], batch: int, width: int) -> None:
+        """Right-align each ``(row, keys, values)`` in the first ``width`` positions (the rest is masked)."""
+        _, k0, v0 = rows[0]
+        self.dtype, self.device, self.is_initialized = k0.dtype, k0.device, True
+        self._k = k0.new_zeros((batch, k0.shape[0], width + self.reserve, k0.shape[2]))
+        self._v = v0.new_zeros((batch, v0.shape[0], width + self.reserve, v0.shape[2]))
+        for b, k, v in rows:
+            self._k[b, :, width - k.shape[1] : width] = k
+            self._v[b, :, width - v.shape[1] : width] = v
+        self._set_len(width)
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.dtype, self.device, self.is_initialized = key_states.dtype, key_states.device, True
+        n = key_states.shape[-2]
+        if self._k.dim() != 4 or self._len + n > self._k.shape[-2]:
+            self._grow(self._len + n + self.reserve, key_states, value_states)
+        self._k[:, :, self._len : self._len + n] = key_states
+        self._v[:, :, self._len : self._len + n] = value_states
+        self._set_len(self._len + n)
+        return self.keys, self.values
+
+    def _grow(self, capacity: int, like_k: torch.Tensor, like_v: torch.Tensor) -> None:
+        b, h, _, d = like_k.shape
+        k, v = like_k.new_zeros((b, h, capacity, d)), like_v.new_zeros((b, h, capacity, like_v.shape[-1]))
+        if self._len:
+            k[:, :, : self._len], v[:, :, : self._len] = self.keys, self.values
+        self._k, self._v = k, v
+
+    def _set_len(self, n: int) -> None:
+        self._len = n
+        self.keys, self.values = self._k[:, :, :n], self._v[:, :, :n]
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        self._k, self._v = self._k[indices], self._v[indices]
+        self._set_len(self._len)
+
+
+def full_attention_only(config) -> bool:
+    """Whether every layer attends to the whole context (no sliding window, no recurrent layers),
+    which cross-turn reuse of right-aligned keys/values assumes."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    layer_types = getattr(config, "layer_types", None) or ["full_attention"]
+    sliding = getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True)
+    return set(layer_types) == {"full_attention"} and not sliding
+
+
 def common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
     n = min(len(a), len(b))
     diff = (a[:n] != b[:n]).nonzero()
@@ -103,8 +160,10 @@ class SessionDecoder:
         self.model = model
         self.tokenizer = tokenizer
         self.stop_strings = tuple(stop_strings)
-        self.reuse = reuse
+        self.buffered = full_attention_only(model.config)  # else the model's own cache layers
+        self.reuse = reuse and self.buffered
         self.store = KVStore(budget_bytes)
+        self.num_layers = model.config.get_text_config().num_hidden_layers
         self.min_shared_prefix = min_shared_prefix
         self.device = next(model.parameters()).device
         eos = model.generation_config.eos_token_id
@@ -131,7 +190,7 @@ class SessionDecoder:
         rows = [_Row(torch.tensor(p, dtype=torch.long)) for p in prompts]
         if self.reuse:
             self._find_sources(rows, sessions)
-        cache, mask, logits = self._prefill(rows)
+        cache, mask, logits = self._prefill(rows, reserve=max_new_tokens)
         generators = None
         if temperature > 0:
             seeds = seeds if seeds is not None else range(len(rows))
@@ -200,14 +259,14 @@ class SessionDecoder:
             prefixes.append((members, _Row(members[0].ids[:n])))
         if not prefixes:
             return
-        cache, mask, _ = self._prefill([p for _, p in prefixes])
-        for b, (members, prefix) in enumerate(prefixes):
-            held = _Held(prefix.ids, self._row_kv(cache, mask, b, len(prefix.ids)))
+        for members, prefix in prefixes:  # one at a time: unpadded, so attention takes its fast causal path
+            cache, mask, _ = self._prefill([prefix], reserve=0)
+            held = _Held(prefix.ids, self._row_kv(cache, mask, 0, len(prefix.ids)))
             self.store.put(f"prefix:{zlib.crc32(prefix.ids.numpy().tobytes())}", held)
             for m in members:
                 m.source, m.cached = held, len(prefix.ids)
 
-    def _prefill(self, rows: list[_Row]) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
+    def _prefill(self, rows: list[_Row], reserve: int) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
         """One forward over every row's uncached tokens; returns the batch cache, mask and last logits."""
         width_cached = max(r.cached for r in rows)
         width_new = max(len(r.ids) - r.cached for r in rows)
@@ -222,32 +281,31 @@ class SessionDecoder:
             mask[b, width_cached - row.cached : width_cached] = 1
             mask[b, width_cached + width_new - len(new) :] = 1
             self.fed_tokens += len(new)
-        cache = DynamicCache(ddp_cache_data=self._batch_kv(rows, width_cached)) if width_cached else None
+        cache = DynamicCache()
+        if self.buffered:
+            cache.layers = [_BufferedLayer(width_new + reserve) for _ in range(self.num_layers)]
+            if width_cached:
+                for layer, layer_kv in zip(cache.layers, self._cached_rows(rows), strict=True):
+                    layer.preload(layer_kv, batch, width_cached)
         out = self.model(
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=position_ids.to(self.device),
-            past_key_values=cache if cache is not None else DynamicCache(),
+            past_key_values=cache,
             cache_position=torch.arange(width_cached, width_cached + width_new, device=self.device),
             use_cache=True,
             logits_to_keep=1,
         )
         return out.past_key_values, mask.to(self.device), out.logits[:, -1]
 
-    def _batch_kv(self, rows: list[_Row], width: int) -> KV:
-        layers = len(next(r.source for r in rows if r.source is not None).kv)
-        batch_kv = []
-        for layer in range(layers):
-            ref_k, ref_v = next(r.source for r in rows if r.source is not None).kv[layer]
-            keys = ref_k.new_zeros((len(rows), ref_k.shape[0], width, ref_k.shape[2]))
-            values = ref_v.new_zeros((len(rows), ref_v.shape[0], width, ref_v.shape[2]))
-            for b, row in enumerate(rows):
-                if row.cached:
-                    k, v = row.source.kv[layer]
-                    keys[b, :, width - row.cached :] = k[:, : row.cached]
-                    values[b, :, width - row.cached :] = v[:, : row.cached]
-            batch_kv.append((keys, values))
-        return batch_kv
+    def _cached_rows(self, rows: list[_Row]) -> list[list[tuple[int, torch.Tensor, torch.Tensor]]]:
+        """Per layer, the held keys/values of every row that has some: ``(row, keys, values)``."""
+        per_layer: list[list[tuple[int, torch.Tensor, torch.Tensor]]] = [[] for _ in range(self.num_layers)]
+        for b, row in enumerate(rows):
+            if row.cached:
+                for layer, (k, v) in enumerate(row.source.kv):
+                    per_layer[layer].append((b, k[:, : row.cached], v[:, : row.cached]))
+        return per_layer
 
     def _row_kv(self, cache: DynamicCache, mask: torch.Tensor, b: int, length: int) -> KV:
         """The compact keys/values of batch row ``b``'s first ``length`` real tokens."""
@@ -258,9 +316,6 @@ class SessionDecoder:
         self, key: str | None, row: _Row, new: list[int], cache: DynamicCache, mask: torch.Tensor, b: int
     ) -> None:
         if not self.reuse or key is None:
-            return
-        if not all(type(layer) is DynamicLayer for layer in cache.layers):
-            self.reuse = False  # sliding-window or hybrid caches: no reuse, plain batched decoding
             return
         fed = int(mask[b].sum()) - len(row.ids)  # generated tokens already run through the model
         ids = torch.cat([row.ids, torch.tensor(new[:fed], dtype=torch.long)])

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import threading
 import time
 import zlib
@@ -44,10 +43,12 @@ class RolloutConfig:
     max_new_tokens: int = 128
     samples_per_task: int = 1
     seed: int = 0
-    env_threads: int | None = None  # environments stepping at once; None = one per CPU core
+    # Threads calling environments; None = one per environment. Environments bound their own
+    # parallelism (ScienceWorld games share a few JVMs, worker-pool environments a few processes).
+    env_threads: int | None = None
     # Generate once this fraction of the running episodes waits for an action: 1.0 = lockstep
     # rounds; lower lets the model work while the other episodes' environments step.
-    batch_fraction: float = 1.0
+    batch_fraction: float = 0.5
 
 
 @dataclass
@@ -128,6 +129,8 @@ def run_rollouts(
 
     Environments come from ``make_env`` and go back through ``release_env`` (default: closed), so a
     caller can keep expensive engines alive across stages."""
+    if not 0 < config.batch_fraction <= 1:
+        raise ValueError(f"rollout batch_fraction must be in (0, 1], got {config.batch_fraction}")
     release_env = release_env or (lambda env: env.close())
     stats = stats if stats is not None else RolloutStats()
     started = time.perf_counter()
@@ -140,7 +143,7 @@ def run_rollouts(
     progress = tqdm(total=len(order), initial=len(finished), desc=desc, unit="ep", mininterval=2.0)
     rewards = [t.reward for t in finished.values()]
     n_envs = min(config.concurrency, len(pending))
-    pool = ThreadPoolExecutor(max_workers=max(1, min(n_envs, config.env_threads or os.cpu_count() or 1)))
+    pool = ThreadPoolExecutor(max_workers=max(1, min(n_envs, config.env_threads or n_envs)))
     free_envs: list[Environment] = []
     stepping: dict[Future, _Episode] = {}  # environment calls in flight
     ready: list[_Episode] = []  # episodes waiting for the model

@@ -44,6 +44,9 @@ class RolloutParams(_Strict):
     concurrency: int = Field(default=16, ge=1)
     max_new_tokens: int = Field(default=128, ge=1)
     explore_temperature: float = Field(default=0.0, ge=0)
+    batch_fraction: float = Field(
+        default=0.5, gt=0, le=1, description="generate once this share of running episodes waits"
+    )
     seed: int = 0
 
     def config(self, *, temperature: float = 0.0) -> RolloutConfig:
@@ -51,6 +54,7 @@ class RolloutParams(_Strict):
             concurrency=self.concurrency,
             temperature=temperature,
             max_new_tokens=self.max_new_tokens,
+            batch_fraction=self.batch_fraction,
             seed=self.seed,
         )
 
