@@ -62,3 +62,24 @@ def tiny_model_dir(tmp_path_factory, expert_sample, sciworld_small):
     out = tmp_path_factory.mktemp("tiny_model")
     spec = TinyModelSpec(vocab_size=1024, hidden_size=32, intermediate_size=64, num_attention_heads=2)
     return build_tiny_model(texts, out, spec), book
+
+
+@pytest.fixture(scope="session")
+def sharp_model_dir(tiny_model_dir, tmp_path_factory):
+    """The tiny model with large random weights: a freshly initialised model attends almost
+    uniformly, so a wrong position or a stale cached key would not change its answers; this one's
+    answers depend on every detail of the context."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path, _ = tiny_model_dir
+    model = AutoModelForCausalLM.from_pretrained(path)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param in model.parameters():
+            if param.dim() == 2:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    out = tmp_path_factory.mktemp("sharp_model")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(path).save_pretrained(out)
+    return out

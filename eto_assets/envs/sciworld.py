@@ -164,7 +164,7 @@ class EngineHost:
             engine.close = lambda: None  # the engine's __del__ closes again and hits a dead pipe
 
 
-class _Hosts:
+class EngineHosts:
     """The process's JVMs: a new game goes to the least-loaded host, a new host is started while
     there are fewer than ``max_hosts``; a host whose last game closes shuts its JVM down.
 
@@ -172,12 +172,18 @@ class _Hosts:
     stepping JVM keeps about 1.3 cores busy (its own GC and JIT threads; measured on 2 cores, where
     a second JVM made 16 concurrent episodes slower, not faster)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_hosts: int | None = None) -> None:
         self._hosts: list[EngineHost] = []
         self._lock = threading.Lock()
+        self._max_hosts = max_hosts
+
+    def __len__(self) -> int:
+        return len(self._hosts)
 
     @property
     def max_hosts(self) -> int:
+        if self._max_hosts:
+            return self._max_hosts
         setting = os.environ.get("ETO_SCIWORLD_JVMS")
         if setting:
             try:
@@ -205,18 +211,19 @@ class _Hosts:
         host.close()
 
 
-HOSTS = _Hosts()
+HOSTS = EngineHosts()
 
 
 class SciWorldEnv:
     """One ScienceWorld game on a shared JVM (see :class:`EngineHost`); one episode at a time."""
 
-    def __init__(self) -> None:
-        self._host: EngineHost | None = HOSTS.acquire()
+    def __init__(self, hosts: EngineHosts = HOSTS) -> None:
+        self._hosts = hosts
+        self._host: EngineHost | None = hosts.acquire()
         try:
             self._server = self._host.new_game()
         except Exception:
-            HOSTS.release(self._host)
+            hosts.release(self._host)
             raise
         self._best_score = 0.0
         self._done = True
@@ -255,7 +262,7 @@ class SciWorldEnv:
         host, self._host = self._host, None
         if host is not None:
             self._server = None
-            HOSTS.release(host)
+            self._hosts.release(host)
 
 
 class SciWorldBenchmark:

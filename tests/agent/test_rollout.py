@@ -18,29 +18,43 @@ def tasks(bench, n=3):
     return bench.tasks("seen")[:n]
 
 
-def test_batched_equals_sequential_for_greedy(sciworld_small, tiny_model_dir, backend, tmp_path):
+@pytest.mark.parametrize("batch_fraction", [1.0, 0.5])
+def test_batched_equals_sequential_for_greedy(
+    sciworld_small, tiny_model_dir, sharp_model_dir, tmp_path, batch_fraction
+):
+    """The engine (batched, KV reused across turns, model and env overlapping) plays exactly the
+    episodes of the one-request-per-step loop that recomputes every prompt."""
     bench, _ = sciworld_small
     _, book = tiny_model_dir
     cfg = dict(max_new_tokens=12, temperature=0.0)
     seq = run_rollouts(
         tasks(bench),
         bench.make_env,
-        backend,
+        TransformersBackend(sharp_model_dir, max_batch_size=1, reuse_kv=False),
         book,
         tmp_path / "seq.jsonl",
-        RolloutConfig(concurrency=1, **cfg),
+        RolloutConfig(concurrency=1, batch_fraction=1.0, **cfg),
     )
     bat = run_rollouts(
         tasks(bench),
         bench.make_env,
-        backend,
+        TransformersBackend(sharp_model_dir, max_batch_size=3),
         book,
         tmp_path / "bat.jsonl",
-        RolloutConfig(concurrency=3, **cfg),
+        RolloutConfig(concurrency=3, batch_fraction=batch_fraction, **cfg),
     )
     assert [t.messages for t in seq] == [t.messages for t in bat]
     assert [t.reward for t in seq] == [t.reward for t in bat]
     assert all(t.num_steps == t.metadata["steps"] for t in bat)
+
+
+def test_bad_batch_fraction_is_named(sciworld_small, tiny_model_dir, backend, tmp_path):
+    bench, _ = sciworld_small
+    _, book = tiny_model_dir
+    with pytest.raises(ValueError, match="batch_fraction"):
+        run_rollouts(
+            tasks(bench), bench.make_env, backend, book, tmp_path / "r.jsonl", RolloutConfig(batch_fraction=0)
+        )
 
 
 def test_resume_skips_finished_and_never_duplicates(sciworld_small, tiny_model_dir, backend, tmp_path):

@@ -3,6 +3,8 @@
 import collections
 import json
 
+import pytest
+
 from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION
 from eto_assets.envs.sciworld import MAX_STEPS, compute_splits
 
@@ -69,3 +71,50 @@ def test_unseen_split_sizes_match_eto(data_dir):
     ours = compute_splits().unseen
     assert sum(len(v) for v in ours.values()) == sum(eto_counts.values())
     assert len(ours) == len(eto_counts) == 24
+
+
+def test_games_sharing_a_jvm_match_games_played_alone(sciworld_small):
+    """Two games interleaved on one JVM see exactly what each sees alone; the JVM stops with its
+    last game."""
+    from eto_assets.envs.sciworld import EngineHosts, SciWorldEnv
+
+    bench, solo = sciworld_small
+    tasks = [bench.tasks("seen")[0], bench.tasks("unseen")[-1]]
+    golds = [solo.gold_actions(t) for t in tasks]
+    alone = []
+    for task, gold in zip(tasks, golds, strict=True):
+        solo.reset(task)
+        alone.append([])
+        for action in gold:
+            alone[-1].append(solo.step(action))
+            if alone[-1][-1].done:
+                break
+
+    hosts = EngineHosts(max_hosts=1)
+    envs = [SciWorldEnv(hosts) for _ in tasks]
+    assert len(hosts) == 1 and envs[0]._host is envs[1]._host
+    for env, task in zip(envs, tasks, strict=True):
+        env.reset(task)
+    shared = [[], []]
+    for i in range(max(map(len, golds))):
+        for k, (env, gold) in enumerate(zip(envs, golds, strict=True)):
+            if i < len(gold) and not (shared[k] and shared[k][-1].done):
+                shared[k].append(env.step(gold[i]))
+    assert shared == alone
+    assert [r[-1].success for r in shared] == [True, True]
+    java = envs[0]._host.engine._gateway.java_process
+    envs[0].close()
+    assert len(hosts) == 1 and java.poll() is None
+    envs[1].close()
+    assert len(hosts) == 0
+    assert java.wait(timeout=30) is not None
+
+
+def test_jvm_count_setting_is_checked(monkeypatch):
+    from eto_assets.envs.sciworld import EngineHosts
+
+    monkeypatch.setenv("ETO_SCIWORLD_JVMS", "3")
+    assert EngineHosts().max_hosts == 3
+    monkeypatch.setenv("ETO_SCIWORLD_JVMS", "many")
+    with pytest.raises(ValueError, match="ETO_SCIWORLD_JVMS"):
+        _ = EngineHosts().max_hosts
