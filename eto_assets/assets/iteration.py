@@ -87,12 +87,12 @@ def eval_report_asset(k: int) -> AssetsDefinition:
                     k,
                     policy["checkpoint"],
                     split_tasks,
-                    lambda: envs.acquire(sc.benchmark),
+                    lambda: envs.acquire_for_rollouts(sc.benchmark),
                     backend,
                     book,
                     out_paths,
                     sc.profile.rollout.config(),
-                    release_env=lambda e: envs.release(sc.benchmark, e),
+                    release_env=lambda e: envs.release_from_rollouts(sc.benchmark, e),
                 )
             finally:
                 backend.close()
@@ -158,13 +158,13 @@ def exploration_asset(k: int) -> AssetsDefinition:
             try:
                 trajs, stats = pipeline.explore(
                     tasks,
-                    lambda: envs.acquire(sc.benchmark),
+                    lambda: envs.acquire_for_rollouts(sc.benchmark),
                     backend,
                     book,
                     out,
                     config,
                     f"explore it{k}",
-                    release_env=lambda e: envs.release(sc.benchmark, e),
+                    release_env=lambda e: envs.release_from_rollouts(sc.benchmark, e),
                 )
             finally:
                 backend.close()

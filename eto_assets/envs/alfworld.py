@@ -328,6 +328,7 @@ class AlfWorldEnv:
 # -- benchmark -----------------------------------------------------------------------------------
 class AlfWorldBenchmark:
     name = "alfworld"
+    pure_python = True  # rollouts host its environments in worker processes
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ def _env_dir(var: str, *parts: str) -> Path | None:
 
 class WebShopBenchmark:
     name = "webshop"
+    pure_python = True  # rollouts host its environments in worker processes
 
     def __init__(
         self,
@@ -99,6 +100,13 @@ class WebShopBenchmark:
             self.data_dir = nested if nested.is_dir() else base
         self.num_train, self.num_test = num_train, num_test
         self.max_steps = min(MAX_STEPS, max_steps_cap) if max_steps_cap else MAX_STEPS
+        self._max_steps_cap = max_steps_cap
+
+    def __reduce__(self):
+        """Pickle as constructor arguments (worker processes rebuild the world; its search index
+        does not pickle)."""
+        args = (self.data_dir, self.catalog_name, self.num_train, self.num_test, self._max_steps_cap)
+        return (WebShopBenchmark, args)
 
     # -- data -----------------------------------------------------------------------------------
     @functools.cached_property
