@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import os
 import pickle
 import threading
@@ -16,10 +17,10 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from eto_assets.envs.base import Benchmark, Environment
-from eto_assets.envs.processes import EnvWorkerPool, RemoteEnv
+from eto_assets.envs.processes import EnvWorkerPool
 
 _POOLS: dict[str, list[Environment]] = defaultdict(list)
-_WORKERS: dict[bytes, EnvWorkerPool] = {}
+_WORKERS: dict[str, EnvWorkerPool] = {}
 _LOCK = threading.Lock()
 
 
@@ -51,44 +52,45 @@ class EnvironmentPool(ConfigurableResource):
     )
 
     def _rollout_key(self, benchmark: Benchmark) -> str | None:
-        hosted = self.env_processes > 0 and getattr(benchmark, "pure_python", False)
-        return f"{benchmark.name}@workers" if hosted else None
+        """Where rollout environments of ``benchmark`` are kept: one worker pool (and its idle
+        environments) per benchmark configuration; None when they stay in-process."""
+        if self.env_processes <= 0 or not getattr(benchmark, "pure_python", False):
+            return None
+        return f"{benchmark.name}@workers:{hashlib.sha1(pickle.dumps(benchmark)).hexdigest()[:12]}"
 
     def acquire_for_rollouts(self, benchmark: Benchmark) -> Environment:
         """An environment for exploration or evaluation (in a worker process where that helps)."""
         key = self._rollout_key(benchmark)
         if key is None:
             return self.acquire(benchmark)
+        env = self._take(key)
+        if env is not None:
+            return env
         with _LOCK:
-            if _POOLS[key]:
-                return _POOLS[key].pop()
-            identity = pickle.dumps(benchmark)
-            if identity not in _WORKERS:
-                _WORKERS[identity] = EnvWorkerPool(benchmark.make_env, self.env_processes)
-            workers = _WORKERS[identity]
+            if key not in _WORKERS:
+                _WORKERS[key] = EnvWorkerPool(benchmark.make_env, self.env_processes)
+            workers = _WORKERS[key]
         return workers.make_env()
 
     def release_from_rollouts(self, benchmark: Benchmark, env: Environment) -> None:
-        key = self._rollout_key(benchmark)
-        if key is None or not isinstance(env, RemoteEnv):
-            self.release(benchmark, env)
-            return
-        with _LOCK:
-            if len(_POOLS[key]) < self.max_idle_per_task:
-                _POOLS[key].append(env)
-                return
-        env.close()
+        self._give(self._rollout_key(benchmark) or benchmark.name, env)
 
     def acquire(self, benchmark: Benchmark) -> Environment:
-        with _LOCK:
-            pool = _POOLS[benchmark.name]
-            if pool:
-                return pool.pop()
-        return benchmark.make_env()
+        env = self._take(benchmark.name)
+        return env if env is not None else benchmark.make_env()
 
     def release(self, benchmark: Benchmark, env: Environment) -> None:
+        self._give(benchmark.name, env)
+
+    @staticmethod
+    def _take(key: str) -> Environment | None:
         with _LOCK:
-            pool = _POOLS[benchmark.name]
+            pool = _POOLS[key]
+            return pool.pop() if pool else None
+
+    def _give(self, key: str, env: Environment) -> None:
+        with _LOCK:
+            pool = _POOLS[key]
             if len(pool) < self.max_idle_per_task:
                 pool.append(env)
                 return

@@ -25,6 +25,11 @@ class GenerationConfig:
     seed: int = 0
 
 
+def seeds_or_default(seeds: Sequence[int] | None, config: GenerationConfig, n: int) -> list[int]:
+    """The caller's per-conversation seeds, else ``config.seed + i`` for conversation ``i``."""
+    return list(seeds) if seeds is not None else [config.seed + i for i in range(n)]
+
+
 class InferenceBackend(Protocol):
     def generate(
         self,
@@ -108,7 +113,7 @@ class TransformersBackend:
         sessions: Sequence[str] | None = None,
     ) -> list[str | None]:
         encoded = [self._encode(c) for c in conversations]
-        seeds = list(seeds) if seeds is not None else [config.seed + i for i in range(len(encoded))]
+        seeds = seeds_or_default(seeds, config, len(encoded))
         results: list[str | None] = [None] * len(conversations)
         fits = [i for i, ids in enumerate(encoded) if len(ids) + config.max_new_tokens <= self.max_context]
         for start in range(0, len(fits), self.max_batch_size):
@@ -168,6 +173,7 @@ class VLLMBackend:
         from vllm import SamplingParams
         from vllm.inputs import TokensPrompt
 
+        seeds = seeds_or_default(seeds, config, len(conversations))
         prompts, params, index = [], [], []
         for i, conv in enumerate(conversations):
             text = self.tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
@@ -180,9 +186,7 @@ class VLLMBackend:
                         temperature=config.temperature,
                         max_tokens=config.max_new_tokens,
                         stop=list(STOP_STRINGS),
-                        seed=(seeds[i] if seeds is not None else config.seed + i)
-                        if config.temperature > 0
-                        else None,
+                        seed=seeds[i] if config.temperature > 0 else None,
                     )
                 )
         results: list[str | None] = [None] * len(conversations)
@@ -233,7 +237,7 @@ class OpenAIBackend:
     ) -> list[str | None]:
         from concurrent.futures import ThreadPoolExecutor
 
-        seeds = list(seeds) if seeds is not None else [config.seed + i for i in range(len(conversations))]
+        seeds = seeds_or_default(seeds, config, len(conversations))
         with ThreadPoolExecutor(max_workers=self.workers) as pool:
             return list(pool.map(lambda c, s: self._one(c, config, s), conversations, seeds))
 

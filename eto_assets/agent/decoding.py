@@ -257,8 +257,6 @@ class SessionDecoder:
             n = min(common_prefix(members[0].ids, m.ids) for m in members[1:])
             n = min(n, *(len(m.ids) - 1 for m in members))
             prefixes.append((members, _Row(members[0].ids[:n])))
-        if not prefixes:
-            return
         for members, prefix in prefixes:  # one at a time: unpadded, so attention takes its fast causal path
             cache, mask, _ = self._prefill([prefix], reserve=0)
             held = _Held(prefix.ids, self._row_kv(cache, mask, 0, len(prefix.ids)))

@@ -166,14 +166,16 @@ def run_rollouts(
         progress.update(1)
         progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}")
 
+    def quorum() -> int:
+        """Generate once this many episodes wait (or nothing else will arrive), so the model works
+        on one part of the episodes while the environments of the others step."""
+        return max(1, math.ceil(config.batch_fraction * (len(stepping) + len(ready))))
+
     try:
         free_envs.extend(pool.map(lambda _: make_env(), range(n_envs)))
         admit()
         while stepping or ready:
-            # Generate once enough episodes wait (or nothing else will arrive), so the model works
-            # on one part of the episodes while the environments of the others step.
-            quorum = max(1, math.ceil(config.batch_fraction * (len(stepping) + len(ready))))
-            while stepping and len(ready) < quorum:
+            while stepping and len(ready) < quorum():
                 done, _ = wait(stepping, return_when=FIRST_COMPLETED)
                 for future in done:
                     ep = stepping.pop(future)
@@ -183,7 +185,6 @@ def run_rollouts(
                     else:
                         ready.append(ep)
                 admit()
-                quorum = max(1, math.ceil(config.batch_fraction * (len(stepping) + len(ready))))
             if not ready:
                 continue
             batch, ready = ready, []
