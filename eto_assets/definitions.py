@@ -1,60 +1,34 @@
 """The one Definitions object (``workspace.yaml`` and ``[tool.dagster]`` point here).
 
-The number of unrolled ETO iterations comes from ``ETO_ITERATIONS`` (default 2); a profile can
-run fewer for a task (the extra iterations then materialize as explicit no-ops).
+The number of unrolled ETO iterations comes from ``ETO_ITERATIONS`` (default 2); a profile may run
+fewer for a task (the extra iterations then materialize as explicit no-ops), never more.
 """
 
 from __future__ import annotations
 
-import os
+from eto_assets.config import settings
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
-os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+settings.offline_environment()
 
 from dagster import Definitions  # noqa: E402
 
-from eto_assets.assets import (  # noqa: E402
-    build_iteration_assets,
-    build_summary_asset,
-    eval_report_asset,
-    expert_trajectories,
-    sft_checkpoint,
-)
+from eto_assets.assets import build_assets  # noqa: E402
 from jobs import build_jobs_and_schedules  # noqa: E402
-from resources import EnvironmentPool, EtoSettings, InferenceResource, MlflowTracking  # noqa: E402
-
-
-def iteration_count() -> int:
-    raw = os.environ.get("ETO_ITERATIONS", "2")
-    try:
-        value = int(raw)
-    except ValueError as exc:
-        raise ValueError(f"ETO_ITERATIONS={raw!r} is not an integer") from exc
-    if not 0 <= value <= 10:
-        raise ValueError(f"ETO_ITERATIONS={value} is outside 0..10")
-    return value
+from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking  # noqa: E402
 
 
 def build_definitions(iterations: int | None = None) -> Definitions:
-    n = iteration_count() if iterations is None else iterations
-    assets = [expert_trajectories, sft_checkpoint, eval_report_asset(0)]
-    for k in range(1, n + 1):
-        assets.extend(build_iteration_assets(k))
-    assets.append(build_summary_asset(n))
+    n = settings.iterations() if iterations is None else iterations
     jobs, schedules = build_jobs_and_schedules()
     return Definitions(
-        assets=assets,
+        assets=build_assets(n),
         jobs=jobs,
         schedules=schedules,
         resources={
             "settings": EtoSettings(),
             "mlflow_tracking": MlflowTracking(),
             "inference": InferenceResource(),
-            "envs": EnvironmentPool(),
+            "envs": EnvironmentsResource(),
         },
     )
 

@@ -54,23 +54,9 @@ class ArtifactLayout:
     def eval_report(self, k: int) -> Path:
         return self.iteration_dir(k) / "eval_report.json"
 
+    def policy_json(self, k: int) -> Path:
+        return self.iteration_dir(k) / "policy.json"
 
-def write_policy_info(layout: ArtifactLayout, k: int, info: dict) -> Path:
-    """Record which checkpoint is the policy of iteration ``k`` (and its registered version)."""
-    import json
-
-    path = layout.iteration_dir(k) / "policy.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(info, indent=1))
-    return path
-
-
-def read_policy_info(layout: ArtifactLayout, k: int) -> dict:
-    import json
-
-    path = layout.iteration_dir(k) / "policy.json"
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no policy for iteration {k} of {layout.task}; materialize its checkpoint asset first"
-        )
-    return json.loads(path.read_text())
+    @property
+    def summary_md(self) -> Path:
+        return self.root / "summary.md"

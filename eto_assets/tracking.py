@@ -5,19 +5,21 @@ data to every checkpoint), checkpoints as versions of the registered model ``eto
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-os.environ.setdefault("DO_NOT_TRACK", "true")
+from eto_assets.config.settings import offline_environment
+
+offline_environment()
 
 import mlflow  # noqa: E402
 from mlflow.data.dataset_source_registry import resolve_dataset_source  # noqa: E402
 from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
+
+from eto_assets.stages.result import StageResult  # noqa: E402
 
 STAGES = ("expert", "sft", "explore", "pairs", "dpo", "eval")
 PIP_REQUIREMENTS = ["torch", "transformers", "tokenizers", "accelerate"]
@@ -126,6 +128,33 @@ def register_checkpoint(task: str, checkpoint: Path, *, iteration: int, stage: s
     for key, value in {"eto.iteration": str(iteration), "eto.stage": stage, "eto.task": task}.items():
         client.set_model_version_tag(model_name(task), version.version, key, value)
     return str(version.version)
+
+
+def record_result(result: StageResult, task: str, iteration: int, stage: str) -> str | None:
+    """Log a stage's result into the active run: params, dataset inputs, trainer history, metrics,
+    tags, artifacts; register the produced policy. Returns the new model version, if any."""
+    if result.params:
+        log_params(result.params)
+    for dataset in result.datasets:
+        log_dataset_input(dataset.path, dataset.name, dataset.context)
+    if result.history:
+        log_history(result.history, result.history_prefix)
+    if result.metrics:
+        mlflow.log_metrics(result.metrics, step=result.metrics_step)
+    if result.tags:
+        mlflow.set_tags(result.tags)
+    for path, folder in result.artifacts:
+        if path.exists():
+            mlflow.log_artifact(str(path), artifact_path=folder)
+    if result.policy is not None and result.register_policy:
+        return register_checkpoint(task, Path(result.policy.checkpoint), iteration=iteration, stage=stage)
+    return None
+
+
+def set_aliases(task: str, aliases: Mapping[str, str]) -> None:
+    client = MlflowClient()
+    for alias, version in aliases.items():
+        client.set_registered_model_alias(model_name(task), alias, version)
 
 
 def run_url(tracking_uri: str, run: mlflow.ActiveRun, ui_url: str) -> str:

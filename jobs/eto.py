@@ -2,8 +2,6 @@
 environment pool (ScienceWorld JVMs) is reused across stages. ``eto_weekly`` reruns it for the
 tasks in ``ETO_SCHEDULED_TASKS`` (default ``sciworld``); it is off until turned on in the UI."""
 
-import os
-
 from dagster import (
     AssetSelection,
     DefaultScheduleStatus,
@@ -14,7 +12,7 @@ from dagster import (
     schedule,
 )
 
-from eto_assets.config.profile import TASKS
+from eto_assets.config.settings import scheduled_tasks
 
 eto_job = define_asset_job(
     name="eto_job",
@@ -22,14 +20,6 @@ eto_job = define_asset_job(
     executor_def=in_process_executor,
     description="Expert data -> SFT -> N x (explore -> pairs -> DPO -> eval) -> summary, for one task.",
 )
-
-
-def scheduled_tasks() -> list[str]:
-    tasks = [t.strip() for t in os.environ.get("ETO_SCHEDULED_TASKS", "sciworld").split(",") if t.strip()]
-    unknown = sorted(set(tasks) - set(TASKS))
-    if unknown:
-        raise ValueError(f"ETO_SCHEDULED_TASKS names unknown tasks {unknown}; known: {list(TASKS)}")
-    return tasks
 
 
 @schedule(

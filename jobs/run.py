@@ -11,13 +11,15 @@ import sys
 import time
 from pathlib import Path
 
+from eto_assets.config import settings
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def prepare_environment(home: Path) -> Path:
     """Default DAGSTER_HOME to ``<ETO_HOME>/dagster`` with the project's dagster.yaml in it."""
-    os.environ.setdefault("ETO_HOME", str(home))
-    dagster_home = Path(os.environ.setdefault("DAGSTER_HOME", str(home / "dagster"))).resolve()
+    os.environ["ETO_HOME"] = str(home)
+    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)
     if not (dagster_home / "dagster.yaml").exists():
@@ -25,37 +27,56 @@ def prepare_environment(home: Path) -> Path:
     return dagster_home
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--task", default="sciworld", help="sciworld | alfworld | webshop")
-    parser.add_argument(
-        "--profile", default=os.environ.get("ETO_PROFILE", "tiny"), help="micro | tiny | paper | FILE"
-    )
-    parser.add_argument("--base-model", default=os.environ.get("ETO_BASE_MODEL", "tiny"))
-    parser.add_argument("--backend", default=os.environ.get("ETO_BACKEND", "transformers"))
-    args = parser.parse_args(argv)
+    parser.add_argument("--profile", default=settings.read("ETO_PROFILE"), help="micro | tiny | paper | FILE")
+    parser.add_argument("--base-model", default=settings.read("ETO_BASE_MODEL"))
+    parser.add_argument("--backend", default=settings.read("ETO_BACKEND"))
+    return parser.parse_args(argv)
 
-    home = Path(os.environ.get("ETO_HOME", ".eto")).resolve()
+
+def check_inputs(args: argparse.Namespace, iterations: int) -> str | None:
+    """Problems found before any work starts, as one line; None when the run can start."""
+    from eto_assets.config.profile import TASKS, ProfileError, load_profile
+
+    if args.task not in TASKS:
+        return f"unknown task {args.task!r}; known tasks: {list(TASKS)}"
+    try:
+        profile = load_profile(args.profile)
+    except ProfileError as exc:
+        return str(exc)
+    wanted = profile.iterations_for(args.task)
+    if wanted > iterations:
+        return (
+            f"profile {profile.name!r} runs {wanted} ETO iterations for {args.task}, but the asset graph has "
+            f"{iterations}: set ETO_ITERATIONS={wanted} (or lower `iterations` in the profile)"
+        )
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        home = settings.home()
+        iterations = settings.iterations()
+    except settings.SettingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    problem = check_inputs(args, iterations)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     dagster_home = prepare_environment(home)
 
     from dagster import DagsterInstance
 
-    from eto_assets.config.profile import TASKS, ProfileError, load_profile
-    from eto_assets.definitions import defs, iteration_count
+    from eto_assets.definitions import defs
     from eto_assets.layout import ArtifactLayout
-    from eto_assets.report import write_summary
+    from eto_assets.stages import write_summary
     from resources.mlflow_tracking import MlflowTracking
-
-    if args.task not in TASKS:
-        print(f"error: unknown task {args.task!r}; known tasks: {list(TASKS)}", file=sys.stderr)
-        return 2
-    try:
-        load_profile(args.profile)
-    except ProfileError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
 
     run_config = {
         "resources": {
@@ -71,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             run_config=run_config, instance=instance, partition_key=args.task, raise_on_error=False
         )
     elapsed = time.perf_counter() - started
-    _, table, best = write_summary(ArtifactLayout(home, args.task), iteration_count())
+    table, best = write_summary(ArtifactLayout(home, args.task), iterations)
     print(
         f"\nETO on {args.task} (profile {args.profile}, base model {args.base_model}): "
         f"{'succeeded' if result.success else 'FAILED'} in {elapsed / 60:.1f} min\n"

@@ -1,8 +1,8 @@
 """Dagster resources: settings, MLflow, inference backend and environment pool."""
 
-from resources.environments import EnvironmentPool
+from resources.environments import EnvironmentsResource
 from resources.inference import InferenceResource
 from resources.mlflow_tracking import MlflowTracking
 from resources.settings import EtoSettings
 
-__all__ = ["EnvironmentPool", "EtoSettings", "InferenceResource", "MlflowTracking"]
+__all__ = ["EnvironmentsResource", "EtoSettings", "InferenceResource", "MlflowTracking"]

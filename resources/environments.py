@@ -1,97 +1,35 @@
-"""Environments are expensive to start (ScienceWorld boots a JVM), so one pool per process keeps
-them alive across the stages of a run and hands them out again. For exploration and evaluation,
-pure-Python environments (ALFWorld, WebShop) live in worker processes, so they step in parallel
-and alongside the model instead of contending for the GIL."""
+"""The environment pool as a resource: set up when a run starts, closed when it ends (every idle
+environment, JVM and worker process with it), so the stages of one run share warm engines."""
 
 from __future__ import annotations
 
-import atexit
-import contextlib
-import hashlib
-import os
-import pickle
-import threading
-from collections import defaultdict
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
 
-from dagster import ConfigurableResource
-from pydantic import Field
-
-from eto_assets.envs.base import Benchmark, Environment
-from eto_assets.envs.processes import EnvWorkerPool
-
-_POOLS: dict[str, list[Environment]] = defaultdict(list)
-_WORKERS: dict[str, EnvWorkerPool] = {}
-_LOCK = threading.Lock()
+from eto_assets.config import settings as env
+from eto_assets.envs.pool import EnvironmentPool
 
 
-def _close_all() -> None:
-    with _LOCK:
-        for envs in _POOLS.values():
-            for env in envs:
-                with contextlib.suppress(Exception):  # best effort at interpreter exit
-                    env.close()
-        _POOLS.clear()
-        for workers in _WORKERS.values():
-            workers.close()
-        _WORKERS.clear()
-
-
-atexit.register(_close_all)
-
-
-def _default_processes() -> int:
-    return int(os.environ.get("ETO_ENV_PROCESSES") or os.cpu_count() or 1)
-
-
-class EnvironmentPool(ConfigurableResource):
-    max_idle_per_task: int = 16
+class EnvironmentsResource(ConfigurableResource):
+    max_idle_per_task: int = Field(default=16, ge=0, description="idle environments kept per benchmark")
     env_processes: int = Field(
-        default_factory=_default_processes,
-        ge=0,
-        description="worker processes hosting pure-Python environments during rollouts; 0 = in-process",
+        default_factory=env.env_processes, ge=0, description=env.SETTINGS["ETO_ENV_PROCESSES"].help
     )
+    sciworld_jvms: int = Field(
+        default_factory=env.sciworld_jvms, ge=1, description=env.SETTINGS["ETO_SCIWORLD_JVMS"].help
+    )
+    _pool: EnvironmentPool | None = PrivateAttr(default=None)
 
-    def _rollout_key(self, benchmark: Benchmark) -> str | None:
-        """Where rollout environments of ``benchmark`` are kept: one worker pool (and its idle
-        environments) per benchmark configuration; None when they stay in-process."""
-        if self.env_processes <= 0 or not getattr(benchmark, "pure_python", False):
-            return None
-        return f"{benchmark.name}@workers:{hashlib.sha1(pickle.dumps(benchmark)).hexdigest()[:12]}"
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._pool = EnvironmentPool(max_idle=self.max_idle_per_task, processes=self.env_processes)
 
-    def acquire_for_rollouts(self, benchmark: Benchmark) -> Environment:
-        """An environment for exploration or evaluation (in a worker process where that helps)."""
-        key = self._rollout_key(benchmark)
-        if key is None:
-            return self.acquire(benchmark)
-        env = self._take(key)
-        if env is not None:
-            return env
-        with _LOCK:
-            if key not in _WORKERS:
-                _WORKERS[key] = EnvWorkerPool(benchmark.make_env, self.env_processes)
-            workers = _WORKERS[key]
-        return workers.make_env()
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool = None
 
-    def release_from_rollouts(self, benchmark: Benchmark, env: Environment) -> None:
-        self._give(self._rollout_key(benchmark) or benchmark.name, env)
-
-    def acquire(self, benchmark: Benchmark) -> Environment:
-        env = self._take(benchmark.name)
-        return env if env is not None else benchmark.make_env()
-
-    def release(self, benchmark: Benchmark, env: Environment) -> None:
-        self._give(benchmark.name, env)
-
-    @staticmethod
-    def _take(key: str) -> Environment | None:
-        with _LOCK:
-            pool = _POOLS[key]
-            return pool.pop() if pool else None
-
-    def _give(self, key: str, env: Environment) -> None:
-        with _LOCK:
-            pool = _POOLS[key]
-            if len(pool) < self.max_idle_per_task:
-                pool.append(env)
-                return
-        env.close()
+    @property
+    def pool(self) -> EnvironmentPool:
+        if self._pool is None:  # used outside a run (a test, a script): the caller closes it
+            self._pool = EnvironmentPool(max_idle=self.max_idle_per_task, processes=self.env_processes)
+        return self._pool

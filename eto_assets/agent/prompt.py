@@ -7,8 +7,10 @@ sees exactly the same context.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from eto_assets.data.schemas import Message, Trajectory
 from eto_assets.envs.base import PromptSpec
@@ -43,6 +45,17 @@ class PromptBook:
             examples={k: [Message(**m) for m in v] for k, v in record["examples"].items()},
         )
 
+    def write(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False))
+        return path
+
+    @classmethod
+    def read(cls, path: Path) -> PromptBook:
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no prompt book; materialize expert_trajectories first")
+        return cls.from_dict(json.loads(path.read_text()))
+
 
 def select_examples(experts: Iterable[Trajectory]) -> dict[str, list[Message]]:
     """The shortest successful expert trajectory of each task type (ties broken by task id)."""
@@ -59,6 +72,11 @@ def select_examples(experts: Iterable[Trajectory]) -> dict[str, list[Message]]:
 
 def make_prompt_book(spec: PromptSpec, experts: Iterable[Trajectory]) -> PromptBook:
     return PromptBook(instruction=spec.instruction.strip(), examples=select_examples(experts))
+
+
+def tokenizer_corpus(book: PromptBook, experts: Iterable[Trajectory]) -> list[str]:
+    """Every text a model of this run reads: what the tiny model's tokenizer is trained on."""
+    return [m.content for t in experts for m in (*preamble(book, t.task_type), *t.messages)]
 
 
 def render_example(messages: list[Message]) -> str:

@@ -32,23 +32,9 @@ from tqdm.auto import tqdm
 from eto_assets.agent.backends import GenerationConfig, InferenceBackend
 from eto_assets.agent.parsing import parse_answer
 from eto_assets.agent.prompt import PromptBook, build_conversation
+from eto_assets.config.profile import RolloutConfig
 from eto_assets.data.schemas import Message, Trajectory, append_jsonl
 from eto_assets.envs.base import Environment, StepResult, TaskInstance, format_observation
-
-
-@dataclass(frozen=True)
-class RolloutConfig:
-    concurrency: int = 16
-    temperature: float = 0.0
-    max_new_tokens: int = 128
-    samples_per_task: int = 1
-    seed: int = 0
-    # Threads calling environments; None = one per environment. Environments bound their own
-    # parallelism (ScienceWorld games share a few JVMs, worker-pool environments a few processes).
-    env_threads: int | None = None
-    # Generate once this fraction of the running episodes waits for an action: 1.0 = lockstep
-    # rounds; lower lets the model work while the other episodes' environments step.
-    batch_fraction: float = 0.5
 
 
 @dataclass
@@ -118,19 +104,19 @@ def run_rollouts(
     backend: InferenceBackend,
     book: PromptBook,
     out_path: Path,
-    config: RolloutConfig = RolloutConfig(),
+    config: RolloutConfig,
     *,
+    temperature: float = 0.0,
     source: str = "agent",
     desc: str = "rollouts",
     stats: RolloutStats | None = None,
     release_env: Callable[[Environment], None] | None = None,
 ) -> list[Trajectory]:
-    """Play every (task, sample) once; returns all trajectories in task order (resumed ones included).
+    """Play every task once (greedy unless ``temperature`` > 0); returns all trajectories in task
+    order, resumed ones included.
 
     Environments come from ``make_env`` and go back through ``release_env`` (default: closed), so a
     caller can keep expensive engines alive across stages."""
-    if not 0 < config.batch_fraction <= 1:
-        raise ValueError(f"rollout batch_fraction must be in (0, 1], got {config.batch_fraction}")
     release_env = release_env or (lambda env: env.close())
     stats = stats if stats is not None else RolloutStats()
     started = time.perf_counter()
@@ -138,12 +124,12 @@ def run_rollouts(
     if finished:
         _rewrite_clean(out_path, finished)
     stats.resumed = len(finished)
-    order = [(t, s) for t in tasks for s in range(config.samples_per_task)]
+    order = [(t, 0) for t in tasks]
     pending = deque((t, s) for t, s in order if episode_key(t.task_id, s) not in finished)
     progress = tqdm(total=len(order), initial=len(finished), desc=desc, unit="ep", mininterval=2.0)
     rewards = [t.reward for t in finished.values()]
     n_envs = min(config.concurrency, len(pending))
-    pool = ThreadPoolExecutor(max_workers=max(1, min(n_envs, config.env_threads or n_envs)))
+    pool = ThreadPoolExecutor(max_workers=max(1, n_envs))
     free_envs: list[Environment] = []
     stepping: dict[Future, _Episode] = {}  # environment calls in flight
     ready: list[_Episode] = []  # episodes waiting for the model
@@ -191,7 +177,7 @@ def run_rollouts(
             t0 = time.perf_counter()
             answers = backend.generate(
                 [build_conversation(book, ep.task.task_type, ep.messages) for ep in batch],
-                GenerationConfig(config.max_new_tokens, config.temperature, config.seed),
+                GenerationConfig(config.max_new_tokens, temperature, config.seed),
                 seeds=[seed_for(config.seed, ep.key, ep.steps) for ep in batch],
                 sessions=[ep.key for ep in batch],
             )

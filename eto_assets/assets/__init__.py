@@ -1,14 +1,6 @@
-"""The Dagster layer: thin assets over :mod:`eto_assets.pipeline`."""
+"""The Dagster layer: every asset is :func:`stage_asset` over a stage of :mod:`eto_assets.stages`."""
 
-from eto_assets.assets.expert import expert_trajectories
-from eto_assets.assets.iteration import build_iteration_assets, eval_report_asset
-from eto_assets.assets.sft import sft_checkpoint
-from eto_assets.assets.summary import build_summary_asset
+from eto_assets.assets.graph import build_assets, policy_key
+from eto_assets.assets.stage_asset import stage_asset
 
-__all__ = [
-    "build_iteration_assets",
-    "build_summary_asset",
-    "eval_report_asset",
-    "expert_trajectories",
-    "sft_checkpoint",
-]
+__all__ = ["build_assets", "policy_key", "stage_asset"]

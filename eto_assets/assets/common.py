@@ -1,32 +1,34 @@
-"""What every asset needs: the task partition, the profile, the benchmark, clear failures."""
+"""What every asset shares: the task partitions, user-fixable errors as clear failures, the
+settings logged with every MLflow run, and stage metadata in Dagster's types."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from dagster import AssetExecutionContext, Failure, MetadataValue, StaticPartitionsDefinition
+from dagster import Failure, MetadataValue, StaticPartitionsDefinition
 
 from eto_assets.agent.backends import ModelPathError
-from eto_assets.config.profile import TASKS, Profile, ProfileError, TaskScope
+from eto_assets.config.profile import TASKS, Profile, ProfileError
+from eto_assets.config.settings import SettingError
 from eto_assets.data.schemas import DataFormatError
-from eto_assets.envs.base import Benchmark, BenchmarkNotAvailable
-from eto_assets.envs.registry import UnknownTaskError, get_benchmark
-from eto_assets.layout import ArtifactLayout
-from resources.settings import EtoSettings
+from eto_assets.envs.base import BenchmarkNotAvailable
+from eto_assets.envs.registry import UnknownTaskError
+from eto_assets.stages import NoExpertData
+from eto_assets.stages.result import Markdown
+from resources import EtoSettings, InferenceResource
 
 TASK_PARTITIONS = StaticPartitionsDefinition(list(TASKS))
-USER_ERRORS = (BenchmarkNotAvailable, ProfileError, ModelPathError, DataFormatError, UnknownTaskError)
-
-
-@dataclass
-class StageContext:
-    task: str
-    home: Path
-    profile: Profile
-    scope: TaskScope
-    layout: ArtifactLayout
-    benchmark: Benchmark
+USER_ERRORS = (
+    BenchmarkNotAvailable,
+    ProfileError,
+    SettingError,
+    ModelPathError,
+    DataFormatError,
+    UnknownTaskError,
+    NoExpertData,
+    FileNotFoundError,
+)
 
 
 @contextmanager
@@ -38,27 +40,26 @@ def user_errors() -> Iterator[None]:
         raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
 
 
-def stage_context(context: AssetExecutionContext, settings: EtoSettings) -> StageContext:
-    task = context.partition_key
-    with user_errors():
-        profile = settings.load_profile()
-        scope = profile.scope(task)
-        home = settings.home_path()
-        benchmark = get_benchmark(task, scope, data_dir=settings.data_path(), home=home)
-    return StageContext(task, home, profile, scope, settings.layout(task), benchmark)
-
-
-def run_link_metadata(link: str, run) -> dict[str, MetadataValue]:
-    return {
-        "mlflow_run": MetadataValue.url(link),
-        "mlflow_run_id": MetadataValue.text(run.info.run_id),
-    }
-
-
-def settings_params(settings: EtoSettings, profile: Profile) -> dict[str, str]:
+def settings_params(settings: EtoSettings, inference: InferenceResource, profile: Profile) -> dict[str, str]:
     return {
         "base_model": settings.base_model,
         "profile": settings.profile,
         "eto_home": str(settings.home_path()),
+        "backend": inference.backend,
         **{f"profile.{k}": v for k, v in profile.flat_params().items()},
     }
+
+
+def dagster_metadata(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Stage metadata as Dagster shows it best: paths as paths, tables as Markdown, nested as JSON."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Markdown):
+            out[key] = MetadataValue.md(str(value))
+        elif isinstance(value, Path):
+            out[key] = MetadataValue.path(str(value))
+        elif isinstance(value, dict | list | tuple):
+            out[key] = MetadataValue.json(value)
+        else:
+            out[key] = value
+    return out

@@ -2,7 +2,8 @@
 
 ``micro`` is the smoke test (minutes on a laptop), ``tiny`` the CPU demo, ``paper`` the paper's
 hyper-parameters for a real model on GPUs. A profile is validated once when loaded; a bad value
-raises :class:`ProfileError` naming the file and the field.
+raises :class:`ProfileError` naming the file and the field. This module is a leaf: it imports no
+other part of the project and nothing heavy.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from eto_assets.agent.rollout import RolloutConfig
-from eto_assets.training.hyperparams import DPOParams, TrainParams
-from eto_assets.training.tiny_model import TinyModelSpec
+from eto_assets.config.training import RENAMED_FIELDS, DPOTrainConfig, TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 TASKS = ("sciworld", "alfworld", "webshop")
@@ -25,7 +24,7 @@ class ProfileError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class TaskScope(_Strict):
@@ -40,26 +39,21 @@ class TaskScope(_Strict):
     catalog: str | None = Field(default=None, description="webshop: generated | upstream | upstream_1000")
 
 
-class RolloutParams(_Strict):
-    concurrency: int = Field(default=16, ge=1)
+class RolloutConfig(_Strict):
+    """How exploration and evaluation play episodes (see :mod:`eto_assets.agent.rollout`)."""
+
+    concurrency: int = Field(default=16, ge=1, description="episodes in flight at once")
     max_new_tokens: int = Field(default=128, ge=1)
-    explore_temperature: float = Field(default=0.0, ge=0)
+    explore_temperature: float = Field(default=0.0, ge=0, description="0 = greedy, as in ETO")
     batch_fraction: float = Field(
         default=0.5, gt=0, le=1, description="generate once this share of running episodes waits"
     )
     seed: int = 0
 
-    def config(self, *, temperature: float = 0.0) -> RolloutConfig:
-        return RolloutConfig(
-            concurrency=self.concurrency,
-            temperature=temperature,
-            max_new_tokens=self.max_new_tokens,
-            batch_fraction=self.batch_fraction,
-            seed=self.seed,
-        )
 
+class TinyModelConfig(_Strict):
+    """Shape of the Llama-architecture model the pipeline builds when ``base_model`` is ``tiny``."""
 
-class TinyModelParams(_Strict):
     vocab_size: int = Field(default=4096, ge=300)
     hidden_size: int = Field(default=128, ge=8)
     intermediate_size: int = Field(default=384, ge=8)
@@ -68,19 +62,16 @@ class TinyModelParams(_Strict):
     max_position_embeddings: int = Field(default=4096, ge=128)
     seed: int = 0
 
-    def spec(self) -> TinyModelSpec:
-        return TinyModelSpec(**self.model_dump())
-
 
 class Profile(_Strict):
     name: str
     description: str = ""
     iterations: int = Field(default=2, ge=0)
     tasks: dict[str, TaskScope] = Field(default_factory=dict)
-    tiny_model: TinyModelParams = TinyModelParams()
-    sft: TrainParams
-    dpo: DPOParams
-    rollout: RolloutParams = RolloutParams()
+    tiny_model: TinyModelConfig = TinyModelConfig()
+    sft: TrainConfig
+    dpo: DPOTrainConfig
+    rollout: RolloutConfig = RolloutConfig()
 
     def scope(self, task: str) -> TaskScope:
         return self.tasks.get(task, TaskScope())
@@ -89,7 +80,7 @@ class Profile(_Strict):
         override = self.scope(task).iterations
         return self.iterations if override is None else override
 
-    def dpo_for(self, task: str) -> DPOParams:
+    def dpo_for(self, task: str) -> DPOTrainConfig:
         beta = self.scope(task).dpo_beta
         return self.dpo if beta is None else self.dpo.model_copy(update={"beta": beta})
 
@@ -108,6 +99,14 @@ class Profile(_Strict):
         return out
 
 
+def _problem(error: dict) -> str:
+    loc = ".".join(map(str, error["loc"]))
+    field = str(error["loc"][-1]) if error["loc"] else ""
+    if error["type"] == "extra_forbidden" and field in RENAMED_FIELDS:
+        return f"{loc}: renamed to {RENAMED_FIELDS[field]!r} (TRL's name)"
+    return f"{loc}: {error['msg']}"
+
+
 def load_profile(name_or_path: str) -> Profile:
     path = Path(name_or_path)
     if not path.suffix:
@@ -116,14 +115,18 @@ def load_profile(name_or_path: str) -> Profile:
         known = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
         raise ProfileError(f"profile {name_or_path!r}: no file {path} (known profiles: {known})")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
+        raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as exc:
         raise ProfileError(f"profile file {path}: not valid YAML ({exc})") from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ProfileError(f"profile file {path}: expected a mapping of settings, got a {type(raw).__name__}")
     raw.setdefault("name", path.stem)
     try:
         profile = Profile.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(_problem(e) for e in exc.errors())
         raise ProfileError(f"profile file {path}: {problems}") from exc
     unknown = sorted(set(profile.tasks) - set(TASKS))
     if unknown:

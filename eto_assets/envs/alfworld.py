@@ -16,7 +16,6 @@ import collections
 import copy
 import functools
 import json
-import os
 import re
 import sys
 import threading
@@ -81,17 +80,13 @@ def _has_games(folder: Path) -> bool:
     return (folder / "json_2.1.1").is_dir()
 
 
-def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
-    """The ALFWorld folder (holding ``json_2.1.1/``): ``data_dir`` (itself or its ``alfworld/``),
-    else ``$ETO_DATA_DIR/alfworld``, else ``$ALFWORLD_DATA``, else ``~/.cache/alfworld``."""
+def resolve_data_dir(data_dir: Path | str | None = None, alfworld_data: Path | str | None = None) -> Path:
+    """The ALFWorld folder (holding ``json_2.1.1/``): ``data_dir`` (itself or its ``alfworld/``;
+    ETO_DATA_DIR), else ``alfworld_data`` (ALFWorld's own ALFWORLD_DATA), else ``~/.cache/alfworld``."""
     if data_dir is not None:
         candidates = [Path(data_dir).expanduser() / "alfworld", Path(data_dir).expanduser()]
     else:
-        candidates = []
-        if os.environ.get("ETO_DATA_DIR"):
-            candidates.append(Path(os.environ["ETO_DATA_DIR"]).expanduser() / "alfworld")
-        if os.environ.get("ALFWORLD_DATA"):
-            candidates.append(Path(os.environ["ALFWORLD_DATA"]).expanduser())
+        candidates = [Path(alfworld_data).expanduser()] if alfworld_data else []
         candidates.append(Path("~/.cache/alfworld").expanduser())
     for folder in candidates:
         if _has_games(folder):
@@ -336,16 +331,23 @@ class AlfWorldBenchmark:
         task_types: list[str] | None = None,
         max_steps_cap: int | None = None,
         limit_per_type: int | None = None,
+        *,
+        alfworld_data: Path | None = None,
     ) -> None:
         types = [TASK_TYPES.get(t, t) for t in task_types] if task_types else list(SHORT_TYPES)
         unknown = sorted(set(types) - set(SHORT_TYPES))
         if unknown:
             raise ValueError(f"unknown ALFWorld task types {unknown}; known: {list(SHORT_TYPES)}")
         self.task_types = types
-        self.root = resolve_data_dir(data_dir)
+        self.root = resolve_data_dir(data_dir, alfworld_data)
         self.max_steps = min(MAX_STEPS, max_steps_cap) if max_steps_cap else MAX_STEPS
         self.limit_per_type = limit_per_type
         self._tasks: dict[str, list[TaskInstance]] = {}
+
+    @property
+    def key(self) -> str:
+        """Identifies the configuration: environments are pooled per key."""
+        return f"alfworld:{self.root}:{','.join(self.task_types)}:{self.max_steps}:{self.limit_per_type}"
 
     def tasks(self, split: str) -> list[TaskInstance]:
         if split not in self._tasks:

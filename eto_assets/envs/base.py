@@ -60,6 +60,11 @@ class PromptSpec:
 
 class Benchmark(Protocol):
     name: str
+    pure_python: bool  # True: rollouts may host its environments in worker processes
+
+    @property
+    def key(self) -> str:
+        """The benchmark's configuration (its constructor arguments): environments are pooled per key."""
 
     def tasks(self, split: str) -> list[TaskInstance]:
         """Deterministic task instances of ``split`` (one of :data:`SPLITS`)."""

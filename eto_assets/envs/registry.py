@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from eto_assets.config.profile import TASKS, TaskScope
@@ -13,31 +14,50 @@ class UnknownTaskError(ValueError):
     """The task (partition) name is not one of :data:`TASKS`."""
 
 
-def get_benchmark(task: str, scope: TaskScope, *, data_dir: Path | None, home: Path) -> Benchmark:
+@dataclass(frozen=True)
+class BenchmarkSources:
+    """Where benchmarks find their data and how many engines they may start (from the settings)."""
+
+    home: Path
+    data_dir: Path | None = None
+    alfworld_data: Path | None = None
+    sciworld_jvms: int | None = None
+
+    @property
+    def webshop_catalog_dir(self) -> Path:
+        """Where the generated WebShop catalog is written."""
+        return self.home / "webshop" / "catalog"
+
+
+def get_benchmark(task: str, scope: TaskScope, sources: BenchmarkSources) -> Benchmark:
     if task == "sciworld":
         from eto_assets.envs.sciworld import SciWorldBenchmark
 
-        return SciWorldBenchmark(scope.task_types, max_steps_cap=scope.max_steps_cap)
+        return SciWorldBenchmark(
+            scope.task_types, max_steps_cap=scope.max_steps_cap, jvms=sources.sciworld_jvms
+        )
     if task == "alfworld":
         try:
             from eto_assets.envs.alfworld import AlfWorldBenchmark
         except ImportError as exc:
-            raise BenchmarkNotAvailable(f"task 'alfworld' is not available yet ({exc})") from exc
+            raise BenchmarkNotAvailable(f"task 'alfworld' is not available ({exc})") from exc
         return AlfWorldBenchmark(
-            data_dir=data_dir, task_types=scope.task_types, max_steps_cap=scope.max_steps_cap
+            data_dir=sources.data_dir,
+            task_types=scope.task_types,
+            max_steps_cap=scope.max_steps_cap,
+            alfworld_data=sources.alfworld_data,
         )
     if task == "webshop":
         try:
             from eto_assets.envs.webshop.benchmark import WebShopBenchmark
         except ImportError as exc:
-            raise BenchmarkNotAvailable(f"task 'webshop' is not available yet ({exc})") from exc
+            raise BenchmarkNotAvailable(f"task 'webshop' is not available ({exc})") from exc
+        catalog = scope.catalog or "generated"
         return WebShopBenchmark(
-            data_dir=data_dir,
-            catalog=scope.catalog or "generated",
+            data_dir=sources.data_dir,
+            catalog=catalog,
             max_steps_cap=scope.max_steps_cap,
-            catalog_dir=home / "webshop" / "catalog"
-            if (scope.catalog or "generated") == "generated"
-            else None,
+            catalog_dir=sources.webshop_catalog_dir if catalog == "generated" else None,
         )
     raise UnknownTaskError(f"unknown task {task!r}; known tasks: {list(TASKS)}")
 

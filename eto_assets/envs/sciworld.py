@@ -28,7 +28,6 @@ from eto_assets.envs.base import (
 )
 
 SIMPLIFICATION = "easy"
-EXCLUDED_PREFIXES = ("inclined-plane", "mendelian-genetics")
 
 # Step limits per task type (the engine's short task names), as in ETO's evaluation.
 MAX_STEPS: dict[str, int] = {
@@ -168,7 +167,7 @@ class EngineHosts:
     """The process's JVMs: a new game goes to the least-loaded host, a new host is started while
     there are fewer than ``max_hosts``; a host whose last game closes shuts its JVM down.
 
-    ``ETO_SCIWORLD_JVMS`` sets ``max_hosts``; the default is one JVM per two CPU cores, because a
+    ``max_hosts`` comes from ``ETO_SCIWORLD_JVMS``; the default is one JVM per two CPU cores, because a
     stepping JVM keeps about 1.3 cores busy (its own GC and JIT threads; measured on 2 cores, where
     a second JVM made 16 concurrent episodes slower, not faster)."""
 
@@ -182,15 +181,7 @@ class EngineHosts:
 
     @property
     def max_hosts(self) -> int:
-        if self._max_hosts:
-            return self._max_hosts
-        setting = os.environ.get("ETO_SCIWORLD_JVMS")
-        if setting:
-            try:
-                return max(1, int(setting))
-            except ValueError:
-                raise ValueError(f"ETO_SCIWORLD_JVMS must be a whole number, got {setting!r}") from None
-        return max(1, (os.cpu_count() or 2) // 2)
+        return self._max_hosts or max(1, (os.cpu_count() or 2) // 2)
 
     def acquire(self) -> EngineHost:
         with self._lock:
@@ -211,14 +202,23 @@ class EngineHosts:
         host.close()
 
 
-HOSTS = EngineHosts()
+_SHARED_HOSTS: dict[int | None, EngineHosts] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_hosts(max_hosts: int | None = None) -> EngineHosts:
+    """The process's JVM group for a JVM cap: every benchmark with that cap shares its JVMs."""
+    with _SHARED_LOCK:
+        if max_hosts not in _SHARED_HOSTS:
+            _SHARED_HOSTS[max_hosts] = EngineHosts(max_hosts)
+        return _SHARED_HOSTS[max_hosts]
 
 
 class SciWorldEnv:
     """One ScienceWorld game on a shared JVM (see :class:`EngineHost`); one episode at a time."""
 
-    def __init__(self, hosts: EngineHosts = HOSTS) -> None:
-        self._hosts = hosts
+    def __init__(self, hosts: EngineHosts | None = None) -> None:
+        self._hosts = hosts = hosts if hosts is not None else shared_hosts()
         self._host: EngineHost | None = hosts.acquire()
         try:
             self._server = self._host.new_game()
@@ -267,13 +267,23 @@ class SciWorldEnv:
 
 class SciWorldBenchmark:
     name = "sciworld"
+    pure_python = False  # its games run in JVMs; threads suffice
 
-    def __init__(self, task_types: list[str] | None = None, max_steps_cap: int | None = None) -> None:
+    def __init__(
+        self, task_types: list[str] | None = None, max_steps_cap: int | None = None, jvms: int | None = None
+    ) -> None:
+        """``jvms``: the most JVMs this process starts for its games (None: one per two cores)."""
         unknown = sorted(set(task_types or []) - set(MAX_STEPS))
         if unknown:
             raise ValueError(f"unknown ScienceWorld task types {unknown}; known: {sorted(MAX_STEPS)}")
         self._task_types = list(task_types) if task_types else sorted(MAX_STEPS)
         self._max_steps_cap = max_steps_cap
+        self._jvms = jvms
+
+    @property
+    def key(self) -> str:
+        """Identifies the configuration: environments are pooled per key."""
+        return f"sciworld:{','.join(self._task_types)}:{self._max_steps_cap}"
 
     def tasks(self, split: str) -> list[TaskInstance]:
         by_type = compute_splits().as_dict()[split]
@@ -295,7 +305,7 @@ class SciWorldBenchmark:
         return out
 
     def make_env(self) -> SciWorldEnv:
-        return SciWorldEnv()
+        return SciWorldEnv(shared_hosts(self._jvms))
 
     def prompt_spec(self) -> PromptSpec:
         return PromptSpec(instruction=INSTRUCTION, with_thoughts=False)

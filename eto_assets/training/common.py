@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from eto_assets.training.hyperparams import TrainParams
+from eto_assets.config.training import TrainConfig
 
 
 @dataclass
@@ -19,25 +19,18 @@ class TrainResult:
     num_examples: int = 0
 
 
-def trainer_kwargs(params: TrainParams, output_dir: Path) -> dict[str, Any]:
-    """Keyword arguments every TRL config here gets: no hub, no external reporting, CPU when no GPU."""
+def trainer_kwargs(params: TrainConfig, output_dir: Path, num_processes: int = 1) -> dict[str, Any]:
+    """Keyword arguments for a TRL config: the profile's fields as they are, the derived gradient
+    accumulation, and no hub, no external reporting, CPU when no GPU."""
     cuda = torch.cuda.is_available()
-    bf16 = params.bf16 if params.bf16 is not None else (cuda and torch.cuda.is_bf16_supported())
+    fields = params.trainer_fields()
+    if fields["bf16"] is None:
+        fields["bf16"] = cuda and torch.cuda.is_bf16_supported()
     return dict(
+        **fields,
         output_dir=str(output_dir),
-        learning_rate=params.learning_rate,
-        num_train_epochs=params.epochs,
-        per_device_train_batch_size=params.per_device_batch_size,
-        gradient_accumulation_steps=params.grad_accumulation,
-        warmup_steps=params.warmup_ratio,  # a float in [0, 1) is a ratio of total steps
-        lr_scheduler_type=params.lr_scheduler,
-        weight_decay=params.weight_decay,
-        max_length=params.max_length,
-        seed=params.seed,
-        gradient_checkpointing=params.gradient_checkpointing,
-        bf16=bf16,
+        gradient_accumulation_steps=params.gradient_accumulation_steps(num_processes),
         use_cpu=not cuda,
-        deepspeed=params.deepspeed_config,
         logging_steps=1,
         save_strategy="no",
         report_to="none",
@@ -53,7 +46,7 @@ def load_for_training(path: str | Path, setting: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from eto_assets.agent.backends import check_model_dir
-    from eto_assets.training.chat_template import ensure_training_template
+    from eto_assets.agent.chat_template import ensure_training_template
 
     model_dir = check_model_dir(path, setting)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)

@@ -19,9 +19,9 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import pad
 
 from eto_assets.agent.prompt import PromptBook, build_conversation
+from eto_assets.config.training import DPOTrainConfig
 from eto_assets.data.schemas import PreferencePair
 from eto_assets.training.common import TrainResult, load_for_training, train_and_save, trainer_kwargs
-from eto_assets.training.hyperparams import DPOParams
 
 MASK_COLUMNS = ("chosen_action_mask", "rejected_action_mask")
 
@@ -115,17 +115,13 @@ def train_dpo(
     pairs: Sequence[PreferencePair],
     book: PromptBook,
     output_dir: Path,
-    params: DPOParams,
+    params: DPOTrainConfig,
 ) -> TrainResult:
     """Train ``policy_model`` on ``pairs`` against itself as the frozen reference; save to ``output_dir``."""
     if not pairs:
         raise ValueError("DPO needs at least one preference pair; every pair was a tie or the set is empty")
     model, tokenizer = load_for_training(policy_model, "policy checkpoint")
-    config = DPOConfig(
-        beta=params.beta,
-        precompute_ref_log_probs=True,
-        **trainer_kwargs(params, output_dir),
-    )
+    config = DPOConfig(precompute_ref_log_probs=True, **trainer_kwargs(params, output_dir))
     collator = ActionMaskCollator(pad_token_id=tokenizer.pad_token_id, max_length=params.max_length)
     trainer = ActionMaskedDPOTrainer(
         model=model,

@@ -19,6 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from eto_assets.config.training import DPOTrainConfig, TrainConfig
 from eto_assets.training.common import TrainResult
 
 RESULT_FILE = "train_result.json"
@@ -31,34 +32,40 @@ class TrainSpec:
     data: str  # expert trajectories (sft) or preference pairs (dpo), JSONL
     prompt_book: str
     output_dir: str
-    params: dict
+    params: TrainConfig
 
     def write(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.__dict__, indent=1))
+        record = {**self.__dict__, "params": self.params.model_dump()}
+        path.write_text(json.dumps(record, indent=1))
         return path
+
+    @classmethod
+    def read(cls, path: Path) -> TrainSpec:
+        record = json.loads(path.read_text())
+        config = DPOTrainConfig if record["algo"] == "dpo" else TrainConfig
+        return cls(**{**record, "params": config(**record["params"])})
 
 
 def run_spec(spec: TrainSpec) -> TrainResult:
+    from eto_assets.agent.prompt import PromptBook
     from eto_assets.data.schemas import read_pairs, read_trajectories
-    from eto_assets.pipeline import read_prompt_book
-    from eto_assets.training.hyperparams import DPOParams, TrainParams
 
-    book = read_prompt_book(Path(spec.prompt_book))
+    book = PromptBook.read(Path(spec.prompt_book))
     out = Path(spec.output_dir)
     if spec.algo == "sft":
         from eto_assets.training.sft import train_sft
 
-        result = train_sft(
-            spec.model, read_trajectories(Path(spec.data)), book, out, TrainParams(**spec.params)
-        )
+        result = train_sft(spec.model, read_trajectories(Path(spec.data)), book, out, spec.params)
     elif spec.algo == "dpo":
         from eto_assets.training.dpo import train_dpo
 
-        result = train_dpo(spec.model, read_pairs(Path(spec.data)), book, out, DPOParams(**spec.params))
+        if not isinstance(spec.params, DPOTrainConfig):
+            raise TypeError("a DPO training spec needs DPO parameters (beta)")
+        result = train_dpo(spec.model, read_pairs(Path(spec.data)), book, out, spec.params)
     else:
         raise ValueError(f"training spec: unknown algo {spec.algo!r} (sft | dpo)")
-    if int(os.environ.get("RANK", "0")) == 0:
+    if int(os.environ.get("RANK", "0")) == 0:  # set by accelerate launch
         payload = {
             "metrics": result.metrics,
             "log_history": result.log_history,
@@ -94,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m eto_assets.training.launch SPEC.json", file=sys.stderr)
         return 2
-    spec = TrainSpec(**json.loads(Path(args[0]).read_text()))
+    spec = TrainSpec.read(Path(args[0]))
     run_spec(spec)
     return 0
 

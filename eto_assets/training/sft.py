@@ -9,9 +9,9 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
 from eto_assets.agent.prompt import PromptBook, build_conversation
+from eto_assets.config.training import TrainConfig
 from eto_assets.data.schemas import Trajectory
 from eto_assets.training.common import TrainResult, load_for_training, train_and_save, trainer_kwargs
-from eto_assets.training.hyperparams import TrainParams
 
 
 def sft_dataset(trajectories: Sequence[Trajectory], book: PromptBook) -> Dataset:
@@ -24,7 +24,7 @@ def train_sft(
     trajectories: Sequence[Trajectory],
     book: PromptBook,
     output_dir: Path,
-    params: TrainParams,
+    params: TrainConfig,
 ) -> TrainResult:
     """Fine-tune ``base_model`` on the expert trajectories and save the checkpoint to ``output_dir``."""
     if not trajectories:

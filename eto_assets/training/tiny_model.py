@@ -3,29 +3,17 @@ tokenizer trained on the pipeline's own text, so everything runs offline on a CP
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-from eto_assets.training.chat_template import ASSISTANT_TAG, TRAINING_CHAT_TEMPLATE, USER_TAG
+from eto_assets.agent.chat_template import ASSISTANT_TAG, TRAINING_CHAT_TEMPLATE, USER_TAG
+from eto_assets.config.profile import TinyModelConfig
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", USER_TAG, ASSISTANT_TAG]
-
-
-@dataclass(frozen=True)
-class TinyModelSpec:
-    vocab_size: int = 4096
-    hidden_size: int = 128
-    intermediate_size: int = 384
-    num_hidden_layers: int = 2
-    num_attention_heads: int = 4
-    max_position_embeddings: int = 4096
-    seed: int = 0
 
 
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
@@ -51,8 +39,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenize
     return fast
 
 
-def build_tiny_model(texts: Iterable[str], out_dir: Path, spec: TinyModelSpec = TinyModelSpec()) -> Path:
+def build_tiny_model(texts: Iterable[str], out_dir: Path, spec: TinyModelConfig | None = None) -> Path:
     """Train the tokenizer on ``texts``, initialise the model with ``spec.seed``, save both."""
+    spec = spec or TinyModelConfig()
     tokenizer = train_tokenizer(texts, spec.vocab_size)
     torch.manual_seed(spec.seed)
     config = LlamaConfig(
@@ -72,5 +61,5 @@ def build_tiny_model(texts: Iterable[str], out_dir: Path, spec: TinyModelSpec = 
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-    (out_dir / "tiny_model_spec.json").write_text(json.dumps(asdict(spec), indent=2))
+    (out_dir / "tiny_model_spec.json").write_text(spec.model_dump_json(indent=2))
     return out_dir

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from eto_assets.agent.backends import GenerationConfig, ModelPathError, TransformersBackend
-from eto_assets.agent.rollout import RolloutConfig, RolloutStats, load_finished, run_rollouts
+from eto_assets.agent.rollout import RolloutStats, load_finished, run_rollouts
+from eto_assets.config.profile import RolloutConfig
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def test_batched_equals_sequential_for_greedy(
     episodes of the one-request-per-step loop that recomputes every prompt."""
     bench, _ = sciworld_small
     _, book = tiny_model_dir
-    cfg = dict(max_new_tokens=12, temperature=0.0)
+    cfg = dict(max_new_tokens=12)
     seq = run_rollouts(
         tasks(bench),
         bench.make_env,
@@ -48,13 +49,9 @@ def test_batched_equals_sequential_for_greedy(
     assert all(t.num_steps == t.metadata["steps"] for t in bat)
 
 
-def test_bad_batch_fraction_is_named(sciworld_small, tiny_model_dir, backend, tmp_path):
-    bench, _ = sciworld_small
-    _, book = tiny_model_dir
+def test_bad_batch_fraction_is_named():
     with pytest.raises(ValueError, match="batch_fraction"):
-        run_rollouts(
-            tasks(bench), bench.make_env, backend, book, tmp_path / "r.jsonl", RolloutConfig(batch_fraction=0)
-        )
+        RolloutConfig(batch_fraction=0)
 
 
 def test_resume_skips_finished_and_never_duplicates(sciworld_small, tiny_model_dir, backend, tmp_path):

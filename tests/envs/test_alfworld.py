@@ -56,11 +56,9 @@ def test_text_cleanup_and_parsing():
 
 
 def test_missing_data_names_the_path_and_the_download_step(tmp_path, monkeypatch):
-    monkeypatch.delenv("ETO_DATA_DIR", raising=False)
-    monkeypatch.setenv("ALFWORLD_DATA", str(tmp_path / "alfworld_data"))
     monkeypatch.setenv("HOME", str(tmp_path))
     with pytest.raises(BenchmarkNotAvailable) as info:
-        resolve_data_dir(None)
+        resolve_data_dir(None, tmp_path / "alfworld_data")
     assert str(tmp_path / "alfworld_data") in str(info.value)
     assert "alfworld-download" in str(info.value)
     with pytest.raises(BenchmarkNotAvailable):

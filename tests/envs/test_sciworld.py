@@ -2,8 +2,7 @@
 
 import collections
 import json
-
-import pytest
+import os
 
 from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION
 from eto_assets.envs.sciworld import MAX_STEPS, compute_splits
@@ -110,11 +109,9 @@ def test_games_sharing_a_jvm_match_games_played_alone(sciworld_small):
     assert java.wait(timeout=30) is not None
 
 
-def test_jvm_count_setting_is_checked(monkeypatch):
-    from eto_assets.envs.sciworld import EngineHosts
+def test_jvm_cap_defaults_to_one_per_two_cores():
+    from eto_assets.envs.sciworld import EngineHosts, shared_hosts
 
-    monkeypatch.setenv("ETO_SCIWORLD_JVMS", "3")
-    assert EngineHosts().max_hosts == 3
-    monkeypatch.setenv("ETO_SCIWORLD_JVMS", "many")
-    with pytest.raises(ValueError, match="ETO_SCIWORLD_JVMS"):
-        _ = EngineHosts().max_hosts
+    assert EngineHosts(3).max_hosts == 3
+    assert EngineHosts().max_hosts == max(1, (os.cpu_count() or 2) // 2)
+    assert shared_hosts(2) is shared_hosts(2) and shared_hosts(2) is not shared_hosts(3)

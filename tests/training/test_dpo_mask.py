@@ -4,6 +4,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from trl import DPOConfig
 
+from eto_assets.config.training import DPOTrainConfig
 from eto_assets.data.schemas import Message, PreferencePair
 from eto_assets.training.dpo import (
     ActionMaskCollator,
@@ -12,7 +13,6 @@ from eto_assets.training.dpo import (
     tokenize_pair,
     train_dpo,
 )
-from eto_assets.training.hyperparams import DPOParams
 
 
 def pair(observation: str) -> PreferencePair:
@@ -90,7 +90,9 @@ def test_chosen_logps_sum_only_action_tokens(tiny_model_dir, tmp_path):
 
 def test_train_dpo_end_to_end(tiny_model_dir, tmp_path):
     path, book = tiny_model_dir
-    params = DPOParams(learning_rate=1e-3, epochs=2, batch_size=2, per_device_batch_size=2, beta=0.1)
+    params = DPOTrainConfig(
+        learning_rate=1e-3, num_train_epochs=2, batch_size=2, per_device_train_batch_size=2, beta=0.1
+    )
     pairs = [pair("You move to the outside."), pair("It is sunny outside.")]
     result = train_dpo(path, pairs, book, tmp_path / "dpo", params)
     assert (tmp_path / "dpo" / "config.json").is_file()

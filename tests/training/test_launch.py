@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from eto_assets.config.training import TrainConfig
 from eto_assets.data.schemas import write_jsonl
 from eto_assets.training.launch import RESULT_FILE, TrainSpec, run_spec
 
@@ -17,7 +18,7 @@ def test_sft_spec_runs_as_a_separate_process(tiny_model_dir, expert_sample, tmp_
     write_jsonl(data, expert_sample)
     book_path = tmp_path / "book.json"
     book_path.write_text(json.dumps(book.to_dict()))
-    params = {"learning_rate": 1e-3, "epochs": 1, "batch_size": 2, "per_device_batch_size": 2}
+    params = TrainConfig(learning_rate=1e-3, num_train_epochs=1, batch_size=2, per_device_train_batch_size=2)
     spec = TrainSpec("sft", str(path), str(data), str(book_path), str(tmp_path / "out"), params)
     spec_path = spec.write(tmp_path / "spec.json")
     subprocess.run([sys.executable, "-m", "eto_assets.training.launch", str(spec_path)], check=True)
@@ -28,7 +29,8 @@ def test_sft_spec_runs_as_a_separate_process(tiny_model_dir, expert_sample, tmp_
 
 
 def test_unknown_algo_is_named(tmp_path):
-    spec = TrainSpec("ppo", "x", "x", str(tmp_path / "b.json"), str(tmp_path), {})
+    params = TrainConfig(learning_rate=1e-3, num_train_epochs=1, batch_size=1)
+    spec = TrainSpec("ppo", "x", "x", str(tmp_path / "b.json"), str(tmp_path), params)
     (tmp_path / "b.json").write_text(json.dumps({"instruction": "i", "examples": {}}))
     with pytest.raises(ValueError, match="unknown algo 'ppo'"):
         run_spec(spec)

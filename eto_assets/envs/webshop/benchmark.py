@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import random
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.base import BenchmarkNotAvailable, PromptSpec, TaskInstance, replay_actions
 from eto_assets.envs.webshop.catalog import load_catalog
 from eto_assets.envs.webshop.env import WebShopEnv, WebShopWorld
-from eto_assets.envs.webshop.generator import default_catalog_dir, generate_catalog
+from eto_assets.envs.webshop.generator import generate_catalog
 from eto_assets.envs.webshop.oracle import plan_actions
 from eto_assets.envs.webshop.reward import spacy_nouns
 from eto_assets.envs.webshop.search import SearchEngine
@@ -60,11 +59,6 @@ Action: <one action>
 """
 
 
-def _env_dir(var: str, *parts: str) -> Path | None:
-    value = os.environ.get(var)
-    return Path(value).expanduser().joinpath(*parts) if value else None
-
-
 class WebShopBenchmark:
     name = "webshop"
     pure_python = True  # rollouts host its environments in worker processes
@@ -91,9 +85,11 @@ class WebShopBenchmark:
             elif given is not None and not (given / "webshop").is_dir():
                 self.data_dir = given
             else:
-                self.data_dir = default_catalog_dir()
+                raise ValueError(
+                    "WebShop generated catalog: pass catalog_dir (the pipeline uses ETO_HOME/webshop/catalog)"
+                )
         else:
-            base = given or _env_dir("ETO_DATA_DIR")
+            base = given
             if base is None:
                 raise BenchmarkNotAvailable("WebShop upstream catalog: pass data_dir or set ETO_DATA_DIR")
             nested = base / "webshop" / "data"
@@ -101,6 +97,13 @@ class WebShopBenchmark:
         self.num_train, self.num_test = num_train, num_test
         self.max_steps = min(MAX_STEPS, max_steps_cap) if max_steps_cap else MAX_STEPS
         self._max_steps_cap = max_steps_cap
+
+    @property
+    def key(self) -> str:
+        """Identifies the configuration: environments are pooled per key."""
+        return (
+            f"webshop:{self.catalog_name}:{self.data_dir}:{self.num_train}:{self.num_test}:{self.max_steps}"
+        )
 
     def __reduce__(self):
         """Pickle as constructor arguments (worker processes rebuild the world; its search index
@@ -125,9 +128,7 @@ class WebShopBenchmark:
         return world
 
     def _eto_splits(self) -> dict[str, list[int]] | None:
-        candidates = [self.data_dir / "eto_splits", self.data_dir.parent / "eto_splits"]
-        env_dir = _env_dir("ETO_DATA_DIR", "webshop", "eto_splits")
-        for folder in [*candidates, *([env_dir] if env_dir else [])]:
+        for folder in [self.data_dir / "eto_splits", self.data_dir.parent / "eto_splits"]:
             train, test = folder / "train_indices.json", folder / "test_indices.json"
             if train.exists() and test.exists():
                 return {

@@ -36,11 +36,6 @@ DEFAULT_SEED = 20240305
 ITEMS_FILE, ATTRS_FILE = UPSTREAM_FILES["full"]
 
 
-def default_catalog_dir() -> Path:
-    """``$ETO_HOME/webshop_catalog`` (``~/.cache/eto`` when ETO_HOME is unset)."""
-    return Path(os.environ.get("ETO_HOME", "~/.cache/eto")).expanduser() / "webshop_catalog"
-
-
 def _join(words: list[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
 

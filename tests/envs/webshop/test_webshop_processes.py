@@ -71,15 +71,18 @@ def test_a_killed_worker_gives_a_clear_error_and_close_stops_workers(bench):
 
 
 def test_rollout_environments_come_from_worker_processes(bench):
+    from eto_assets.envs.pool import EnvironmentPool
     from eto_assets.envs.processes import RemoteEnv
-    from resources import EnvironmentPool
 
-    pool = EnvironmentPool(env_processes=1)
-    env = pool.acquire_for_rollouts(bench)
-    assert isinstance(env, RemoteEnv) and env.worker_pid != os.getpid()
-    pool.release_from_rollouts(bench, env)
-    assert pool.acquire_for_rollouts(bench) is env  # kept warm for the next stage
-    pool.release_from_rollouts(bench, env)
-    local = EnvironmentPool(env_processes=0).acquire_for_rollouts(bench)
-    assert not isinstance(local, RemoteEnv)
-    local.close()
+    with EnvironmentPool(processes=1) as pool:
+        env = pool.acquire(bench, rollouts=True)
+        assert isinstance(env, RemoteEnv) and env.worker_pid != os.getpid()
+        pool.release(bench, env, rollouts=True)
+        assert pool.acquire(bench, rollouts=True) is env  # kept warm for the next stage
+        pool.release(bench, env, rollouts=True)
+        worker = pool._workers[f"{bench.key}@workers"]._workers[0].process
+    assert not worker.is_alive()  # closing the pool stops its workers
+    with EnvironmentPool(processes=0) as local:
+        env = local.acquire(bench, rollouts=True)
+        assert not isinstance(env, RemoteEnv)
+        local.release(bench, env, rollouts=True)

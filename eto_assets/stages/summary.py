@@ -1,13 +1,15 @@
-"""The per-iteration comparison a user reads at the end of a run: which iteration is best."""
+"""Stage 7, the iteration comparison: reward by iteration and the best iteration, chosen on the
+seen split (the unseen split is never used for selection); the best checkpoint gets the registered
+model's ``best`` alias."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from eto_assets.layout import ArtifactLayout
-from eto_assets.pipeline import EvalReport
+from eto_assets.stages.evaluate import EvalReport
+from eto_assets.stages.result import Markdown, StageResult
 
 COLUMNS = (
     "eval_seen_avg_reward",
@@ -32,13 +34,13 @@ def collect_rows(layout: ArtifactLayout, iterations: int) -> list[IterationRow]:
         path = layout.eval_report(k)
         if not path.is_file():
             continue
-        policy_path = layout.iteration_dir(k) / "policy.json"
+        policy_path = layout.policy_json(k)
         policy = json.loads(policy_path.read_text()) if policy_path.is_file() else {}
         rows.append(
             IterationRow(
                 k,
                 "sft" if k == 0 else "eto",
-                EvalReport.from_dict(json.loads(path.read_text())).metrics(),
+                EvalReport.read(path).metrics(),
                 str(policy.get("model_version", "")),
             )
         )
@@ -46,7 +48,7 @@ def collect_rows(layout: ArtifactLayout, iterations: int) -> list[IterationRow]:
 
 
 def best_row(rows: list[IterationRow]) -> IterationRow | None:
-    """Highest seen (dev) reward; the held-out unseen split is never used for selection."""
+    """Highest seen (dev) reward, the earlier iteration on ties; unseen is never used for selection."""
     if not rows:
         return None
     return max(rows, key=lambda r: (r.metrics.get("eval_seen_avg_reward", 0.0), -r.iteration))
@@ -64,11 +66,21 @@ def markdown_table(rows: list[IterationRow], best: IterationRow | None) -> str:
     return "\n".join(lines)
 
 
-def write_summary(layout: ArtifactLayout, iterations: int) -> tuple[Path, str, IterationRow | None]:
+def write_summary(layout: ArtifactLayout, iterations: int) -> tuple[str, IterationRow | None]:
+    """Write ``summary.md``; returns the table and the best row."""
     rows = collect_rows(layout, iterations)
     best = best_row(rows)
     table = markdown_table(rows, best)
-    path = layout.root / "summary.md"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(f"# ETO on {layout.task}\n\n{table}\n")
-    return path, table, best
+    layout.summary_md.parent.mkdir(parents=True, exist_ok=True)
+    layout.summary_md.write_text(f"# ETO on {layout.task}\n\n{table}\n")
+    return table, best
+
+
+def summarize_iterations(layout: ArtifactLayout, iterations: int) -> StageResult:
+    table, best = write_summary(layout, iterations)
+    result = StageResult(metadata={"table": Markdown(table), "path": layout.summary_md})
+    if best is not None:
+        result.metadata["best_iteration"] = best.iteration
+        if best.model_version:
+            result.aliases["best"] = best.model_version
+    return result

@@ -1,0 +1,96 @@
+"""The ETO asset graph for N iterations. Dagster forbids cycles, so the loop is unrolled into asset
+keys: iteration k explores with the policy of iteration k-1, pairs against the expert, trains DPO
+from that policy (also the frozen reference) and evaluates the result."""
+
+from dagster import AssetKey, AssetsDefinition
+
+from eto_assets import stages
+from eto_assets.assets.stage_asset import stage_asset
+
+EXPERT = AssetKey("expert_trajectories")
+
+
+def policy_key(k: int) -> AssetKey:
+    return AssetKey("sft_checkpoint") if k == 0 else AssetKey([f"iteration_{k}", "dpo_checkpoint"])
+
+
+def iteration_key(k: int, name: str) -> AssetKey:
+    return AssetKey([f"iteration_{k}", name])
+
+
+def expert_asset(n: int) -> AssetsDefinition:
+    return stage_asset(
+        name="expert_trajectories", stage="expert", iteration=0, graph_iterations=n, group="expert",
+        deps=[], kinds={"python", "mlflow"},
+        description="Expert trajectories replayed through the real environment (failed replays dropped), "
+        "the deterministic splits, and the prompt book (instruction + one example per task type).",
+        run_stage=lambda run, tools: stages.generate_expert_data(run, tools.envs),
+    )  # fmt: skip
+
+
+def sft_asset(n: int) -> AssetsDefinition:
+    return stage_asset(
+        name="sft_checkpoint", stage="sft", iteration=0, graph_iterations=n, group="iteration_0",
+        deps=[EXPERT], kinds={"pytorch", "mlflow"},
+        description="SFT (behavioural cloning) of the base model on the expert trajectories, loss on agent "
+        "turns only. With base_model='tiny' the base model is built here from the expert data.",
+        run_stage=lambda run, tools: stages.train_sft_policy(
+            run, tools.settings.base_model, tools.settings.accelerate_config
+        ),
+    )  # fmt: skip
+
+
+def eval_asset(k: int, n: int) -> AssetsDefinition:
+    return stage_asset(
+        name="eval_report", stage="eval", iteration=k, graph_iterations=n, group=f"iteration_{k}",
+        key_prefix=f"iteration_{k}", deps=[policy_key(k)], kinds={"python", "mlflow"},
+        description=f"Greedy evaluation of the iteration-{k} policy on the held-out seen/unseen splits.",
+        run_stage=lambda run, tools: stages.evaluate(run, k, tools.inference.open, tools.envs),
+    )  # fmt: skip
+
+
+def iteration_assets(k: int, n: int) -> list[AssetsDefinition]:
+    if k < 1:
+        raise ValueError("ETO iterations are numbered from 1 (iteration 0 is SFT)")
+    common = dict(iteration=k, graph_iterations=n, group=f"iteration_{k}", key_prefix=f"iteration_{k}")
+    explore = stage_asset(
+        name="exploration_rollouts", stage="explore", **common,
+        deps=[policy_key(k - 1), EXPERT], kinds={"python", "mlflow"},
+        description=f"The iteration-{k - 1} policy plays every training instruction (1-shot prompt); "
+        "each finished episode is appended at once, so a rerun resumes.",
+        run_stage=lambda run, tools: stages.explore(run, k, tools.inference.open, tools.envs),
+    )  # fmt: skip
+    pairs = stage_asset(
+        name="preference_pairs", stage="pairs", **common,
+        deps=[iteration_key(k, "exploration_rollouts"), EXPERT], kinds={"python", "mlflow"},
+        description="Expert vs explored trajectory of the same instruction; higher reward chosen, ties "
+        "dropped, rejected cut to the chosen length + 10 messages. Also exported in ETO's DPO JSON layout.",
+        run_stage=lambda run, tools: stages.make_pairs(run, k),
+    )  # fmt: skip
+    dpo = stage_asset(
+        name="dpo_checkpoint", stage="dpo", **common,
+        deps=[iteration_key(k, "preference_pairs"), policy_key(k - 1)], kinds={"pytorch", "mlflow"},
+        description=f"DPO on the iteration-{k} pairs from the iteration-{k - 1} policy, which is also the "
+        "frozen reference; only action tokens count in the log-probabilities.",
+        run_stage=lambda run, tools: stages.train_dpo_policy(run, k, tools.settings.accelerate_config),
+    )  # fmt: skip
+    return [explore, pairs, dpo, eval_asset(k, n)]
+
+
+def summary_asset(n: int) -> AssetsDefinition:
+    return stage_asset(
+        name="iteration_summary", stage="summary", iteration=0, graph_iterations=n, group="report",
+        deps=[iteration_key(k, "eval_report") for k in range(n + 1)], kinds={"python", "mlflow"},
+        description="Reward and success rate by iteration, the best iteration marked (by the seen split); "
+        "the best checkpoint gets the 'best' alias in the MLflow model registry.",
+        run_stage=lambda run, tools: stages.summarize_iterations(run.layout, n), mlflow_run=False,
+    )  # fmt: skip
+
+
+def build_assets(n: int) -> list[AssetsDefinition]:
+    """Expert data, SFT and its evaluation, N unrolled iterations, and the summary."""
+    assets = [expert_asset(n), sft_asset(n), eval_asset(0, n)]
+    for k in range(1, n + 1):
+        assets.extend(iteration_assets(k, n))
+    assets.append(summary_asset(n))
+    return assets

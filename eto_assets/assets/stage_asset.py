@@ -1,0 +1,125 @@
+"""The one Dagster wrapper every ETO asset uses: resolve the task's run, check the graph against
+the profile, open the stage's MLflow run, call the stage, record its result, and build the
+Dagster result. An asset definition then says only what it is and which stage it runs."""
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetsDefinition,
+    Failure,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from eto_assets import tracking
+from eto_assets.assets.common import TASK_PARTITIONS, dagster_metadata, settings_params, user_errors
+from eto_assets.envs.pool import EnvironmentPool
+from eto_assets.envs.registry import BenchmarkSources
+from eto_assets.stages import StageResult, TaskRun, open_task_run
+from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
+
+
+@dataclass(frozen=True)
+class StageTools:
+    """What a stage may need besides its task run, taken from the run's resources."""
+
+    settings: EtoSettings
+    inference: InferenceResource
+    envs: EnvironmentPool
+
+
+StageFn = Callable[[TaskRun, StageTools], StageResult]
+
+
+def check_iterations(run: TaskRun, graph_iterations: int) -> None:
+    """The profile may run fewer iterations than the graph has (the rest are no-ops), never more."""
+    if run.iterations > graph_iterations:
+        raise Failure(
+            description=f"profile {run.profile.name!r} runs {run.iterations} ETO iterations for {run.task}, "
+            f"but the asset graph has {graph_iterations}: set ETO_ITERATIONS={run.iterations} and reload "
+            f"the code location (or lower `iterations` in the profile)",
+            allow_retries=False,
+        )
+
+
+def open_run(task: str, settings: EtoSettings, envs: EnvironmentsResource) -> TaskRun:
+    with user_errors():
+        sources = BenchmarkSources(
+            home=settings.home_path(),
+            data_dir=settings.data_path(),
+            alfworld_data=settings.alfworld_data,
+            sciworld_jvms=envs.sciworld_jvms,
+        )
+        return open_task_run(task, settings.load_profile(), sources)
+
+
+def stage_asset(
+    *,
+    name: str,
+    stage: str,
+    iteration: int,
+    graph_iterations: int,
+    deps: Sequence[AssetKey],
+    kinds: set[str],
+    description: str,
+    run_stage: StageFn,
+    group: str,
+    key_prefix: str | None = None,
+    mlflow_run: bool = True,
+) -> AssetsDefinition:
+    """An asset running ``run_stage`` for ``iteration`` of a task partition (``stage`` names its
+    MLflow run; without ``mlflow_run`` only registered-model aliases are recorded)."""
+
+    @asset(
+        name=name,
+        key_prefix=key_prefix,
+        partitions_def=TASK_PARTITIONS,
+        group_name=group,
+        deps=list(deps),
+        kinds=kinds,
+        description=description,
+    )
+    def _stage(
+        context: AssetExecutionContext,
+        settings: EtoSettings,
+        mlflow_tracking: MlflowTracking,
+        inference: InferenceResource,
+        envs: EnvironmentsResource,
+    ) -> MaterializeResult:
+        run = open_run(context.partition_key, settings, envs)
+        check_iterations(run, graph_iterations)
+        if iteration > run.iterations:
+            skipped = f"profile {run.profile.name!r} runs {run.iterations} iteration(s) for {run.task}"
+            return MaterializeResult(metadata={"skipped": skipped})
+        tools = StageTools(settings, inference, envs.pool)
+        home = settings.home_path()
+        if not mlflow_run:
+            with user_errors():
+                result = run_stage(run, tools)
+            if result.aliases:
+                tracking.use_experiment(mlflow_tracking.resolved_uri(home), run.task, None)
+                tracking.set_aliases(run.task, result.aliases)
+            return MaterializeResult(metadata=dagster_metadata(result.metadata))
+        params = settings_params(settings, inference, run.profile)
+        with mlflow_tracking.stage_run(home, run.task, stage, iteration, context=context, params=params) as (
+            mlflow_run_,
+            link,
+        ):
+            with user_errors():
+                result = run_stage(run, tools)
+            for warning in result.warnings:
+                context.log.warning(warning)
+            version = tracking.record_result(result, run.task, iteration, stage)
+        metadata = {**result.metrics, **dagster_metadata(result.metadata)}
+        if version is not None and result.policy is not None:
+            result.policy.with_registration(version, mlflow_run_.info.run_id).write(run.layout, iteration)
+            metadata["model_version"] = f"{tracking.model_name(run.task)} v{version}"
+        metadata["mlflow_run"] = MetadataValue.url(link)
+        metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run_.info.run_id)
+        return MaterializeResult(metadata=metadata)
+
+    return _stage

@@ -1,0 +1,60 @@
+"""SFT and DPO hyper-parameters. Field names are TRL's (``SFTConfig``/``DPOConfig``), so they pass
+through to the trainer unrenamed; ``batch_size`` is the one field of ours: the global batch, from
+which ``gradient_accumulation_steps`` is derived."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# Profile fields renamed to TRL's names; an old profile gets a hint instead of "extra field".
+RENAMED_FIELDS = {
+    "epochs": "num_train_epochs",
+    "per_device_batch_size": "per_device_train_batch_size",
+    "lr_scheduler": "lr_scheduler_type",
+    "warmup_ratio": "warmup_steps",
+    "deepspeed_config": "deepspeed",
+}
+
+
+class TrainConfig(BaseModel):
+    """Shared by SFT and DPO; the paper's values are in the ``paper`` profile."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    learning_rate: float = Field(gt=0)
+    num_train_epochs: float = Field(gt=0)
+    batch_size: int = Field(ge=1, description="global batch: per-device batch x devices x accumulation")
+    per_device_train_batch_size: int = Field(default=1, ge=1)
+    warmup_steps: float = Field(
+        default=0.03, ge=0, description="TRL's: a float in [0, 1) is a ratio of all steps, else a count"
+    )
+    lr_scheduler_type: str = "cosine"
+    weight_decay: float = Field(default=0.0, ge=0)
+    max_length: int = Field(default=4096, ge=64)
+    seed: int = 42
+    gradient_checkpointing: bool = False
+    bf16: bool | None = Field(default=None, description="None: bf16 on a GPU that supports it, else fp32")
+    deepspeed: str | None = Field(default=None, description="DeepSpeed config file")
+
+    @model_validator(mode="after")
+    def _batch_divides(self) -> TrainConfig:
+        if self.batch_size % self.per_device_train_batch_size:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of per_device_train_batch_size "
+                f"{self.per_device_train_batch_size}"
+            )
+        return self
+
+    def gradient_accumulation_steps(self, num_processes: int = 1) -> int:
+        per_step = self.per_device_train_batch_size * max(1, num_processes)
+        return max(1, self.batch_size // per_step)
+
+    def trainer_fields(self) -> dict[str, Any]:
+        """The fields TRL's config takes as they are (everything but ``batch_size``)."""
+        return self.model_dump(exclude={"batch_size"})
+
+
+class DPOTrainConfig(TrainConfig):
+    beta: float = Field(default=0.1, gt=0)

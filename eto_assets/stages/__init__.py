@@ -1,0 +1,48 @@
+"""The ETO stages as plain functions: no Dagster, no MLflow. Each takes a :class:`TaskRun` (and a
+backend opener or environment pool where it plays episodes), writes its artifacts under the task's
+:class:`~eto_assets.layout.ArtifactLayout`, and returns one :class:`StageResult`. A notebook runs an
+ETO iteration by calling them in order::
+
+    run = open_task_run("sciworld", load_profile("micro"), BenchmarkSources(home=Path(".eto")))
+    with EnvironmentPool() as envs:
+        generate_expert_data(run, envs)
+        train_sft_policy(run, "tiny")
+        open_backend = lambda path: load_backend("transformers", path)
+        evaluate(run, 0, open_backend, envs)
+        explore(run, 1, open_backend, envs)
+        make_pairs(run, 1)
+        train_dpo_policy(run, 1)
+        evaluate(run, 1, open_backend, envs)
+    summarize_iterations(run.layout, 1)
+"""
+
+from eto_assets.stages.dpo import train_dpo_policy
+from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport, evaluate
+from eto_assets.stages.expert import NoExpertData, generate_expert_data
+from eto_assets.stages.explore import explore
+from eto_assets.stages.pairs import make_pairs
+from eto_assets.stages.policy import PolicyRecord
+from eto_assets.stages.result import DatasetInput, Markdown, StageResult
+from eto_assets.stages.sft import train_sft_policy
+from eto_assets.stages.summary import summarize_iterations, write_summary
+from eto_assets.stages.task import TaskRun, open_task_run
+
+__all__ = [
+    "EVAL_SPLITS",
+    "DatasetInput",
+    "EvalReport",
+    "Markdown",
+    "NoExpertData",
+    "PolicyRecord",
+    "StageResult",
+    "TaskRun",
+    "evaluate",
+    "explore",
+    "generate_expert_data",
+    "make_pairs",
+    "open_task_run",
+    "summarize_iterations",
+    "train_dpo_policy",
+    "train_sft_policy",
+    "write_summary",
+]

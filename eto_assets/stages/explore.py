@@ -1,0 +1,63 @@
+"""Stage 3, exploration: the policy of iteration k-1 plays every train task that has an expert
+trajectory (greedy unless the profile says otherwise). Each finished episode is appended at once,
+so a rerun resumes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from eto_assets.agent.backends import InferenceBackend
+from eto_assets.agent.prompt import PromptBook
+from eto_assets.agent.rollout import RolloutStats, run_rollouts
+from eto_assets.data.schemas import read_trajectories
+from eto_assets.envs.pool import EnvironmentPool
+from eto_assets.stages.evaluate import summarize
+from eto_assets.stages.policy import PolicyRecord
+from eto_assets.stages.result import DatasetInput, StageResult
+from eto_assets.stages.task import TaskRun
+
+OpenBackend = Callable[[str], InferenceBackend]
+
+
+def explore(run: TaskRun, iteration: int, open_backend: OpenBackend, envs: EnvironmentPool) -> StageResult:
+    layout = run.layout
+    policy = PolicyRecord.read(layout, iteration - 1)
+    book = PromptBook.read(layout.prompt_book)
+    expert_ids = {t.task_id for t in read_trajectories(layout.expert_jsonl)}
+    tasks = [t for t in run.tasks("train") if t.task_id in expert_ids]
+    config = run.profile.rollout
+    out = layout.rollouts_jsonl(iteration)
+    make_env, release_env = envs.for_rollouts(run.benchmark)
+    stats = RolloutStats()
+    backend = open_backend(policy.checkpoint)
+    try:
+        trajectories = run_rollouts(
+            tasks,
+            make_env,
+            backend,
+            book,
+            out,
+            config,
+            temperature=config.explore_temperature,
+            desc=f"explore it{iteration}",
+            stats=stats,
+            release_env=release_env,
+        )
+    finally:
+        backend.close()
+    summary = summarize(trajectories)
+    return StageResult(
+        metrics={
+            "explore_episodes": summary.episodes,
+            "explore_avg_reward": summary.avg_reward,
+            "explore_success_rate": summary.success_rate,
+            "explore_resumed": stats.resumed,
+            "explore_model_seconds": stats.model_seconds,
+            "explore_env_seconds": stats.env_seconds,
+        },
+        metrics_step=iteration,
+        params={"policy": policy.checkpoint, "temperature": config.explore_temperature},
+        datasets=[DatasetInput(layout.expert_jsonl, f"{run.task}-expert", "instructions")],
+        artifacts=[(out, "explore")],
+        metadata={"path": out},
+    )

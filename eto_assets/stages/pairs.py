@@ -1,0 +1,36 @@
+"""Stage 4, preference pairs: expert vs explored trajectory of the same task, higher reward chosen,
+ties dropped (rules in :mod:`eto_assets.data.pairs`). Also exported in ETO's DPO JSON layout."""
+
+from __future__ import annotations
+
+from eto_assets.agent.prompt import PromptBook
+from eto_assets.data.eto_format import dpo_records, write_json
+from eto_assets.data.pairs import build_preference_pairs
+from eto_assets.data.schemas import read_trajectories, write_jsonl
+from eto_assets.stages.result import DatasetInput, StageResult
+from eto_assets.stages.task import TaskRun
+
+
+def make_pairs(run: TaskRun, iteration: int) -> StageResult:
+    layout = run.layout
+    experts = read_trajectories(layout.expert_jsonl)
+    explored = read_trajectories(layout.rollouts_jsonl(iteration))
+    book = PromptBook.read(layout.prompt_book)
+    pairs, stats = build_preference_pairs(experts, explored)
+    out = layout.pairs_jsonl(iteration)
+    write_jsonl(out, pairs)
+    eto_json = write_json(out.with_suffix(".eto.json"), dpo_records(pairs, book.instruction))
+    return StageResult(
+        metrics={
+            "pairs_count": stats.pairs,
+            "pairs_dropped_ties": stats.dropped_ties,
+            "pairs_agent_chosen": stats.agent_chosen,
+        },
+        metrics_step=iteration,
+        datasets=[
+            DatasetInput(layout.expert_jsonl, f"{run.task}-expert", "expert"),
+            DatasetInput(layout.rollouts_jsonl(iteration), f"{run.task}-explore-it{iteration}", "explored"),
+        ],
+        artifacts=[(out, "pairs"), (eto_json, "pairs")],
+        metadata={"path": out},
+    )
