@@ -142,7 +142,12 @@ def _check_instruction(instruction: object, ack: str) -> None:
 
 
 def _check_export(what: str, messages: Sequence[Message], first: str, last: str) -> None:
-    problems = check_conversation(messages, first_role=first, last_role=last)
+    # An explored agent turn may be empty (the policy said nothing): that is data, not a defect.
+    problems = [
+        p
+        for p in check_conversation(messages, first_role=first, last_role=last)
+        if not (p.aspect == "text" and p.turn is not None and messages[p.turn].role == "assistant")
+    ]
     if problems:
         raise DataFormatError(f"{what}: cannot export: " + "; ".join(str(p) for p in problems))
 
