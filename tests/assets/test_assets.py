@@ -1,0 +1,108 @@
+"""Every asset through Dagster's ``materialize``, one at a time in graph order, into a real sqlite
+Dagster instance and a real sqlite MLflow store: each records its stage run and its metadata."""
+
+import pytest
+from dagster import AssetKey, DagsterInstance, materialize
+from mlflow.tracking import MlflowClient
+
+from eto_assets.assets import build_assets
+from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
+from tests.conftest import REPO
+
+NANO = str(REPO / "tests" / "fixtures" / "nano.yaml")
+ORDER = [
+    ("expert_trajectories", "expert"),
+    ("sft_checkpoint", "sft"),
+    ("iteration_0/eval_report", "eval"),
+    ("iteration_1/exploration_rollouts", "explore"),
+    ("iteration_1/preference_pairs", "pairs"),
+    ("iteration_1/dpo_checkpoint", "dpo"),
+    ("iteration_1/eval_report", "eval"),
+    ("iteration_summary", None),
+]
+
+
+def resources(home, uri, profile=NANO):
+    return {
+        "settings": EtoSettings(home=str(home), profile=profile, base_model="tiny"),
+        "mlflow_tracking": MlflowTracking(tracking_uri=uri),
+        "inference": InferenceResource(backend="transformers"),
+        "envs": EnvironmentsResource(env_processes=0),
+    }
+
+
+@pytest.fixture(scope="module")
+def materialized(tmp_path_factory):
+    root = tmp_path_factory.mktemp("assets")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    assets = build_assets(1)
+    results = {}
+    with DagsterInstance.ephemeral() as instance:
+        for key, _ in ORDER:
+            result = materialize(
+                assets,
+                selection=[AssetKey.from_user_string(key)],
+                partition_key="sciworld",
+                resources=resources(root / "home", uri),
+                instance=instance,
+            )
+            assert result.success, key
+            [event] = result.get_asset_materialization_events()
+            results[key] = event.materialization.metadata
+    return root, uri, results
+
+
+@pytest.mark.parametrize(("key", "stage"), ORDER)
+def test_each_asset_records_its_stage(materialized, key, stage):
+    _, uri, results = materialized
+    metadata = results[key]
+    if stage is None:  # the summary opens no run; it names the best iteration and sets the alias
+        assert metadata["best_iteration"].value in (0, 1)
+        best = MlflowClient(uri).get_model_version_by_alias("eto-sciworld", "best")
+        assert best.tags["eto.iteration"] == str(metadata["best_iteration"].value)
+        return
+    run = MlflowClient(uri).get_run(metadata["mlflow_run_id"].value)
+    assert run.data.tags["eto.stage"] == stage and run.data.tags["dagster.asset_key"] == key
+    assert run.data.params["profile"] == NANO and run.data.params["backend"] == "transformers"
+    assert run.info.run_name.startswith("sciworld-it")
+    assert metadata["mlflow_run"].value.endswith(run.info.run_id)
+
+
+def test_checkpoints_are_registered_versions(materialized):
+    _, uri, results = materialized
+    assert results["sft_checkpoint"]["model_version"].value == "eto-sciworld v1"
+    versions = MlflowClient(uri).search_model_versions("name='eto-sciworld'")
+    assert ("sft", "0") in {(v.tags["eto.stage"], v.tags["eto.iteration"]) for v in versions}
+
+
+def test_more_iterations_than_the_graph_stop_at_once(tmp_path):
+    profile = tmp_path / "three.yaml"
+    profile.write_text(
+        (REPO / "tests" / "fixtures" / "nano.yaml").read_text().replace("iterations: 1", "iterations: 3")
+    )
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            build_assets(1),
+            selection=[AssetKey("expert_trajectories")],
+            partition_key="sciworld",
+            resources=resources(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}", str(profile)),
+            instance=instance,
+            raise_on_error=False,
+        )
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    assert "ETO_ITERATIONS=3" in failure.event_specific_data.error.message
+    assert not (tmp_path / "home" / "artifacts").exists()  # failed before any work
+
+
+def test_fewer_iterations_than_the_graph_are_explicit_no_ops(tmp_path):
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            build_assets(2),
+            selection=[AssetKey(["iteration_2", "preference_pairs"])],
+            partition_key="sciworld",
+            resources=resources(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}"),
+            instance=instance,
+        )
+    [event] = result.get_asset_materialization_events()
+    assert "runs 1 iteration" in event.materialization.metadata["skipped"].value

@@ -1,0 +1,94 @@
+"""The resources: settings from one table of environment variables, a checked backend choice, the
+MLflow store under ETO_HOME, and an environment pool whose lifetime is the run's."""
+
+import pytest
+from dagster import build_resources
+from pydantic import ValidationError
+
+from eto_assets.config import settings as env
+from eto_assets.envs.processes import RemoteEnv
+from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
+
+
+def test_settings_default_to_the_environment_table(monkeypatch, tmp_path):
+    for name in ("ETO_HOME", "ETO_PROFILE", "ETO_BASE_MODEL", "ETO_DATA_DIR", "ETO_ACCELERATE_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    s = EtoSettings()
+    assert (s.home, s.profile, s.base_model, s.data_dir) == (".eto", "tiny", "tiny", None)
+    monkeypatch.setenv("ETO_HOME", str(tmp_path))
+    monkeypatch.setenv("ETO_PROFILE", "micro")
+    s = EtoSettings()
+    assert s.home_path() == tmp_path.resolve() and s.load_profile().name == "micro"
+    assert s.layout("sciworld").root == tmp_path.resolve() / "artifacts" / "sciworld"
+
+
+def test_every_setting_has_one_default_and_help():
+    assert env.read("ETO_ITERATIONS", {}) == "2" and env.iterations({}) == 2
+    assert env.read("ETO_BACKEND", {"ETO_BACKEND": ""}) == "transformers"  # empty = unset
+    assert all(s.help for s in env.SETTINGS.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reader"),
+    [
+        ("ETO_ITERATIONS", "two", env.iterations),
+        ("ETO_ITERATIONS", "11", env.iterations),
+        ("ETO_SCIWORLD_JVMS", "many", env.sciworld_jvms),
+        ("ETO_ENV_PROCESSES", "-1", env.env_processes),
+        ("ETO_SCHEDULED_TASKS", "sciworld,minecraft", env.scheduled_tasks),
+    ],
+)
+def test_bad_environment_values_name_the_variable(name, value, reader):
+    with pytest.raises(env.SettingError, match=name):
+        reader({name: value})
+
+
+def test_unknown_backend_is_rejected_when_configured():
+    with pytest.raises(ValidationError, match="'tgi' is not one of"):
+        InferenceResource(backend="tgi")
+
+
+def test_mlflow_store_defaults_to_sqlite_under_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert MlflowTracking().resolved_uri(tmp_path) == f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}"
+    assert MlflowTracking(tracking_uri="http://mlflow:5000").resolved_uri(tmp_path) == "http://mlflow:5000"
+
+
+def test_stage_run_tags_and_links(tmp_path):
+    tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", ui_url="http://ui:5000/")
+    with tracking.stage_run(tmp_path, "sciworld", "sft", 0, params={"a": 1}) as (run, link):
+        pass
+    assert link == f"http://ui:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    from mlflow.tracking import MlflowClient
+
+    stored = MlflowClient(tracking.tracking_uri).get_run(run.info.run_id)
+    assert stored.info.run_name == "sciworld-it0-sft" and stored.data.params == {"a": "1"}
+    assert stored.data.tags["eto.stage"] == "sft" and stored.data.tags["eto.iteration"] == "0"
+
+
+@pytest.fixture(scope="module")
+def webshop_bench(tmp_path_factory):
+    from eto_assets.envs.webshop import WebShopBenchmark
+    from eto_assets.envs.webshop.generator import generate_catalog
+
+    return WebShopBenchmark(data_dir=generate_catalog(tmp_path_factory.mktemp("catalog")), num_test=2)
+
+
+def test_environment_pool_lives_as_long_as_the_run(webshop_bench):
+    with build_resources({"envs": EnvironmentsResource(env_processes=1)}) as res:
+        pool = res.envs.pool
+        env = pool.acquire(webshop_bench, rollouts=True)
+        assert isinstance(env, RemoteEnv)
+        pool.release(webshop_bench, env, rollouts=True)
+        # keyed by the benchmark's configuration: an equal benchmark gets the same warm environment
+        again = type(webshop_bench)(**webshop_bench_args(webshop_bench))
+        assert again.key == webshop_bench.key and pool.acquire(again, rollouts=True) is env
+        pool.release(again, env, rollouts=True)
+        worker = next(iter(pool._workers.values()))._workers[0].process
+    assert not worker.is_alive()  # torn down with the run
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.acquire(webshop_bench)
+
+
+def webshop_bench_args(bench) -> dict:
+    return {"data_dir": bench.data_dir, "num_train": bench.num_train, "num_test": bench.num_test}

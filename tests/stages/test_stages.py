@@ -1,0 +1,125 @@
+"""Every ETO stage called as a plain function (no Dagster, no MLflow) on a real ScienceWorld engine
+and a real tiny model: an iteration runs by calling them in order, as a notebook would."""
+
+import json
+
+import pytest
+
+from eto_assets import stages
+from eto_assets.agent.backends import load_backend
+from eto_assets.config.profile import load_profile
+from eto_assets.data.schemas import read_trajectories, write_jsonl
+from eto_assets.envs.pool import EnvironmentPool
+from eto_assets.envs.registry import BenchmarkSources
+from tests.conftest import REPO
+
+NANO = str(REPO / "tests" / "fixtures" / "nano.yaml")
+
+
+def open_backend(path: str):
+    return load_backend("transformers", path, max_batch_size=8)
+
+
+@pytest.fixture(scope="module")
+def iteration(tmp_path_factory):
+    """Expert data, SFT, evaluation, then one ETO iteration, each stage's result kept."""
+    home = tmp_path_factory.mktemp("stages")
+    run = stages.open_task_run("sciworld", load_profile(NANO), BenchmarkSources(home=home))
+    results = {}
+    with EnvironmentPool() as envs:
+        results["expert"] = stages.generate_expert_data(run, envs)
+        results["sft"] = stages.train_sft_policy(run, "tiny")
+        results["eval0"] = stages.evaluate(run, 0, open_backend, envs)
+        results["explore"] = stages.explore(run, 1, open_backend, envs)
+        results["pairs"] = stages.make_pairs(run, 1)
+        results["dpo"] = stages.train_dpo_policy(run, 1)
+        results["eval1"] = stages.evaluate(run, 1, open_backend, envs)
+        assert envs.idle(), "environments went back to the pool for the next stage"
+    results["summary"] = stages.summarize_iterations(run.layout, 1)
+    return run, results
+
+
+def test_expert_stage_writes_experts_splits_and_prompt_book(iteration):
+    run, results = iteration
+    result = results["expert"]
+    assert result.metrics["expert_count"] == 2 and result.metrics["expert_avg_reward"] == 1.0
+    splits = json.loads(run.layout.splits_json.read_text())
+    assert [len(splits[s]) for s in ("train", "seen", "unseen")] == [2, 1, 1]
+    assert {p.name for p, _ in result.artifacts} == {
+        "expert_trajectories.jsonl",
+        "prompt_book.json",
+        "splits.json",
+    }
+    assert [d.context for d in result.datasets] == ["splits"]
+
+
+def test_sft_stage_builds_the_tiny_model_and_records_the_policy(iteration):
+    run, results = iteration
+    result = results["sft"]
+    assert (run.layout.base_model_dir / "tokenizer.json").is_file()
+    assert result.policy.checkpoint == str(run.layout.checkpoint_dir(0)) and result.register_policy
+    assert stages.PolicyRecord.read(run.layout, 0).checkpoint == result.policy.checkpoint
+    assert result.metrics["sft_train_loss"] > 0 and result.history and result.history_prefix == "sft"
+
+
+def test_exploration_plays_every_train_task_with_an_expert(iteration):
+    run, results = iteration
+    result = results["explore"]
+    assert result.metrics_step == 1 and result.metrics["explore_episodes"] == 2
+    explored = read_trajectories(run.layout.rollouts_jsonl(1))
+    assert sorted(t.task_id for t in explored) == sorted(
+        json.loads(run.layout.splits_json.read_text())["train"]
+    )
+    assert result.params["policy"] == str(run.layout.checkpoint_dir(0))
+
+
+def test_pairs_and_dpo_chain_the_policy(iteration):
+    run, results = iteration
+    pairs = results["pairs"]
+    assert pairs.metrics["pairs_count"] + pairs.metrics["pairs_dropped_ties"] == 2
+    dpo = results["dpo"]
+    assert dpo.params["reference"] == str(run.layout.checkpoint_dir(0))
+    if pairs.metrics["pairs_count"]:
+        assert dpo.policy.checkpoint == str(run.layout.checkpoint_dir(1)) and dpo.register_policy
+    else:
+        assert dpo.policy.carried_over_from == 0
+
+
+def test_evaluation_covers_both_held_out_splits_greedily(iteration):
+    run, results = iteration
+    for k in (0, 1):
+        result = results[f"eval{k}"]
+        assert result.metrics_step == k
+        assert set(result.metrics) == {
+            "eval_seen_avg_reward",
+            "eval_seen_success_rate",
+            "eval_unseen_avg_reward",
+            "eval_unseen_success_rate",
+            "eval_avg_steps",
+        }
+        report = stages.EvalReport.read(run.layout.eval_report(k))
+        assert {s: m.episodes for s, m in report.splits.items()} == {"seen": 1, "unseen": 1}
+
+
+def test_summary_marks_the_best_iteration_by_the_seen_split(iteration):
+    run, results = iteration
+    result = results["summary"]
+    assert "| 0" in result.metadata["table"] and "| 1" in result.metadata["table"]
+    seen = [results[f"eval{k}"].metrics["eval_seen_avg_reward"] for k in (0, 1)]
+    assert result.metadata["best_iteration"] == (1 if seen[1] > seen[0] else 0)
+    assert run.layout.summary_md.read_text().startswith("# ETO on sciworld")
+
+
+def test_dpo_without_pairs_carries_the_policy_over(iteration, tmp_path):
+    run, _ = iteration
+    write_jsonl(run.layout.pairs_jsonl(1), [])
+    result = stages.train_dpo_policy(run, 1)
+    assert result.policy.carried_over_from == 0 and not result.register_policy
+    assert result.tags == {"eto.dpo_skipped": "no pairs"} and result.warnings
+    assert stages.PolicyRecord.read(run.layout, 1).checkpoint == str(run.layout.checkpoint_dir(0))
+
+
+def test_a_stage_without_its_input_names_the_missing_asset(tmp_path):
+    run = stages.open_task_run("sciworld", load_profile(NANO), BenchmarkSources(home=tmp_path))
+    with pytest.raises(FileNotFoundError, match="materialize sft_checkpoint first"):
+        stages.evaluate(run, 0, open_backend, EnvironmentPool())
