@@ -1,5 +1,8 @@
-"""Run the whole ETO graph for one task from the command line, recorded in the Dagster instance
-at ``$DAGSTER_HOME`` (so ``dagster dev`` shows the run afterwards), then print reward by iteration.
+"""Run the whole ETO graph for one task from the command line, then print reward by iteration.
+
+The run is recorded in the Dagster instance at ``$DAGSTER_HOME`` like a run launched from the UI:
+it executes the code location's own ``eto_job`` (same snapshot) and carries the location's label,
+so it is listed under Jobs > eto_job > Runs and re-executes from the UI without a version warning.
 
     python -m jobs.run --task sciworld --profile tiny
 """
@@ -25,6 +28,27 @@ def prepare_environment(home: Path) -> Path:
     if not (dagster_home / "dagster.yaml").exists():
         shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
     return dagster_home
+
+
+def code_location_name() -> str:
+    """The location name ``workspace.yaml`` gives the definitions (the UI lists runs by it)."""
+    import yaml
+
+    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
+    return workspace["load_from"][0]["python_module"]["location_name"]
+
+
+def execute(task: str, run_config: dict, instance):
+    """Execute ``eto_job`` for ``task`` in this process, as a run of the code location."""
+    from dagster import execute_job
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.storage.tags import PARTITION_NAME_TAG, REPOSITORY_LABEL_TAG
+
+    repository = ReconstructableRepository.for_module(
+        "eto_assets.definitions", "defs", working_directory=str(REPO)
+    )
+    tags = {PARTITION_NAME_TAG: task, REPOSITORY_LABEL_TAG: f"__repository__@{code_location_name()}"}
+    return execute_job(repository.get_reconstructable_job("eto_job"), instance, run_config, tags=tags)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -73,9 +97,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from dagster import DagsterInstance
 
-    from eto_assets.definitions import defs
-    from eto_assets.layout import ArtifactLayout
     from eto_assets.stages import write_summary
+    from eto_assets.stages.layout import ArtifactLayout
     from resources.mlflow_tracking import MlflowTracking
 
     run_config = {
@@ -87,27 +110,28 @@ def main(argv: list[str] | None = None) -> int:
         }
     }
     started = time.perf_counter()
-    with DagsterInstance.get() as instance:
-        result = defs.resolve_job_def("eto_job").execute_in_process(
-            run_config=run_config, instance=instance, partition_key=args.task, raise_on_error=False
-        )
+    with DagsterInstance.get() as instance, execute(args.task, run_config, instance) as result:
+        success = result.success
+        failures = [
+            f"step {e.step_key} failed: {e.event_specific_data.error.message.strip()}"
+            for e in result.all_events
+            if e.is_step_failure
+        ]
     elapsed = time.perf_counter() - started
     table, best = write_summary(ArtifactLayout(home, args.task), iterations)
     print(
         f"\nETO on {args.task} (profile {args.profile}, base model {args.base_model}): "
-        f"{'succeeded' if result.success else 'FAILED'} in {elapsed / 60:.1f} min\n"
+        f"{'succeeded' if success else 'FAILED'} in {elapsed / 60:.1f} min\n"
     )
     print(table if best is not None else "(no iteration was evaluated)")
     if best is not None:
         print(f"\nbest iteration: {best.iteration} (by seen-split reward)")
-    if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                print(f"\nstep {event.step_key} failed: {event.event_specific_data.error.message.strip()}")
+    for failure in failures:
+        print(f"\n{failure}")
     mlflow_uri = MlflowTracking().resolved_uri(home)
     print(f"\nDagster UI:  make ui   (DAGSTER_HOME={dagster_home}; then open http://127.0.0.1:3000)")
     print(f"MLflow UI:   make mlflow-ui   (store {mlflow_uri}; then open http://127.0.0.1:5000)")
-    return 0 if result.success else 1
+    return 0 if success else 1
 
 
 if __name__ == "__main__":

@@ -13,10 +13,14 @@ from eto_assets.envs.pool import EnvironmentPool
 class EnvironmentsResource(ConfigurableResource):
     max_idle_per_task: int = Field(default=16, ge=0, description="idle environments kept per benchmark")
     env_processes: int = Field(
-        default_factory=env.env_processes, ge=0, description=env.SETTINGS["ETO_ENV_PROCESSES"].help
+        default=env.env_processes(),
+        ge=0,
+        description=f"ETO_ENV_PROCESSES: {env.SETTINGS['ETO_ENV_PROCESSES'].help}",
     )
     sciworld_jvms: int = Field(
-        default_factory=env.sciworld_jvms, ge=1, description=env.SETTINGS["ETO_SCIWORLD_JVMS"].help
+        default=env.sciworld_jvms(),
+        ge=1,
+        description=f"ETO_SCIWORLD_JVMS: {env.SETTINGS['ETO_SCIWORLD_JVMS'].help}",
     )
     _pool: EnvironmentPool | None = PrivateAttr(default=None)
 

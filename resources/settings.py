@@ -1,4 +1,8 @@
-"""Run-wide settings, read once at the edge: where artifacts live, which profile and base model."""
+"""Run-wide settings, read once at the edge: where artifacts live, which profile and base model.
+
+Defaults are the environment's values when the code location loads (``config/settings.py``), as
+plain field defaults, so the launchpad shows every setting with its value and a run can override it.
+"""
 
 from __future__ import annotations
 
@@ -9,30 +13,24 @@ from pydantic import Field
 
 from eto_assets.config import settings as env
 from eto_assets.config.profile import Profile, load_profile
-from eto_assets.layout import ArtifactLayout
+from eto_assets.stages.layout import ArtifactLayout
+
+
+def _from_env(name: str):
+    """A field whose default is the variable's value at load time, documented by its help text."""
+    return Field(default=env.read(name), description=f"{name}: {env.SETTINGS[name].help}")
 
 
 class EtoSettings(ConfigurableResource):
     """``home`` holds every generated artifact; ``data_dir`` the benchmark data that is not
     generated (ALFWorld games, WebShop files), laid out like the project's ``shared/data``."""
 
-    home: str = Field(default_factory=lambda: env.read("ETO_HOME"), description=env.SETTINGS["ETO_HOME"].help)
-    profile: str = Field(
-        default_factory=lambda: env.read("ETO_PROFILE"), description=env.SETTINGS["ETO_PROFILE"].help
-    )
-    base_model: str = Field(
-        default_factory=lambda: env.read("ETO_BASE_MODEL"), description=env.SETTINGS["ETO_BASE_MODEL"].help
-    )
-    accelerate_config: str | None = Field(
-        default_factory=lambda: env.read("ETO_ACCELERATE_CONFIG"),
-        description=env.SETTINGS["ETO_ACCELERATE_CONFIG"].help,
-    )
-    data_dir: str | None = Field(
-        default_factory=lambda: env.read("ETO_DATA_DIR"), description=env.SETTINGS["ETO_DATA_DIR"].help
-    )
-    alfworld_data: str | None = Field(
-        default_factory=lambda: env.read("ALFWORLD_DATA"), description=env.SETTINGS["ALFWORLD_DATA"].help
-    )
+    home: str = _from_env("ETO_HOME")
+    profile: str = _from_env("ETO_PROFILE")
+    base_model: str = _from_env("ETO_BASE_MODEL")
+    accelerate_config: str | None = _from_env("ETO_ACCELERATE_CONFIG")
+    data_dir: str | None = _from_env("ETO_DATA_DIR")
+    alfworld_data: str | None = _from_env("ALFWORLD_DATA")
 
     def home_path(self) -> Path:
         return Path(self.home).expanduser().resolve()

@@ -1,5 +1,6 @@
-"""The whole graph for the micro profile, per task partition, materialized into a real sqlite
-Dagster instance and a real sqlite MLflow store, then checked from both sides."""
+"""The whole graph for the micro profile, per task partition, run the way the CLI runs it into a
+real sqlite Dagster instance and a real sqlite MLflow store, then checked from both sides (and
+from the code location the UI loads)."""
 
 import json
 import shutil
@@ -10,6 +11,7 @@ from dagster import AssetKey, DagsterInstance
 from mlflow.tracking import MlflowClient
 
 from eto_assets.definitions import build_definitions
+from jobs.run import execute
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -44,16 +46,11 @@ def pipeline_run(request, tmp_path_factory):
     uri = f"sqlite:///{root / 'mlflow.db'}"
     mp = pytest.MonkeyPatch()
     mp.setenv("DAGSTER_HOME", str(dagster_home))
-    if task == "alfworld":
-        mp.setenv("ETO_DATA_DIR", str(request.getfixturevalue("data_dir")))
-    defs = build_definitions(iterations=1)
+    settings = {"data_dir": str(request.getfixturevalue("data_dir"))} if task == "alfworld" else {}
+    defs = build_definitions()
     instance = DagsterInstance.get()
-    result = defs.resolve_job_def("eto_job").execute_in_process(
-        run_config=run_config(root / "home", uri),
-        instance=instance,
-        partition_key=task,
-        raise_on_error=False,
-    )
+    with execute(task, run_config(root / "home", uri, **settings), instance) as result:
+        pass
     yield task, result, root, uri, instance, defs
     instance.dispose()
     mp.undo()
@@ -84,6 +81,27 @@ def test_dagster_instance_records_every_asset(pipeline_run):
     [expert] = instance.fetch_materializations(AssetKey("expert_trajectories"), limit=1).records
     meta = expert.asset_materialization.metadata
     assert meta["expert_count"].value == EXPECTED[task][0] and "mlflow_run" in meta
+
+
+def test_run_is_listed_under_the_job_and_matches_the_code_location(pipeline_run):
+    """What the UI shows: the job's runs are filtered by the location's label, and re-execution
+    warns unless the run's snapshot is the loaded job's."""
+    from dagster._core.storage.dagster_run import RunsFilter
+    from dagster._core.workspace.context import WorkspaceProcessContext
+    from dagster._core.workspace.load_target import WorkspaceFileTarget
+
+    task, result, _, _, instance, _ = pipeline_run
+    if task != "sciworld":
+        pytest.skip("checked once, on the sciworld partition")
+    with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(REPO / "workspace.yaml")])) as ctx:
+        job = ctx.create_request_context().get_code_location("eto").get_repository("__repository__")
+        job = job.get_full_job("eto_job")
+        label = job.get_remote_origin().repository_origin.get_label()
+        listed = instance.get_runs(RunsFilter(job_name="eto_job", tags={".dagster/repository": label}))
+        assert result.run_id in [r.run_id for r in listed]
+        run = instance.get_run_by_id(result.run_id)
+        assert run.job_snapshot_id == job.identifying_job_snapshot_id
+        assert run.tags["dagster/partition"] == task
 
 
 def test_mlflow_runs_tags_metrics_inputs_and_models(pipeline_run):

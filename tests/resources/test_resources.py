@@ -10,16 +10,28 @@ from eto_assets.envs.processes import RemoteEnv
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
 
 
-def test_settings_default_to_the_environment_table(monkeypatch, tmp_path):
-    for name in ("ETO_HOME", "ETO_PROFILE", "ETO_BASE_MODEL", "ETO_DATA_DIR", "ETO_ACCELERATE_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    s = EtoSettings()
-    assert (s.home, s.profile, s.base_model, s.data_dir) == (".eto", "tiny", "tiny", None)
-    monkeypatch.setenv("ETO_HOME", str(tmp_path))
-    monkeypatch.setenv("ETO_PROFILE", "micro")
-    s = EtoSettings()
+def test_settings_default_to_the_environment_at_load(tmp_path):
+    assert EtoSettings().home == env.read("ETO_HOME") and EtoSettings().profile == env.read("ETO_PROFILE")
+    s = EtoSettings(home=str(tmp_path), profile="micro")
     assert s.home_path() == tmp_path.resolve() and s.load_profile().name == "micro"
     assert s.layout("sciworld").root == tmp_path.resolve() / "artifacts" / "sciworld"
+
+
+def test_launchpad_shows_every_setting_with_its_value():
+    from eto_assets.definitions import defs
+
+    schema = defs.resolve_job_def("eto_job").run_config_schema.config_type
+    resources = schema.fields["resources"].config_type
+    for name, fields in [
+        ("settings", ["home", "profile", "base_model", "data_dir", "accelerate_config"]),
+        ("inference", ["backend"]),
+        ("envs", ["env_processes", "sciworld_jvms"]),
+    ]:
+        config = resources.fields[name].config_type.fields["config"].config_type.fields
+        for field in fields:
+            assert config[field].default_provided, f"{name}.{field} has no default in the launchpad"
+    settings = resources.fields["settings"].config_type.fields["config"].config_type.fields
+    assert settings["profile"].default_value == env.read("ETO_PROFILE")
 
 
 def test_every_setting_has_one_default_and_help():
