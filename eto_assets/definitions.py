@@ -19,11 +19,12 @@ from resources import EnvironmentsResource, EtoSettings, InferenceResource, Mlfl
 
 def build_definitions(iterations: int | None = None) -> Definitions:
     n = settings.iterations() if iterations is None else iterations
-    jobs, schedules = build_jobs_and_schedules()
+    jobs, schedules, sensors = build_jobs_and_schedules()
     return Definitions(
         assets=build_assets(n),
         jobs=jobs,
         schedules=schedules,
+        sensors=sensors,
         resources={
             "settings": EtoSettings(),
             "mlflow_tracking": MlflowTracking(),

@@ -5,9 +5,16 @@ from dagster import AssetKey
 from eto_assets.definitions import build_definitions, defs
 
 
-def test_definitions_load_with_job_and_schedule():
+def test_definitions_load_with_job_schedules_sensor_and_checks():
     assert defs.resolve_job_def("eto_job") is not None
-    assert defs.resolve_schedule_def("eto_weekly") is not None
+    for task in ("sciworld", "alfworld", "webshop"):
+        assert defs.resolve_schedule_def(f"eto_weekly_{task}").default_status.value == "STOPPED"
+    assert defs.resolve_sensor_def("eto_inputs_changed") is not None
+    graph = defs.resolve_asset_graph()
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert ("expert_trajectories", "expert_rewards") in checks
+    assert ("iteration_1/eval_report", "no_regression") in checks
+    assert ("iteration_1/dpo_checkpoint", "checkpoint_generates") in checks
 
 
 def test_lineage_is_unrolled_per_iteration():

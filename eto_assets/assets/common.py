@@ -51,7 +51,8 @@ def settings_params(settings: EtoSettings, inference: InferenceResource, profile
 
 
 def dagster_metadata(values: Mapping[str, Any]) -> dict[str, Any]:
-    """Stage metadata as Dagster shows it best: paths as paths, tables as Markdown, nested as JSON."""
+    """Stage metadata as Dagster shows it best: paths as paths, tables as Markdown, nested as JSON,
+    floats rounded."""
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, Markdown):
@@ -60,6 +61,8 @@ def dagster_metadata(values: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = MetadataValue.path(str(value))
         elif isinstance(value, dict | list | tuple):
             out[key] = MetadataValue.json(value)
+        elif isinstance(value, float):
+            out[key] = round(value, 4)  # 0.0625, not 0.06249999999999999
         else:
             out[key] = value
     return out

@@ -6,6 +6,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
@@ -20,6 +23,7 @@ from eto_assets.assets.common import TASK_PARTITIONS, dagster_metadata, settings
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.registry import BenchmarkSources
 from eto_assets.stages import StageResult, TaskRun, open_task_run
+from eto_assets.stages.checks import STAGE_CHECKS, CheckOutcome, run_checks
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
 
 
@@ -44,6 +48,28 @@ def check_iterations(run: TaskRun, graph_iterations: int) -> None:
             f"the code location (or lower `iterations` in the profile)",
             allow_retries=False,
         )
+
+
+def check_results(outcomes: Sequence[CheckOutcome]) -> list[AssetCheckResult]:
+    return [
+        AssetCheckResult(
+            check_name=o.name,
+            passed=o.passed,
+            severity=AssetCheckSeverity.WARN if o.severity == "WARN" else AssetCheckSeverity.ERROR,
+            description=o.description,
+            metadata=dagster_metadata(o.metadata),
+        )
+        for o in outcomes
+    ]
+
+
+def stage_checks(stage: str, run: TaskRun, iteration: int, tools: "StageTools") -> list[AssetCheckResult]:
+    """The stage's checks on what it wrote; a check that cannot run fails with the reason."""
+    try:
+        outcomes = run_checks(stage, run, iteration, tools.inference.open)
+    except Exception as exc:  # reported as failed checks, the materialization stands
+        outcomes = [CheckOutcome(s.name, False, f"{type(exc).__name__}: {exc}") for s in STAGE_CHECKS[stage]]
+    return check_results(outcomes)
 
 
 def open_run(task: str, settings: EtoSettings, envs: EnvironmentsResource) -> TaskRun:
@@ -72,7 +98,12 @@ def stage_asset(
     mlflow_run: bool = True,
 ) -> AssetsDefinition:
     """An asset running ``run_stage`` for ``iteration`` of a task partition (``stage`` names its
-    MLflow run; without ``mlflow_run`` only registered-model aliases are recorded)."""
+    MLflow run; without ``mlflow_run`` only registered-model aliases are recorded). The stage's
+    checks (:data:`STAGE_CHECKS`) are declared on the asset and reported with each materialization."""
+    key = AssetKey([key_prefix, name] if key_prefix else [name])
+    specs = [
+        AssetCheckSpec(s.name, asset=key, description=s.description) for s in STAGE_CHECKS.get(stage, ())
+    ]
 
     @asset(
         name=name,
@@ -81,6 +112,7 @@ def stage_asset(
         group_name=group,
         deps=list(deps),
         kinds=kinds,
+        check_specs=specs,
         description=description,
     )
     def _stage(
@@ -94,7 +126,10 @@ def stage_asset(
         check_iterations(run, graph_iterations)
         if iteration > run.iterations:
             skipped = f"profile {run.profile.name!r} runs {run.iterations} iteration(s) for {run.task}"
-            return MaterializeResult(metadata={"skipped": skipped})
+            checks = [
+                AssetCheckResult(check_name=s.name, passed=True, description=skipped) for s in specs
+            ]
+            return MaterializeResult(metadata={"skipped": skipped}, check_results=checks)
         tools = StageTools(settings, inference, envs.pool)
         home = settings.home_path()
         if not mlflow_run:
@@ -114,12 +149,14 @@ def stage_asset(
             for warning in result.warnings:
                 context.log.warning(warning)
             version = tracking.record_result(result, run.task, iteration, stage)
-        metadata = {**result.metrics, **dagster_metadata(result.metadata)}
+        metadata = dagster_metadata(result.metrics)  # the numbers first, rounded
         if version is not None and result.policy is not None:
             result.policy.with_registration(version, mlflow_run_.info.run_id).write(run.layout, iteration)
             metadata["model_version"] = f"{tracking.model_name(run.task)} v{version}"
+        metadata.update(dagster_metadata(result.metadata))
         metadata["mlflow_run"] = MetadataValue.url(link)
         metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run_.info.run_id)
-        return MaterializeResult(metadata=metadata)
+        checks = stage_checks(stage, run, iteration, tools) if specs else []
+        return MaterializeResult(metadata=metadata, check_results=checks)
 
     return _stage

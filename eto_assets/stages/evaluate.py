@@ -15,7 +15,7 @@ from eto_assets.agent.rollout import run_rollouts
 from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.stages.policy import PolicyRecord
-from eto_assets.stages.result import StageResult
+from eto_assets.stages.result import Markdown, StageResult
 from eto_assets.stages.task import TaskRun
 
 EVAL_SPLITS = ("seen", "unseen")
@@ -95,6 +95,18 @@ class EvalReport:
         return path
 
 
+def per_type_table(report: EvalReport) -> str:
+    """Reward and success per task type and split, as a Markdown table."""
+    lines = ["| split | task type | episodes | avg reward | success rate |", "|---|---|---|---|---|"]
+    for split, metrics in report.splits.items():
+        for task_type, row in metrics.per_type.items():
+            lines.append(
+                f"| {split} | {task_type} | {int(row['episodes'])} | {row['avg_reward']:.3f} | "
+                f"{row['success_rate']:.3f} |"
+            )
+    return "\n".join(lines)
+
+
 def evaluate(
     run: TaskRun, iteration: int, open_backend: Callable[[str], InferenceBackend], envs: EnvironmentPool
 ) -> StageResult:
@@ -134,8 +146,8 @@ def evaluate(
         tags={"eto.model_version": policy.model_version},
         artifacts=[(p, "eval") for p in outputs],
         metadata={
-            "per_type": {s: m.per_type for s, m in report.splits.items()},
-            "model_version": policy.model_version,
+            "model_version": f"eto-{run.task} v{policy.model_version}" if policy.model_version else "",
+            "per_type": Markdown(per_type_table(report)),
             "path": layout.eval_report(iteration),
         },
     )

@@ -36,7 +36,7 @@ def materialized(tmp_path_factory):
     root = tmp_path_factory.mktemp("assets")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     assets = build_assets(1)
-    results = {}
+    results, checks = {}, {}
     with DagsterInstance.ephemeral() as instance:
         for key, _ in ORDER:
             result = materialize(
@@ -49,12 +49,13 @@ def materialized(tmp_path_factory):
             assert result.success, key
             [event] = result.get_asset_materialization_events()
             results[key] = event.materialization.metadata
-    return root, uri, results
+            checks[key] = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    return root, uri, results, checks
 
 
 @pytest.mark.parametrize(("key", "stage"), ORDER)
 def test_each_asset_records_its_stage(materialized, key, stage):
-    _, uri, results = materialized
+    _, uri, results, _ = materialized
     metadata = results[key]
     if stage is None:  # the summary opens no run; it names the best iteration and sets the alias
         assert metadata["best_iteration"].value in (0, 1)
@@ -69,7 +70,7 @@ def test_each_asset_records_its_stage(materialized, key, stage):
 
 
 def test_checkpoints_are_registered_versions(materialized):
-    _, uri, results = materialized
+    _, uri, results, _ = materialized
     assert results["sft_checkpoint"]["model_version"].value == "eto-sciworld v1"
     versions = MlflowClient(uri).search_model_versions("name='eto-sciworld'")
     assert ("sft", "0") in {(v.tags["eto.stage"], v.tags["eto.iteration"]) for v in versions}
@@ -106,3 +107,35 @@ def test_fewer_iterations_than_the_graph_are_explicit_no_ops(tmp_path):
         )
     [event] = result.get_asset_materialization_events()
     assert "runs 1 iteration" in event.materialization.metadata["skipped"].value
+
+
+EXPECTED_CHECKS = {
+    "expert_trajectories": {"expert_rewards", "no_empty_trajectories"},
+    "sft_checkpoint": {"checkpoint_generates"},
+    "iteration_0/eval_report": {"covers_held_out_splits", "no_regression"},
+    "iteration_1/exploration_rollouts": {"rewards_in_range", "no_empty_trajectories"},
+    "iteration_1/preference_pairs": {"chosen_above_rejected", "pairs_present"},
+    "iteration_1/dpo_checkpoint": {"checkpoint_generates"},
+    "iteration_1/eval_report": {"covers_held_out_splits", "no_regression"},
+}
+
+
+@pytest.mark.parametrize("key", sorted(EXPECTED_CHECKS))
+def test_each_stage_reports_its_checks(materialized, key):
+    *_, checks = materialized
+    assert set(checks[key]) == EXPECTED_CHECKS[key]
+    for name, evaluation in checks[key].items():
+        if name in ("pairs_present", "no_regression"):  # WARN checks: may flag, never fail the run
+            assert evaluation.severity.value == "WARN"
+        else:
+            assert evaluation.passed, (key, name, evaluation.description)
+
+
+def test_metadata_is_rounded_and_tables_are_markdown(materialized):
+    _, _, results, _ = materialized
+    report = results["iteration_1/eval_report"]
+    assert report["per_type"].value.startswith("| split | task type |")
+    for entry in report.values():
+        value = getattr(entry, "value", entry)
+        if isinstance(value, float):
+            assert value == round(value, 4)

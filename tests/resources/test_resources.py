@@ -47,7 +47,6 @@ def test_every_setting_has_one_default_and_help():
         ("ETO_ITERATIONS", "11", env.iterations),
         ("ETO_SCIWORLD_JVMS", "many", env.sciworld_jvms),
         ("ETO_ENV_PROCESSES", "-1", env.env_processes),
-        ("ETO_SCHEDULED_TASKS", "sciworld,minecraft", env.scheduled_tasks),
     ],
 )
 def test_bad_environment_values_name_the_variable(name, value, reader):

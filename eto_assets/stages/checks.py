@@ -1,0 +1,175 @@
+"""Quality checks on each stage's output, computed from its artifacts (no Dagster): the Dagster
+layer reports them as asset checks, a script can print them. A check that fails with severity
+``WARN`` flags something to look at (an iteration worse than the one before) without failing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from eto_assets.data.schemas import Trajectory, read_pairs, read_trajectories
+from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport
+from eto_assets.stages.policy import PolicyRecord
+from eto_assets.stages.task import TaskRun
+
+Severity = Literal["ERROR", "WARN"]
+# Benchmarks whose expert always reaches full reward (WebShop's expert data may score below 1).
+FULL_REWARD_EXPERTS = frozenset({"sciworld", "alfworld"})
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    name: str
+    description: str
+    severity: Severity = "ERROR"
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    name: str
+    passed: bool
+    description: str
+    severity: Severity = "ERROR"
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def _empty(trajectories: Sequence[Trajectory]) -> list[str]:
+    return [t.task_id for t in trajectories if t.num_steps == 0]
+
+
+def _out_of_range(trajectories: Sequence[Trajectory]) -> list[str]:
+    return [t.task_id for t in trajectories if not 0.0 <= t.reward <= 1.0]
+
+
+def _outcome(spec: CheckSpec, bad: Sequence[str], ok: str, failed: str, **metadata) -> CheckOutcome:
+    shown = ", ".join(map(str, bad[:10])) + (" ..." if len(bad) > 10 else "")
+    text = ok if not bad else f"{failed}: {shown}"
+    return CheckOutcome(spec.name, not bad, text, spec.severity, {"failing": len(bad), **metadata})
+
+
+EXPERT_REWARDS = CheckSpec("expert_rewards", "Expert rewards are 1.0 (ScienceWorld, ALFWorld) or in (0, 1]")
+NO_EMPTY = CheckSpec("no_empty_trajectories", "Every trajectory has at least one agent turn")
+REWARDS_IN_RANGE = CheckSpec("rewards_in_range", "Every reward lies in [0, 1]")
+PAIRS_ORDERED = CheckSpec("chosen_above_rejected", "Every pair's chosen reward is above its rejected reward")
+PAIRS_PRESENT = CheckSpec("pairs_present", "Exploration produced at least one preference pair", "WARN")
+CHECKPOINT_GENERATES = CheckSpec("checkpoint_generates", "The policy checkpoint loads and generates a turn")
+COVERS_SPLITS = CheckSpec("covers_held_out_splits", "Evaluation played every task of each held-out split")
+NO_REGRESSION = CheckSpec(
+    "no_regression", "The held-out (seen) reward is not below the previous iteration's", "WARN"
+)
+
+
+def check_expert(run: TaskRun) -> list[CheckOutcome]:
+    experts = read_trajectories(run.layout.expert_jsonl)
+    if run.task in FULL_REWARD_EXPERTS:
+        low = [t.task_id for t in experts if t.reward < 1.0]
+    else:
+        low = [t.task_id for t in experts if not 0.0 < t.reward <= 1.0]
+    return [
+        _outcome(EXPERT_REWARDS, low, f"{len(experts)} experts, rewards as expected", "unexpected rewards"),
+        _outcome(NO_EMPTY, _empty(experts), "no empty trajectory", "empty trajectories"),
+    ]
+
+
+def check_exploration(run: TaskRun, iteration: int) -> list[CheckOutcome]:
+    explored = read_trajectories(run.layout.rollouts_jsonl(iteration))
+    return [
+        _outcome(
+            REWARDS_IN_RANGE, _out_of_range(explored), "all rewards in [0, 1]", "rewards outside [0, 1]"
+        ),
+        _outcome(NO_EMPTY, _empty(explored), "no empty trajectory", "empty trajectories"),
+    ]
+
+
+def check_pairs(run: TaskRun, iteration: int) -> list[CheckOutcome]:
+    pairs = read_pairs(run.layout.pairs_jsonl(iteration))
+    wrong = [p.task_id for p in pairs if not p.chosen_reward > p.rejected_reward]
+    return [
+        _outcome(PAIRS_ORDERED, wrong, f"{len(pairs)} pairs ordered", "chosen not above rejected"),
+        _outcome(
+            PAIRS_PRESENT,
+            [] if pairs else ["no pairs"],
+            f"{len(pairs)} pairs",
+            "every explored trajectory tied with its expert",
+        ),
+    ]
+
+
+def check_checkpoint(run: TaskRun, iteration: int, open_backend: Callable[[str], Any]) -> list[CheckOutcome]:
+    """Load the iteration's policy and ask it for one turn of a train task's conversation."""
+    from eto_assets.agent.backends import GenerationConfig
+    from eto_assets.agent.prompt import PromptBook, build_conversation
+
+    policy = PolicyRecord.read(run.layout, iteration)
+    expert = read_trajectories(run.layout.expert_jsonl)[0]
+    book = PromptBook.read(run.layout.prompt_book)
+    try:
+        backend = open_backend(policy.checkpoint)
+        try:
+            [answer] = backend.generate(
+                [build_conversation(book, expert.task_type, expert.messages[:1])], GenerationConfig(8)
+            )
+        finally:
+            backend.close()
+    except Exception as exc:  # the check reports any load or generation failure
+        return [CheckOutcome(CHECKPOINT_GENERATES.name, False, f"{type(exc).__name__}: {exc}")]
+    return [
+        CheckOutcome(
+            CHECKPOINT_GENERATES.name,
+            answer is not None,
+            f"{policy.checkpoint} answered {answer!r}" if answer is not None else "no room left to generate",
+        )
+    ]
+
+
+def check_evaluation(run: TaskRun, iteration: int) -> list[CheckOutcome]:
+    report = EvalReport.read(run.layout.eval_report(iteration))
+    missing = [
+        f"{split} {report.splits[split].episodes if split in report.splits else 0}/{len(run.tasks(split))}"
+        for split in EVAL_SPLITS
+        if len(run.tasks(split)) != (report.splits[split].episodes if split in report.splits else 0)
+    ]
+    outcomes = [_outcome(COVERS_SPLITS, missing, "every held-out task played", "splits not covered")]
+    previous = run.layout.eval_report(iteration - 1)
+    if iteration > 0 and previous.is_file():
+        now = report.metrics().get("eval_seen_avg_reward", 0.0)
+        before = EvalReport.read(previous).metrics().get("eval_seen_avg_reward", 0.0)
+        worse = [f"{now:.3f} < {before:.3f}"] if now < before else []
+        outcomes.append(
+            _outcome(
+                NO_REGRESSION, worse, f"{now:.3f} >= {before:.3f}", "held-out reward fell", previous=before
+            )
+        )
+    else:
+        outcomes.append(
+            CheckOutcome(NO_REGRESSION.name, True, "no earlier iteration", NO_REGRESSION.severity)
+        )
+    return outcomes
+
+
+# Which checks each stage reports (the Dagster layer declares them on the asset).
+STAGE_CHECKS: dict[str, tuple[CheckSpec, ...]] = {
+    "expert": (EXPERT_REWARDS, NO_EMPTY),
+    "sft": (CHECKPOINT_GENERATES,),
+    "explore": (REWARDS_IN_RANGE, NO_EMPTY),
+    "pairs": (PAIRS_ORDERED, PAIRS_PRESENT),
+    "dpo": (CHECKPOINT_GENERATES,),
+    "eval": (COVERS_SPLITS, NO_REGRESSION),
+}
+
+
+def run_checks(
+    stage: str, run: TaskRun, iteration: int, open_backend: Callable[[str], Any]
+) -> list[CheckOutcome]:
+    if stage == "expert":
+        return check_expert(run)
+    if stage in ("sft", "dpo"):
+        return check_checkpoint(run, iteration, open_backend)
+    if stage == "explore":
+        return check_exploration(run, iteration)
+    if stage == "pairs":
+        return check_pairs(run, iteration)
+    if stage == "eval":
+        return check_evaluation(run, iteration)
+    return []
