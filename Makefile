@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean
+.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean browser-setup
 
 setup: $(VENV)/.installed
 
@@ -47,7 +47,10 @@ ui: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 mlflow-ui: setup
-	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(ETO_HOME)/mlflow/mlflow.db} -h 127.0.0.1 -p 5000
+	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(ETO_HOME)/mlflow/mlflow.db} -h 127.0.0.1 -p 5000 --workers 1
+
+browser-setup:
+	bash scripts/ensure_browser.sh
 
 bench: setup
 	$(BIN)/python benchmarks/exploration.py

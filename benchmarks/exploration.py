@@ -27,9 +27,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 from eto_assets.agent.backends import TransformersBackend  # noqa: E402
-from eto_assets.agent.prompt import PromptBook, make_prompt_book, preamble  # noqa: E402
-from eto_assets.agent.rollout import RolloutConfig, RolloutStats, run_rollouts  # noqa: E402
-from eto_assets.config.profile import load_profile  # noqa: E402
+from eto_assets.agent.prompt import PromptBook, make_prompt_book, tokenizer_corpus  # noqa: E402
+from eto_assets.agent.rollout import RolloutStats, run_rollouts  # noqa: E402
+from eto_assets.config import settings  # noqa: E402
+from eto_assets.config.profile import RolloutConfig, load_profile  # noqa: E402
 from eto_assets.data.schemas import Trajectory  # noqa: E402
 from eto_assets.envs.base import StepResult  # noqa: E402
 from eto_assets.envs.sciworld import SciWorldBenchmark, SciWorldEnv  # noqa: E402
@@ -85,8 +86,7 @@ class WarmPool:
 
 def sft_model(bench: SciWorldBenchmark, experts: list[Trajectory], book: PromptBook, workdir: Path) -> Path:
     profile = load_profile("tiny")
-    texts = [m.content for e in experts for m in (*preamble(book, e.task_type), *e.messages)]
-    base = build_tiny_model(texts, workdir / "tiny", profile.tiny_model.spec())
+    base = build_tiny_model(tokenizer_corpus(book, experts), workdir / "tiny", profile.tiny_model)
     t0 = time.perf_counter()
     train_sft(base, experts, book, workdir / "sft", profile.sft)
     print(f"tiny SFT model: {len(experts)} expert trajectories, trained in {time.perf_counter() - t0:.0f}s")
@@ -156,7 +156,7 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=16)
     parser.add_argument("--max-steps", type=int, default=10, help="step cap per episode (tiny profile)")
     parser.add_argument("--max-new-tokens", type=int, default=32, help="tiny profile: 32")
-    parser.add_argument("--batch-fraction", type=float, default=RolloutConfig.batch_fraction)
+    parser.add_argument("--batch-fraction", type=float, default=RolloutConfig().batch_fraction)
     parser.add_argument("--model", help="a checkpoint folder (default: train the tiny SFT model here)")
     parser.add_argument(
         "--no-eto-loop", dest="eto_loop", action="store_false", help="skip the stock-step sequential run"
@@ -164,7 +164,8 @@ def main() -> None:
     args = parser.parse_args()
 
     print(f"cores: {os.cpu_count()}, episodes: {args.episodes}")
-    bench = SciWorldBenchmark(TASK_TYPES, max_steps_cap=args.max_steps)
+    data_dir = settings.read_path("ETO_DATA_DIR")
+    bench = SciWorldBenchmark(TASK_TYPES, max_steps_cap=args.max_steps, data_dir=data_dir)
     tasks = bench.tasks("seen")[: args.episodes]
     pool = WarmPool(bench, min(args.episodes, len(tasks)), bench.tasks("train")[0])
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from eto_assets.stages.result import StageResult  # noqa: E402
 
-STAGES = ("expert", "sft", "explore", "pairs", "dpo", "eval")
+STAGES = ("expert", "sft", "explore", "pairs", "dpo", "eval", "compare")
 PIP_REQUIREMENTS = ["torch", "transformers", "tokenizers", "accelerate"]
 
 
@@ -112,27 +112,59 @@ def log_history(history: list[dict[str, Any]], prefix: str) -> None:
             mlflow.log_metrics(metrics, step=step)
 
 
-def register_checkpoint(task: str, checkpoint: Path, *, iteration: int, stage: str) -> str:
-    """Log the checkpoint as a pyfunc model (weights included) of the active run and register it as a new
-    version of ``eto-<task>``, tagged with iteration and stage. Returns the version number."""
-    from eto_assets.policy_model import PolicyModel
+def register_checkpoint(
+    task: str, checkpoint: Path, *, iteration: int, stage: str, copy_checkpoint: bool = False
+) -> str:
+    """Log the checkpoint as a pyfunc model of the active run and register it as a new version of
+    ``eto-<task>``, tagged with iteration, stage and the checkpoint's path. Returns the version number.
 
-    info = mlflow.pyfunc.log_model(
-        name="policy",
-        python_model=PolicyModel(),
-        artifacts={"checkpoint": str(checkpoint)},
-        pip_requirements=PIP_REQUIREMENTS,
+    By default the model holds only a reference to the checkpoint folder (a few kilobytes; see
+    :mod:`eto_assets.policy_model`), so the folder must stay where it is and unchanged for the
+    version to load. ``copy_checkpoint`` copies the whole folder into the artifact store instead."""
+    import tempfile
+
+    from eto_assets.policy_model import (
+        CHECKPOINT_ARTIFACT,
+        REFERENCE_ARTIFACT,
+        REFERENCE_FILE,
+        PolicyModel,
+        signature,
+        write_reference,
     )
+
+    checkpoint = Path(checkpoint).resolve()
+    with tempfile.TemporaryDirectory(prefix="eto-checkpoint-ref-") as tmp:
+        if copy_checkpoint:
+            artifacts = {CHECKPOINT_ARTIFACT: str(checkpoint)}
+        else:
+            artifacts = {REFERENCE_ARTIFACT: str(write_reference(checkpoint, Path(tmp) / REFERENCE_FILE))}
+        info = mlflow.pyfunc.log_model(
+            name="policy",
+            python_model=PolicyModel(),
+            artifacts=artifacts,
+            signature=signature(),
+            pip_requirements=PIP_REQUIREMENTS,
+        )
     version = mlflow.register_model(info.model_uri, model_name(task))
     client = MlflowClient()
-    for key, value in {"eto.iteration": str(iteration), "eto.stage": stage, "eto.task": task}.items():
+    tags = {
+        "eto.iteration": str(iteration),
+        "eto.stage": stage,
+        "eto.task": task,
+        "eto.checkpoint": str(checkpoint),
+        "eto.checkpoint_storage": "copy" if copy_checkpoint else "reference",
+    }
+    for key, value in tags.items():
         client.set_model_version_tag(model_name(task), version.version, key, value)
     return str(version.version)
 
 
-def record_result(result: StageResult, task: str, iteration: int, stage: str) -> str | None:
+def record_result(
+    result: StageResult, task: str, iteration: int, stage: str, *, copy_checkpoint: bool = False
+) -> str | None:
     """Log a stage's result into the active run: params, dataset inputs, trainer history, metrics,
-    tags, artifacts; register the produced policy. Returns the new model version, if any."""
+    tags, artifacts; register the produced policy (by reference to its checkpoint folder, or as a copy
+    with ``copy_checkpoint``). Returns the new model version, if any."""
     if result.params:
         log_params(result.params)
     for dataset in result.datasets:
@@ -147,7 +179,13 @@ def record_result(result: StageResult, task: str, iteration: int, stage: str) ->
         if path.exists():
             mlflow.log_artifact(str(path), artifact_path=folder)
     if result.policy is not None and result.register_policy:
-        return register_checkpoint(task, Path(result.policy.checkpoint), iteration=iteration, stage=stage)
+        return register_checkpoint(
+            task,
+            Path(result.policy.checkpoint),
+            iteration=iteration,
+            stage=stage,
+            copy_checkpoint=copy_checkpoint,
+        )
     return None
 
 

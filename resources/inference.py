@@ -5,18 +5,34 @@ from __future__ import annotations
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
-from eto_assets.agent.backends import BACKENDS, InferenceBackend, load_backend
+from eto_assets.agent.backends import BACKENDS, DTYPES, InferenceBackend, load_backend
 from eto_assets.config import settings as env
 
 
 class InferenceResource(ConfigurableResource):
-    backend: str = Field(default_factory=lambda: env.read("ETO_BACKEND"), description=f"one of {BACKENDS}")
+    backend: str = Field(default=env.read("ETO_BACKEND"), description=f"ETO_BACKEND: one of {BACKENDS}")
     max_batch_size: int = Field(default=64, description="transformers: sequences per generate call")
     tensor_parallel_size: int = Field(default=1, description="vllm: GPUs per model")
     openai_base_url: str | None = Field(default=None, description="openai: endpoint (else OPENAI_BASE_URL)")
     openai_model: str | None = Field(
         default=None, description="openai: served model name (else the checkpoint)"
     )
+
+    torch_threads: int = Field(
+        default=env.torch_threads(),
+        description="transformers: torch intra-op threads (ETO_TORCH_THREADS; unset: half the cores)",
+    )
+    dtype: str = Field(
+        default=env.inference_dtype(),
+        description=f"transformers: weights' dtype, one of {DTYPES} (auto: bfloat16 on CUDA, float32 on CPU)",
+    )
+
+    @field_validator("dtype")
+    @classmethod
+    def _known_dtype(cls, value: str) -> str:
+        if value not in DTYPES:
+            raise ValueError(f"inference dtype setting {value!r} is not one of {DTYPES}")
+        return value
 
     @field_validator("backend")
     @classmethod
@@ -27,7 +43,13 @@ class InferenceResource(ConfigurableResource):
 
     def open(self, checkpoint: str) -> InferenceBackend:
         if self.backend == "transformers":
-            return load_backend("transformers", checkpoint, max_batch_size=self.max_batch_size)
+            return load_backend(
+                "transformers",
+                checkpoint,
+                max_batch_size=self.max_batch_size,
+                dtype=self.dtype,
+                threads=self.torch_threads,
+            )
         if self.backend == "vllm":
             return load_backend("vllm", checkpoint, tensor_parallel_size=self.tensor_parallel_size)
         return load_backend("openai", self.openai_model or checkpoint, base_url=self.openai_base_url)

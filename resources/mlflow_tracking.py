@@ -13,16 +13,22 @@ from pydantic import Field
 
 from eto_assets import tracking
 from eto_assets.config import settings as env
+from eto_assets.stages.result import StageResult
 
 
 class MlflowTracking(ConfigurableResource):
     tracking_uri: str | None = Field(
-        default_factory=lambda: env.read("MLFLOW_TRACKING_URI"),
+        default=env.read("MLFLOW_TRACKING_URI"),
         description="None: sqlite:///<ETO_HOME>/mlflow/mlflow.db",
     )
     ui_url: str = Field(
-        default_factory=lambda: env.read("ETO_MLFLOW_UI_URL"),
+        default=env.read("ETO_MLFLOW_UI_URL"),
         description="where users open the MLflow UI (for run links in Dagster metadata)",
+    )
+    copy_checkpoints: bool = Field(
+        default=env.read_flag("ETO_MLFLOW_COPY_CHECKPOINTS"),
+        description="copy every checkpoint into MLflow's artifact store; false: registered versions refer "
+        "to the checkpoint folder in place (a few KB each; loadable where that folder is)",
     )
 
     def resolved_uri(self, home: Path) -> str:
@@ -55,3 +61,7 @@ class MlflowTracking(ConfigurableResource):
             uri, task, stage, iteration, artifact_root=home / "mlflow" / "artifacts", tags=tags, params=params
         ) as run:
             yield run, tracking.run_url(uri, run, self.ui_url)
+
+    def record_result(self, result: StageResult, task: str, iteration: int, stage: str) -> str | None:
+        """:func:`tracking.record_result` with this resource's checkpoint storage setting."""
+        return tracking.record_result(result, task, iteration, stage, copy_checkpoint=self.copy_checkpoints)

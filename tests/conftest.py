@@ -36,7 +36,9 @@ def sciworld_small():
     """A two-type ScienceWorld benchmark with short step limits, one engine for the session."""
     from eto_assets.envs.sciworld import SciWorldBenchmark
 
-    bench = SciWorldBenchmark(["find-animal", "lifespan-longest-lived"], max_steps_cap=5)
+    bench = SciWorldBenchmark(
+        ["find-animal", "lifespan-longest-lived"], max_steps_cap=5, data_dir=shared_data_dir()
+    )
     env = bench.make_env()
     yield bench, env
     env.close()
@@ -94,3 +96,48 @@ def real_model_dir() -> Path:
     from eto_assets.models.real_model import ensure_real_model, shared_cache_dir
 
     return ensure_real_model(models_dir=shared_cache_dir())
+
+
+def micro_run_config(home, uri, **settings):
+    return {
+        "resources": {
+            "settings": {"config": {"home": str(home), "profile": "micro", **settings}},
+            "mlflow_tracking": {"config": {"tracking_uri": uri}},
+        }
+    }
+
+
+@pytest.fixture(scope="session")
+def micro_pipeline(tmp_path_factory, request):
+    """``get(task)``: the micro profile's whole graph for ``task``, run once per session the way
+    the CLI runs it (a recorded run of the code location) into a real sqlite Dagster instance and
+    MLflow store. Returns (result, root, mlflow uri, instance); root holds dagster/, home/."""
+    import shutil
+
+    from dagster import DagsterInstance
+
+    from jobs.run import execute
+
+    cache: dict = {}
+    patch = pytest.MonkeyPatch()
+
+    def get(task: str):
+        if task in cache:
+            return cache[task]
+        root = tmp_path_factory.mktemp(f"micro-{task}")
+        dagster_home = root / "dagster"
+        dagster_home.mkdir()
+        shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+        patch.setenv("DAGSTER_HOME", str(dagster_home))
+        uri = f"sqlite:///{root / 'mlflow.db'}"
+        settings = {"data_dir": str(request.getfixturevalue("data_dir"))} if task == "alfworld" else {}
+        instance = DagsterInstance.get()
+        with execute(task, micro_run_config(root / "home", uri, **settings), instance) as result:
+            pass
+        cache[task] = (result, root, uri, instance)
+        return cache[task]
+
+    yield get
+    for _, _, _, instance in cache.values():
+        instance.dispose()
+    patch.undo()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from eto_assets.agent.parsing import STOP_STRINGS, truncate_at_stop
+from eto_assets.config.settings import DTYPES
 
 Conversation = list[dict[str, str]]
 
@@ -64,12 +65,53 @@ def check_model_dir(path: str | Path, setting: str = "model path") -> Path:
     return path
 
 
+def set_torch_threads(threads: int | None) -> None:
+    """Torch's intra-op thread count for this process (``None``: leave torch's default, one per core).
+
+    On a small machine torch's threads compete with the environments' processes (a stepping
+    ScienceWorld JVM keeps over a core busy), so fewer threads can be faster (``ETO_TORCH_THREADS``)."""
+    import torch
+
+    if threads is None:
+        return
+    if threads < 1:
+        raise ValueError(f"torch thread count must be at least 1, got {threads}")
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU runs bfloat16 matrix products natively (AVX512-BF16 or AMX)."""
+    import torch
+
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:
+        return False
+
+
+def resolve_dtype(dtype: str, device: str):
+    """The torch dtype for ``dtype`` on ``device``; ``auto`` is bfloat16 on CUDA, float32 elsewhere."""
+    import torch
+
+    if dtype not in DTYPES:
+        raise ValueError(f"inference dtype {dtype!r} is not one of {DTYPES}")
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
 class TransformersBackend:
     """Batched decoding with left padding, KV cache, stop strings and ``inference_mode``.
 
     With ``reuse_kv`` (the default) each session's keys/values are kept between its turns and
     shared prompt prefixes are computed once (see :mod:`eto_assets.agent.decoding`); without it
-    every call recomputes every prompt, as a plain ``generate`` per request does."""
+    every call recomputes every prompt, as a plain ``generate`` per request does.
+
+    ``dtype``: the weights' dtype (``auto``: bfloat16 on CUDA, float32 on CPU). ``threads``: torch's
+    intra-op thread count, set for the whole process when the backend is created (``None``: torch's
+    default)."""
 
     def __init__(
         self,
@@ -79,6 +121,8 @@ class TransformersBackend:
         device: str | None = None,
         reuse_kv: bool = True,
         kv_budget_bytes: int = 2 << 30,
+        dtype: str = "auto",
+        threads: int | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -87,13 +131,14 @@ class TransformersBackend:
         from eto_assets.agent.decoding import SessionDecoder
 
         path = check_model_dir(model_path)
+        set_torch_threads(threads)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.dtype = resolve_dtype(dtype, self.device)
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         ensure_training_template(self.tokenizer)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        dtype = torch.bfloat16 if self.device == "cuda" else torch.float32
-        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(self.device).eval()
+        self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         self.max_batch_size = max_batch_size
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
         self.decoder = SessionDecoder(

@@ -147,8 +147,16 @@ def verify_training_template(tokenizer, original: str, derived: str, *, allow_he
                 f"the derived template marks {len(spans)} spans for {len(assistant_at)} assistant turns"
             )
         for (start, end), i in zip(spans, assistant_at, strict=True):
-            _check_span(text, start, end, conversation, i, special, allow_header,
-                        _render(tokenizer, original, conversation[:i], True))
+            _check_span(
+                text,
+                start,
+                end,
+                conversation,
+                i,
+                special,
+                allow_header,
+                _render(tokenizer, original, conversation[:i], True),
+            )
             checked += 1
     if not checked:
         raise ValueError("no sample conversation with an assistant turn could be rendered")
@@ -298,7 +306,10 @@ def derive_training_template(tokenizer, template: str | None = None) -> str:
         return candidate
     raise UnsupportedChatTemplateError(
         "the model's chat template has no {% generation %} markers, and no verified rewrite of it "
-        "marks the assistant turns (" + "; ".join(rejected) + "). " + HOW_TO_FIX
+        "marks the assistant turns ("
+        + "; ".join(rejected)
+        + "). "
+        + HOW_TO_FIX
         + f"\nThe template:\n{template}"
     )
 

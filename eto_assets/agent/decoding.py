@@ -14,6 +14,7 @@ the batch as soon as it stops (end of turn, a stop string, or ``max_new_tokens``
 
 from __future__ import annotations
 
+import inspect
 import zlib
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -91,6 +92,26 @@ class _BufferedLayer(DynamicLayer):
         self._set_len(self._len)
 
 
+def cache_argument(model) -> tuple[str, bool]:
+    """How this model's ``forward`` takes the KV cache: ``(keyword, takes_cache_position)``.
+
+    transformers renamed ``past_key_values`` to ``cache`` (and dropped ``cache_position``) during 5.x,
+    and removes the old name in 5.40. A forward that names neither (a wrapper taking ``**kwargs``)
+    follows the installed library: its output classes carry a ``cache`` field once it uses the new name."""
+    try:
+        params = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "cache" in params:
+        return "cache", "cache_position" in params
+    if "past_key_values" in params:
+        return "past_key_values", "cache_position" in params
+    from transformers.modeling_outputs import CausalLMOutputWithPast
+
+    new = "cache" in getattr(CausalLMOutputWithPast, "__dataclass_fields__", {})
+    return ("cache", False) if new else ("past_key_values", True)
+
+
 def full_attention_only(config) -> bool:
     """Whether every layer attends to the whole context (no sliding window, no recurrent layers),
     which cross-turn reuse of right-aligned keys/values assumes."""
@@ -166,11 +187,13 @@ class SessionDecoder:
         self.num_layers = model.config.get_text_config().num_hidden_layers
         self.min_shared_prefix = min_shared_prefix
         self.device = next(model.parameters()).device
+        self._cache_kw, self._cache_position = cache_argument(model)
         eos = model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]
         self.eos_ids = {i for i in (*eos, tokenizer.eos_token_id) if i is not None}
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.fed_tokens = 0  # prompt tokens run through the model (for benchmarks and tests)
+        self.generated_tokens = 0  # tokens returned (for benchmarks)
 
     def end_session(self, key: str) -> None:
         self.store.drop(key)
@@ -213,6 +236,7 @@ class SessionDecoder:
                 else:
                     keep.append(b)
             if not keep:
+                self.generated_tokens += sum(len(o) for o in out)
                 return out
             if len(keep) < len(alive):
                 index = torch.tensor(keep, device=self.device)
@@ -220,13 +244,12 @@ class SessionDecoder:
                 mask, positions, tokens = mask[index], positions[index], tokens[index]
                 alive = [alive[b] for b in keep]
             mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
-            logits = self.model(
+            logits = self._forward(
+                cache,
+                torch.tensor([mask.shape[1] - 1], device=self.device),
                 input_ids=tokens.view(-1, 1),
                 attention_mask=mask,
                 position_ids=positions.view(-1, 1),
-                past_key_values=cache,
-                cache_position=torch.tensor([mask.shape[1] - 1], device=self.device),
-                use_cache=True,
             ).logits[:, -1]
             positions = positions + 1
 
@@ -285,16 +308,22 @@ class SessionDecoder:
             if width_cached:
                 for layer, layer_kv in zip(cache.layers, self._cached_rows(rows), strict=True):
                     layer.preload(layer_kv, batch, width_cached)
-        out = self.model(
+        out = self._forward(
+            cache,
+            torch.arange(width_cached, width_cached + width_new, device=self.device),
             input_ids=input_ids.to(self.device),
             attention_mask=mask.to(self.device),
             position_ids=position_ids.to(self.device),
-            past_key_values=cache,
-            cache_position=torch.arange(width_cached, width_cached + width_new, device=self.device),
-            use_cache=True,
             logits_to_keep=1,
         )
-        return out.past_key_values, mask.to(self.device), out.logits[:, -1]
+        return cache, mask.to(self.device), out.logits[:, -1]  # the model filled ``cache`` in place
+
+    def _forward(self, cache: DynamicCache, cache_position: torch.Tensor, **inputs):
+        """The model's forward with the cache under the keyword the installed transformers expects."""
+        inputs[self._cache_kw] = cache
+        if self._cache_position:
+            inputs["cache_position"] = cache_position
+        return self.model(**inputs, use_cache=True)
 
     def _cached_rows(self, rows: list[_Row]) -> list[list[tuple[int, torch.Tensor, torch.Tensor]]]:
         """Per layer, the held keys/values of every row that has some: ``(row, keys, values)``."""

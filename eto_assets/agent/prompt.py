@@ -1,8 +1,14 @@
-"""The 1-shot prompt: instruction, one solved example of the same task type, then the task.
+"""The 1-shot prompt: instruction, one solved example, then the task.
 
-Stored trajectories hold only the episode; :func:`build_conversation` prepends the preamble
-whenever a model reads or writes a trajectory (SFT, exploration, DPO, evaluation), so every stage
-sees exactly the same context.
+Stored trajectories hold only the episode; the preamble is prepended whenever a model reads or
+writes one. Two layouts (profile ``prompt.layout``, recorded in the prompt book):
+
+* ``eto`` (default, ETO's own): training records (SFT and DPO, :func:`training_conversation`) are
+  the instruction (user), "OK" (assistant), then the episode: no in-context example. At exploration
+  and evaluation (:func:`build_conversation`) the example follows the "OK" as its own chat turns
+  (task, action, observation, ..., action), then the new task; as ETO's evaluator sends it.
+* ``flat`` (this project's earlier layout): the example of the task's type is rendered as text
+  into the first user turn, and the same preamble is used for training and inference.
 """
 
 from __future__ import annotations
@@ -11,11 +17,14 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from eto_assets.data.schemas import Message, Trajectory
 from eto_assets.envs.base import PromptSpec
 
 ACK = "OK"
+LAYOUTS = ("eto", "flat")
+Layout = Literal["eto", "flat"]
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,11 @@ class PromptBook:
 
     instruction: str
     examples: dict[str, list[Message]]
+    layout: Layout = "eto"
+
+    def __post_init__(self) -> None:
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"prompt layout {self.layout!r}: expected one of {list(LAYOUTS)}")
 
     def example_for(self, task_type: str) -> list[Message]:
         if task_type in self.examples:
@@ -36,6 +50,7 @@ class PromptBook:
         return {
             "instruction": self.instruction,
             "examples": {k: [m.__dict__ for m in v] for k, v in self.examples.items()},
+            "layout": self.layout,
         }
 
     @classmethod
@@ -43,6 +58,7 @@ class PromptBook:
         return cls(
             instruction=record["instruction"],
             examples={k: [Message(**m) for m in v] for k, v in record["examples"].items()},
+            layout=record.get("layout", "flat"),  # books written before layouts existed were flat
         )
 
     def write(self, path: Path) -> Path:
@@ -70,8 +86,17 @@ def select_examples(experts: Iterable[Trajectory]) -> dict[str, list[Message]]:
     return {k: v.messages for k, v in sorted(best.items())}
 
 
-def make_prompt_book(spec: PromptSpec, experts: Iterable[Trajectory]) -> PromptBook:
-    return PromptBook(instruction=spec.instruction.strip(), examples=select_examples(experts))
+def make_prompt_book(spec: PromptSpec, experts: Iterable[Trajectory], layout: Layout = "eto") -> PromptBook:
+    return PromptBook(instruction=spec.instruction.strip(), examples=select_examples(experts), layout=layout)
+
+
+def eto_prompt_book(folder: Path, task: str, layout: Layout = "eto") -> PromptBook:
+    """The instruction and first in-context example of ``task`` from a folder in ETO's prompt layout
+    (read by :mod:`eto_assets.agent.eto_prompts`); the one example serves every task type."""
+    from eto_assets.agent.eto_prompts import load_eto_prompt
+
+    prompt = load_eto_prompt(Path(folder), task)
+    return PromptBook(prompt.instruction, {"*": list(prompt.examples[0])}, layout=layout)
 
 
 def tokenizer_corpus(book: PromptBook, experts: Iterable[Trajectory]) -> list[str]:
@@ -85,7 +110,10 @@ def render_example(messages: list[Message]) -> str:
 
 
 def preamble(book: PromptBook, task_type: str) -> list[Message]:
+    """The turns before the task at exploration and evaluation (see the module docstring)."""
     example = book.example_for(task_type)
+    if book.layout == "eto":
+        return [Message("user", book.instruction), Message("assistant", ACK), *example]
     text = book.instruction
     if example:
         text += "\n\nHere is an example of a solved task.\n\n" + render_example(example)
@@ -93,6 +121,22 @@ def preamble(book: PromptBook, task_type: str) -> list[Message]:
     return [Message("user", text), Message("assistant", ACK)]
 
 
+def training_preamble(book: PromptBook, task_type: str) -> list[Message]:
+    """The turns before the episode in SFT and DPO records: ETO's has no in-context example."""
+    if book.layout == "eto":
+        return [Message("user", book.instruction), Message("assistant", ACK)]
+    return preamble(book, task_type)
+
+
+def _chat(messages: Iterable[Message]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
+
+
 def build_conversation(book: PromptBook, task_type: str, episode: list[Message]) -> list[dict[str, str]]:
-    """Chat messages (role/content dicts) for a model: preamble + episode so far."""
-    return [{"role": m.role, "content": m.content} for m in (*preamble(book, task_type), *episode)]
+    """Chat messages (role/content dicts) a model reads while playing: preamble + episode so far."""
+    return _chat((*preamble(book, task_type), *episode))
+
+
+def training_conversation(book: PromptBook, task_type: str, episode: list[Message]) -> list[dict[str, str]]:
+    """Chat messages of a training record (SFT conversation, DPO prompt): preamble + episode."""
+    return _chat((*training_preamble(book, task_type), *episode))

@@ -55,6 +55,7 @@ class _Episode:
     last: StepResult = field(default_factory=lambda: StepResult("", 0.0, False, False))
     steps: int = 0
     ended_by: str = ""
+    step_rewards: list[float] = field(default_factory=list)  # episode reward after each step
 
     @property
     def key(self) -> str:
@@ -207,6 +208,7 @@ def _record(ep: _Episode, result: str | StepResult) -> None:
         ep.messages.append(Message("user", result))
         return
     ep.last = result
+    ep.step_rewards.append(result.reward)
     ep.messages.append(Message("user", format_observation(result.observation)))
     if result.done:
         ep.ended_by = "done"
@@ -249,5 +251,10 @@ def _to_trajectory(ep: _Episode, source: str) -> Trajectory:
         reward=ep.last.reward,
         success=ep.last.success,
         source=source,
-        metadata={"sample": ep.sample, "steps": ep.steps, "ended_by": ep.ended_by},
+        metadata={
+            "sample": ep.sample,
+            "steps": ep.steps,
+            "ended_by": ep.ended_by,
+            "step_rewards": ep.step_rewards,
+        },
     )

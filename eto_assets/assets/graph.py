@@ -87,10 +87,21 @@ def summary_asset(n: int) -> AssetsDefinition:
     )  # fmt: skip
 
 
+def comparison_asset(n: int) -> AssetsDefinition:
+    return stage_asset(
+        name="iteration_comparison", stage="compare", iteration=0, graph_iterations=n, group="report",
+        deps=[iteration_key(k, "eval_report") for k in range(n + 1)], kinds={"python", "mlflow"},
+        description="Every policy side by side (held-out reward and success per split, steps, pairs, "
+        "training loss, wall time) as CSV/Markdown, with plots: reward by iteration, the efficiency "
+        "curve (mean reward reached by step t) and explored rewards with pair counts.",
+        run_stage=lambda run, tools: stages.compare_iterations(run.layout, n),
+    )  # fmt: skip
+
+
 def build_assets(n: int) -> list[AssetsDefinition]:
-    """Expert data, SFT and its evaluation, N unrolled iterations, and the summary."""
+    """Expert data, SFT and its evaluation, N unrolled iterations, the summary and the comparison."""
     assets = [expert_asset(n), sft_asset(n), eval_asset(0, n)]
     for k in range(1, n + 1):
         assets.extend(iteration_assets(k, n))
-    assets.append(summary_asset(n))
+    assets.extend([summary_asset(n), comparison_asset(n)])
     return assets

@@ -2,6 +2,7 @@
 the profile, open the stage's MLflow run, call the stage, record its result, and build the
 Dagster result. An asset definition then says only what it is and which stage it runs."""
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.registry import BenchmarkSources
 from eto_assets.stages import StageResult, TaskRun, open_task_run
 from eto_assets.stages.checks import STAGE_CHECKS, CheckOutcome, run_checks
+from eto_assets.stages.compare import record_stage_seconds
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
 
 
@@ -126,9 +128,7 @@ def stage_asset(
         check_iterations(run, graph_iterations)
         if iteration > run.iterations:
             skipped = f"profile {run.profile.name!r} runs {run.iterations} iteration(s) for {run.task}"
-            checks = [
-                AssetCheckResult(check_name=s.name, passed=True, description=skipped) for s in specs
-            ]
+            checks = [AssetCheckResult(check_name=s.name, passed=True, description=skipped) for s in specs]
             return MaterializeResult(metadata={"skipped": skipped}, check_results=checks)
         tools = StageTools(settings, inference, envs.pool)
         home = settings.home_path()
@@ -144,11 +144,15 @@ def stage_asset(
             mlflow_run_,
             link,
         ):
+            started = time.perf_counter()
             with user_errors():
                 result = run_stage(run, tools)
+            record_stage_seconds(run.layout, iteration, stage, time.perf_counter() - started)
             for warning in result.warnings:
                 context.log.warning(warning)
-            version = tracking.record_result(result, run.task, iteration, stage)
+            version = tracking.record_result(
+                result, run.task, iteration, stage, copy_checkpoint=mlflow_tracking.copy_checkpoints
+            )
         metadata = dagster_metadata(result.metrics)  # the numbers first, rounded
         if version is not None and result.policy is not None:
             result.policy.with_registration(version, mlflow_run_.info.run_id).write(run.layout, iteration)

@@ -9,9 +9,10 @@ other part of the project and nothing heavy.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from eto_assets.config.training import RENAMED_FIELDS, DPOTrainConfig, TrainConfig
 
@@ -51,6 +52,36 @@ class RolloutConfig(_Strict):
     seed: int = 0
 
 
+class PromptConfig(_Strict):
+    """How prompts are laid out and where their text comes from (see :mod:`eto_assets.agent.prompt`)."""
+
+    layout: Literal["eto", "flat"] = Field(
+        default="eto",
+        description="eto: training records have no example, inference sends it as chat turns; "
+        "flat: the example is rendered into the first user turn everywhere",
+    )
+    eto_prompt_dir: str | None = Field(
+        default=None,
+        description="a folder in ETO's prompt layout (instructions/<task>_inst.txt, "
+        "icl_examples/<task>_icl.json): its instruction and first example replace the project's",
+    )
+
+
+class ExpertConfig(_Strict):
+    """Where the SFT trajectories come from."""
+
+    source: str = Field(
+        default="generated",
+        description="generated: the benchmark's expert replayed through the engine; or the path of a "
+        "JSON file in ETO's SFT layout (FastChat conversations), e.g. ETO's released data",
+    )
+    on_bad_record: Literal["fail", "skip"] = Field(
+        default="fail",
+        description="fail: one error listing every malformed record; skip: keep the valid ones, report "
+        "the count",
+    )
+
+
 class TinyModelConfig(_Strict):
     """Shape of the Llama-architecture model the pipeline builds when ``base_model`` is ``tiny``."""
 
@@ -72,6 +103,26 @@ class Profile(_Strict):
     sft: TrainConfig
     dpo: DPOTrainConfig
     rollout: RolloutConfig = RolloutConfig()
+    prompt: PromptConfig = PromptConfig()
+    expert: ExpertConfig = ExpertConfig()
+    dpo_schedule: dict[int, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="per-iteration DPO overrides, iteration (1-based) -> fields of dpo "
+        "(e.g. {2: {beta: 0.5, learning_rate: 5.0e-7}}); an iteration not listed repeats the "
+        "last one listed before it",
+    )
+
+    @model_validator(mode="after")
+    def _schedule_is_valid(self) -> Profile:
+        for iteration, override in self.dpo_schedule.items():
+            if iteration < 1:
+                raise ValueError(f"dpo_schedule: iteration {iteration} must be >= 1")
+            try:
+                DPOTrainConfig.model_validate({**self.dpo.model_dump(), **override})
+            except ValidationError as exc:
+                problems = "; ".join(_problem(e) for e in exc.errors())
+                raise ValueError(f"dpo_schedule.{iteration}: {problems}") from None
+        return self
 
     def scope(self, task: str) -> TaskScope:
         return self.tasks.get(task, TaskScope())
@@ -80,9 +131,18 @@ class Profile(_Strict):
         override = self.scope(task).iterations
         return self.iterations if override is None else override
 
-    def dpo_for(self, task: str) -> DPOTrainConfig:
+    def dpo_for(self, task: str, iteration: int | None = None) -> DPOTrainConfig:
+        """DPO parameters of ``task`` at ``iteration``: ``dpo``, then the ``dpo_schedule`` entry of
+        that iteration (or of the last listed iteration before it), then the task's ``dpo_beta``."""
+        fields = self.dpo.model_dump()
+        if iteration is not None:
+            listed = [k for k in sorted(self.dpo_schedule) if k <= iteration]
+            if listed:
+                fields.update(self.dpo_schedule[listed[-1]])
         beta = self.scope(task).dpo_beta
-        return self.dpo if beta is None else self.dpo.model_copy(update={"beta": beta})
+        if beta is not None:
+            fields["beta"] = beta
+        return DPOTrainConfig.model_validate(fields)
 
     def flat_params(self) -> dict[str, str]:
         """Every setting as ``a.b.c -> value`` for MLflow params."""

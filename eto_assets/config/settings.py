@@ -11,8 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from eto_assets.config.profile import TASKS
-
 
 @dataclass(frozen=True)
 class Setting:
@@ -31,11 +29,21 @@ SETTINGS: dict[str, Setting] = {
         Setting("ETO_BACKEND", "transformers", "inference backend: transformers | vllm | openai"),
         Setting("ETO_ACCELERATE_CONFIG", None, "accelerate config: SFT/DPO run under `accelerate launch`"),
         Setting("ETO_ITERATIONS", "2", "ETO iterations unrolled in the asset graph"),
-        Setting("ETO_SCHEDULED_TASKS", "sciworld", "tasks whose weekly schedule is defined"),
         Setting("ETO_SCIWORLD_JVMS", None, "ScienceWorld JVMs per process (unset: one per two cores)"),
         Setting("ETO_ENV_PROCESSES", None, "worker processes for ALFWorld/WebShop rollouts (unset: cores)"),
+        Setting(
+            "ETO_TORCH_THREADS",
+            None,
+            "torch intra-op threads (unset: inference cores/2, the rest left to environments; training all)",
+        ),
+        Setting("ETO_INFERENCE_DTYPE", "auto", "transformers backend dtype: auto|float32|bfloat16|float16"),
         Setting("MLFLOW_TRACKING_URI", None, "MLflow tracking store (unset: sqlite under ETO_HOME)"),
         Setting("ETO_MLFLOW_UI_URL", "http://127.0.0.1:5000", "where users open the MLflow UI (run links)"),
+        Setting(
+            "ETO_MLFLOW_COPY_CHECKPOINTS",
+            "false",
+            "true: copy checkpoints into MLflow; false: model versions refer to the checkpoint folder",
+        ),
         Setting("ALFWORLD_DATA", None, "ALFWorld's own data folder, tried after ETO_DATA_DIR"),
     )
 }
@@ -91,13 +99,36 @@ def env_processes(environ: Mapping[str, str] | None = None) -> int:
     return value if value is not None else os.cpu_count() or 1
 
 
-def scheduled_tasks(environ: Mapping[str, str] | None = None) -> list[str]:
-    raw = read("ETO_SCHEDULED_TASKS", environ) or ""
-    tasks = [t.strip() for t in raw.split(",") if t.strip()]
-    unknown = sorted(set(tasks) - set(TASKS))
-    if unknown:
-        raise SettingError(f"ETO_SCHEDULED_TASKS names unknown tasks {unknown}; known: {list(TASKS)}")
-    return tasks
+def default_torch_threads(cores: int | None = None) -> int:
+    """Inference threads: half the cores, at least one, leaving the rest to the environments.
+    Measured on 2 cores with a ScienceWorld JVM stepping (``benchmarks/cpu_threads.py``): 1 thread
+    generates about 1.5x the tokens/s of 2 and the JVM steps faster too; alone, 2 would be faster."""
+    cores = cores if cores is not None else os.cpu_count() or 1
+    return max(1, cores // 2)
+
+
+def torch_threads(environ: Mapping[str, str] | None = None) -> int:
+    """Inference threads: ``ETO_TORCH_THREADS``, else :func:`default_torch_threads`."""
+    value = read_int("ETO_TORCH_THREADS", 1, 1024, environ)
+    return value if value is not None else default_torch_threads()
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def inference_dtype(environ: Mapping[str, str] | None = None) -> str:
+    value = read("ETO_INFERENCE_DTYPE", environ) or "auto"
+    if value not in DTYPES:
+        raise SettingError(f"ETO_INFERENCE_DTYPE={value!r} is not one of {DTYPES}")
+    return value
+
+
+def read_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
+    """A true/false setting (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
+    raw = (read(name, environ) or "").strip().lower()
+    if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+        raise SettingError(f"{name}={raw!r} is not true or false")
+    return raw in ("1", "true", "yes", "on")
 
 
 def offline_environment() -> None:

@@ -48,8 +48,22 @@ class TrainConfig(BaseModel):
         return self
 
     def gradient_accumulation_steps(self, num_processes: int = 1) -> int:
+        """``batch_size // (per-device batch x processes)``; the global batch stays ``batch_size``
+        however many processes train (as ETO's script divides by its GPU count)."""
         per_step = self.per_device_train_batch_size * max(1, num_processes)
-        return max(1, self.batch_size // per_step)
+        if self.batch_size % per_step:
+            raise ValueError(
+                f"batch_size {self.batch_size} is not a multiple of per_device_train_batch_size "
+                f"{self.per_device_train_batch_size} x {max(1, num_processes)} processes"
+            )
+        return self.batch_size // per_step
+
+    def warmup_steps_for(self, optimizer_steps: int) -> float:
+        """``warmup_steps`` for a run of ``optimizer_steps``: a ratio that rounds to zero steps is 0
+        (transformers would round it up to one step), else the field as it is."""
+        if 0 < self.warmup_steps < 1 and round(self.warmup_steps * optimizer_steps) == 0:
+            return 0
+        return self.warmup_steps
 
     def trainer_fields(self) -> dict[str, Any]:
         """The fields TRL's config takes as they are (everything but ``batch_size``)."""

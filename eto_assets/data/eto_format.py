@@ -62,8 +62,10 @@ class RecordProblem:
     reason: str
 
     def describe(self) -> str:
-        who = f"record {self.record_id!r} (index {self.index})" if self.record_id is not None else (
-            f"record at index {self.index}"
+        who = (
+            f"record {self.record_id!r} (index {self.index})"
+            if self.record_id is not None
+            else (f"record at index {self.index}")
         )
         return f"{who}, field '{self.field}': {self.reason}"
 
@@ -321,8 +323,11 @@ def _parse_dpo(record: dict[str, Any]) -> tuple[EtoDpoRecord | None, RecordId | 
     rid, problems = _parse_id(record)
     parts: dict[str, list[Message]] = {}
     # prompt: instruction, "OK", task turn; continuations start and end on the agent
-    shapes = {"prompt": ("user", "user", 3), "chosen": ("assistant", "assistant", 1),
-              "rejected": ("assistant", "assistant", 1)}
+    shapes = {
+        "prompt": ("user", "user", 3),
+        "chosen": ("assistant", "assistant", 1),
+        "rejected": ("assistant", "assistant", 1),
+    }
     for key, (first, last, min_turns) in shapes.items():
         if key not in record:
             problems.append((key, "missing"))
@@ -339,8 +344,15 @@ def _parse_dpo(record: dict[str, Any]) -> tuple[EtoDpoRecord | None, RecordId | 
     extra = {k: v for k, v in record.items() if k not in DPO_KEYS}
     return (
         EtoDpoRecord(
-            rid, prompt[0].content, tuple(prompt[2:]), tuple(parts["chosen"]), tuple(parts["rejected"]),
-            rewards["chosen_reward"], rewards["rejected_reward"], prompt[1].content, extra,
+            rid,
+            prompt[0].content,
+            tuple(prompt[2:]),
+            tuple(parts["chosen"]),
+            tuple(parts["rejected"]),
+            rewards["chosen_reward"],
+            rewards["rejected_reward"],
+            prompt[1].content,
+            extra,
         ),
         rid,
         [],
@@ -467,8 +479,15 @@ def record_to_pair(
     chosen_reward = record.chosen_reward if record.chosen_reward is not None else default_rewards[0]
     rejected_reward = record.rejected_reward if record.rejected_reward is not None else default_rewards[1]
     return PreferencePair(
-        task_id, task_type, list(record.prompt), list(record.chosen), list(record.rejected),
-        chosen_reward, rejected_reward, chosen_source, rejected_source,
+        task_id,
+        task_type,
+        list(record.prompt),
+        list(record.chosen),
+        list(record.rejected),
+        chosen_reward,
+        rejected_reward,
+        chosen_source,
+        rejected_source,
     )
 
 

@@ -104,9 +104,11 @@ def replay_actions(
     """Play ``(thought, action)`` steps through ``env`` and record every real observation."""
     messages = [Message("user", env.reset(task))]
     result = StepResult("", 0.0, False, False)
+    step_rewards: list[float] = []
     for thought, action in steps[: task.max_steps]:
         messages.append(Message("assistant", format_agent_turn(action, thought)))
         result = env.step(action)
+        step_rewards.append(result.reward)
         messages.append(Message("user", format_observation(result.observation)))
         if result.done:
             break
@@ -120,4 +122,5 @@ def replay_actions(
         reward=result.reward,
         success=result.success,
         source=source,
+        metadata={"step_rewards": step_rewards},
     )

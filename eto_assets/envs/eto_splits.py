@@ -22,7 +22,6 @@ so a larger profile only adds tasks; a seeded sample would give neither property
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping
@@ -61,16 +60,13 @@ class EtoSplitsNotFound(BenchmarkNotAvailable, FileNotFoundError):
 
 
 def resolve_data_dir(data_dir: Path | str | None = None) -> Path:
-    """``data_dir`` if given, else ``$ETO_DATA_DIR`` (a folder laid out like ``shared/data``)."""
-    if data_dir is not None:
-        return Path(data_dir)
-    raw = os.environ.get("ETO_DATA_DIR")
-    if not raw:
+    """``data_dir`` (the ``ETO_DATA_DIR`` setting, a folder laid out like ``shared/data``)."""
+    if data_dir is None:
         raise EtoSplitsNotFound(
             "no benchmark data folder given: set ETO_DATA_DIR to a folder holding "
             "sciworld/eto_splits and webshop/eto_splits (laid out like shared/data)"
         )
-    return Path(raw)
+    return Path(data_dir)
 
 
 def _load_json(path: Path) -> Any:

@@ -34,7 +34,10 @@ def get_benchmark(task: str, scope: TaskScope, sources: BenchmarkSources) -> Ben
         from eto_assets.envs.sciworld import SciWorldBenchmark
 
         return SciWorldBenchmark(
-            scope.task_types, max_steps_cap=scope.max_steps_cap, jvms=sources.sciworld_jvms
+            scope.task_types,
+            max_steps_cap=scope.max_steps_cap,
+            jvms=sources.sciworld_jvms,
+            data_dir=sources.data_dir,
         )
     if task == "alfworld":
         try:

@@ -1,8 +1,12 @@
 """ScienceWorld on its real Java engine (PyPI ``scienceworld``).
 
-Splits follow ETO: train from the engine's train variations, "seen" test from dev variations,
-"unseen" test from test variations; the inclined-plane and Mendelian-genetics families are left
-out (their trajectories are too long); at most 10 variations per task type in each test split.
+Splits are ETO's own lists (``$ETO_DATA_DIR/sciworld/eto_splits``, read by
+:func:`eto_assets.envs.eto_splits.load_sciworld_eto_splits`): train 1,483, "seen" = ETO's dev 194,
+"unseen" = ETO's test 211, over 24 task types, in ETO's order (a profile's ``train_per_type`` /
+``eval_per_type`` then take the first N of each type). ETO's quirk is kept: 54 train tasks are
+also in dev. Without the split files (a machine with no data folder) the benchmark falls back to
+splits sampled from the engine's own variation lists (train at most 120 per type, seen/unseen at
+most 10), with a loud warning; such a run is marked not comparable with the paper.
 The wrapper's ``step`` asks the engine only for the observation, score and completion flag: the
 stock ``ScienceWorldEnv.step`` also builds the valid-action list, look and inventory on every
 step, which the agent never sees and which costs most of the step time. Games share a few JVMs
@@ -15,7 +19,9 @@ import functools
 import os
 import random
 import threading
+import warnings
 from dataclasses import dataclass
+from pathlib import Path
 
 from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.base import (
@@ -112,6 +118,31 @@ def _sample(variations: list[int], cap: int, rng: random.Random) -> list[int]:
     if len(variations) <= cap:
         return sorted(variations)
     return sorted(rng.sample(sorted(variations), cap))
+
+
+ETO_SPLIT_NAMES = {"train": "train", "seen": "dev", "unseen": "test"}
+_FALLBACK_WARNING = (
+    "ScienceWorld: ETO's split lists were not found ({why}); FALLING BACK to splits sampled from the "
+    "engine's variations. Set ETO_DATA_DIR to a folder holding sciworld/eto_splits. Results of this "
+    "run are not comparable with the paper."
+)
+
+
+@functools.lru_cache(maxsize=8)
+def eto_split_order(data_dir: Path | None) -> dict[str, list[tuple[str, int]]] | None:
+    """ETO's lists as ``(task type, variation)`` in ETO's order per split (train / seen / unseen);
+    None, after a loud warning, when the files are not there."""
+    from eto_assets.envs.eto_splits import EtoSplitsNotFound, load_sciworld_eto_splits
+
+    try:
+        eto = load_sciworld_eto_splits(data_dir)
+    except EtoSplitsNotFound as exc:
+        warnings.warn(_FALLBACK_WARNING.format(why=exc), stacklevel=2)
+        return None
+    return {
+        ours: [(item.task_name, item.variation) for item in eto.split(theirs)]
+        for ours, theirs in ETO_SPLIT_NAMES.items()
+    }
 
 
 @functools.lru_cache(maxsize=1)
@@ -265,43 +296,75 @@ class SciWorldEnv:
             self._hosts.release(host)
 
 
+@functools.lru_cache(maxsize=1)
+def _no_data_dir() -> None:
+    warnings.warn(_FALLBACK_WARNING.format(why="ETO_DATA_DIR is not set"), stacklevel=3)
+    return None
+
+
 class SciWorldBenchmark:
     name = "sciworld"
     pure_python = False  # its games run in JVMs; threads suffice
 
     def __init__(
-        self, task_types: list[str] | None = None, max_steps_cap: int | None = None, jvms: int | None = None
+        self,
+        task_types: list[str] | None = None,
+        max_steps_cap: int | None = None,
+        jvms: int | None = None,
+        data_dir: Path | str | None = None,
     ) -> None:
-        """``jvms``: the most JVMs this process starts for its games (None: one per two cores)."""
+        """``jvms``: the most JVMs this process starts for its games (None: one per two cores);
+        ``data_dir``: the folder holding ``sciworld/eto_splits`` (None: ``$ETO_DATA_DIR``)."""
         unknown = sorted(set(task_types or []) - set(MAX_STEPS))
         if unknown:
             raise ValueError(f"unknown ScienceWorld task types {unknown}; known: {sorted(MAX_STEPS)}")
         self._task_types = list(task_types) if task_types else sorted(MAX_STEPS)
         self._max_steps_cap = max_steps_cap
         self._jvms = jvms
+        self._data_dir = Path(data_dir) if data_dir else None
 
     @property
     def key(self) -> str:
         """Identifies the configuration: environments are pooled per key."""
         return f"sciworld:{','.join(self._task_types)}:{self._max_steps_cap}"
 
+    @property
+    def data_dir(self) -> Path | None:
+        """The folder holding ``sciworld/eto_splits`` (None: no data folder)."""
+        return self._data_dir
+
+    def _eto_order(self) -> dict[str, list[tuple[str, int]]] | None:
+        return _no_data_dir() if self._data_dir is None else eto_split_order(self._data_dir)
+
+    @property
+    def split_source(self) -> str:
+        """``eto`` when ETO's split lists are used, ``engine-sampled`` on the fallback."""
+        return "eto" if self._eto_order() is not None else "engine-sampled"
+
     def tasks(self, split: str) -> list[TaskInstance]:
-        by_type = compute_splits().as_dict()[split]
+        """The split's tasks of the benchmark's types: in ETO's list order with ETO's splits (so the
+        first N per type is ETO's deterministic subset), grouped by type on the fallback."""
+        eto = self._eto_order()
+        if eto is not None:
+            wanted = set(self._task_types)
+            order = [(t, v) for t, v in eto[split] if t in wanted]
+        else:
+            by_type = compute_splits().as_dict()[split]
+            order = [(t, v) for t in self._task_types for v in by_type[t]]
         out = []
-        for task_type in self._task_types:
+        for task_type, variation in order:
             limit = MAX_STEPS[task_type]
             if self._max_steps_cap:
                 limit = min(limit, self._max_steps_cap)
-            for variation in by_type[task_type]:
-                out.append(
-                    TaskInstance(
-                        task_id=f"{task_type}/{variation}",
-                        task_type=task_type,
-                        split=split,
-                        max_steps=limit,
-                        payload={"variation": variation},
-                    )
+            out.append(
+                TaskInstance(
+                    task_id=f"{task_type}/{variation}",
+                    task_type=task_type,
+                    split=split,
+                    max_steps=limit,
+                    payload={"variation": variation},
                 )
+            )
         return out
 
     def make_env(self) -> SciWorldEnv:

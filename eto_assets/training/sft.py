@@ -8,14 +8,14 @@ from pathlib import Path
 from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 
-from eto_assets.agent.prompt import PromptBook, build_conversation
+from eto_assets.agent.prompt import PromptBook, training_conversation
 from eto_assets.config.training import TrainConfig
 from eto_assets.data.schemas import Trajectory
 from eto_assets.training.common import TrainResult, load_for_training, train_and_save, trainer_kwargs
 
 
 def sft_dataset(trajectories: Sequence[Trajectory], book: PromptBook) -> Dataset:
-    rows = [{"messages": build_conversation(book, t.task_type, t.messages)} for t in trajectories]
+    rows = [{"messages": training_conversation(book, t.task_type, t.messages)} for t in trajectories]
     return Dataset.from_list(rows)
 
 
@@ -30,7 +30,9 @@ def train_sft(
     if not trajectories:
         raise ValueError("SFT needs at least one expert trajectory; the expert dataset is empty")
     model, tokenizer = load_for_training(base_model, "base_model")
-    config = SFTConfig(assistant_only_loss=True, packing=False, **trainer_kwargs(params, output_dir))
+    config = SFTConfig(
+        assistant_only_loss=True, packing=False, **trainer_kwargs(params, output_dir, len(trajectories))
+    )
     trainer = SFTTrainer(
         model=model,
         args=config,

@@ -65,10 +65,14 @@ def _write_icl(folder: Path, examples) -> None:
     ("examples", "message"),
     [
         ({"role": "user"}, "non-empty JSON list of examples"),
-        ([[{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]],
-         "example 0, turn 0, field 'role': 'assistant' where the position needs the user"),
-        ([[{"role": "user", "content": "x"}, {"role": "assistant", "content": " "}]],
-         "example 0, turn 1, field 'content': missing or empty"),
+        (
+            [[{"role": "assistant", "content": "x"}, {"role": "user", "content": "y"}]],
+            "example 0, turn 0, field 'role': 'assistant' where the position needs the user",
+        ),
+        (
+            [[{"role": "user", "content": "x"}, {"role": "assistant", "content": " "}]],
+            "example 0, turn 1, field 'content': missing or empty",
+        ),
         ([[{"role": "user", "content": "x"}]], "example 0: must end on an assistant turn"),
         ([[{"content": "x"}, {"role": "assistant", "content": "y"}]], "example 0, turn 0: no 'role'"),
     ],

@@ -103,18 +103,36 @@ def test_reads_eto_shaped_files():
         ({"id": "r"}, "conversations", "missing"),
         ({"id": "r", "conversations": []}, "conversations", "empty conversation"),
         ({"id": "r", "conversations": "hi"}, "conversations", "must be a list of turns"),
-        ({"id": "r", "conversations": [h("i"), g("OK"), h("t"), {"from": "system", "value": "a"}]},
-         "conversations[3].from", "unknown role 'system'"),
-        ({"id": "r", "conversations": [h("i"), g("OK"), h("t"), {"from": "gpt"}]},
-         "conversations[3].value", "missing"),
-        ({"id": "r", "conversations": [h("i"), g("OK"), h("t"), g("  ")]},
-         "conversations[3].value", "empty turn text"),
-        ({"id": "r", "conversations": [g("OK"), h("i"), g("a"), h("t"), g("a")]},
-         "conversations[0].from", "must be from the user"),
-        ({"id": "r", "conversations": [h("i"), g("OK"), h("t"), h("t2"), g("a")]},
-         "conversations[3].from", "two user turns in a row"),
-        ({"id": "r", "conversations": [h("i"), g("OK"), h("t"), g("a"), h("obs")]},
-         "conversations[4].from", "last turn must be from the assistant"),
+        (
+            {"id": "r", "conversations": [h("i"), g("OK"), h("t"), {"from": "system", "value": "a"}]},
+            "conversations[3].from",
+            "unknown role 'system'",
+        ),
+        (
+            {"id": "r", "conversations": [h("i"), g("OK"), h("t"), {"from": "gpt"}]},
+            "conversations[3].value",
+            "missing",
+        ),
+        (
+            {"id": "r", "conversations": [h("i"), g("OK"), h("t"), g("  ")]},
+            "conversations[3].value",
+            "empty turn text",
+        ),
+        (
+            {"id": "r", "conversations": [g("OK"), h("i"), g("a"), h("t"), g("a")]},
+            "conversations[0].from",
+            "must be from the user",
+        ),
+        (
+            {"id": "r", "conversations": [h("i"), g("OK"), h("t"), h("t2"), g("a")]},
+            "conversations[3].from",
+            "two user turns in a row",
+        ),
+        (
+            {"id": "r", "conversations": [h("i"), g("OK"), h("t"), g("a"), h("obs")]},
+            "conversations[4].from",
+            "last turn must be from the assistant",
+        ),
         ({"id": "r", "conversations": [h("i"), g("OK")]}, "conversations", "needs at least 4"),
         ({**good("r"), "reward": "high"}, "reward", "must be a finite number"),
         ({**good("r"), "game_file": ""}, "game_file", "non-empty string"),
@@ -241,8 +259,12 @@ def test_alfworld_game_key():
 
 def test_match_records_per_benchmark(tmp_path):
     sci, _ = read_eto_sft(FIXTURES / "sciworld_sft.json")
-    matched, report = match_records(sci, {"11_0": "find-animal/0", "20_3": "lifespan-longest-lived/3"},
-                                    benchmark="sciworld", path=FIXTURES / "sciworld_sft.json")
+    matched, report = match_records(
+        sci,
+        {"11_0": "find-animal/0", "20_3": "lifespan-longest-lived/3"},
+        benchmark="sciworld",
+        path=FIXTURES / "sciworld_sft.json",
+    )
     assert [t for _, t in matched] == ["find-animal/0", "lifespan-longest-lived/3"] and report.skipped == 0
 
     web, _ = read_eto_sft(FIXTURES / "webshop_sft.json")
@@ -252,9 +274,12 @@ def test_match_records_per_benchmark(tmp_path):
 
     alf, _ = read_eto_sft(FIXTURES / "alfworld_sft.json")
     assert eto_record_key(alf[0], "alfworld") == (
-        "game_file", "train/pick_and_place_simple-Pen-None-Desk-310/trial_T20190908_000000_000001")
-    matched, _ = match_records(alf, lambda key: key.replace("valid_seen/", "seen/"), benchmark="alfworld",
-                               path=Path("a.json"))
+        "game_file",
+        "train/pick_and_place_simple-Pen-None-Desk-310/trial_T20190908_000000_000001",
+    )
+    matched, _ = match_records(
+        alf, lambda key: key.replace("valid_seen/", "seen/"), benchmark="alfworld", path=Path("a.json")
+    )
     assert len(matched) == 2
 
 
@@ -266,8 +291,9 @@ def test_unknown_task_id_names_file_record_and_field():
     assert "sci.json" in message and "record '20_3' (index 1), field 'id'" in message
     assert "unknown task id '20_3'" in message
 
-    matched, report = match_records(sci, {"11_0": "find-animal/0"}, benchmark="sciworld",
-                                    path=Path("s.json"), on_bad_record="skip")
+    matched, report = match_records(
+        sci, {"11_0": "find-animal/0"}, benchmark="sciworld", path=Path("s.json"), on_bad_record="skip"
+    )
     assert len(matched) == 1 and report.skipped == 1 and report.problems[0].field == "id"
 
     alf, _ = read_eto_sft(FIXTURES / "alfworld_sft.json")

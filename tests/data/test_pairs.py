@@ -65,3 +65,39 @@ def test_agent_without_actions_gives_no_pair():
     empty = Trajectory("1", "t", "train", [Message("user", "task 1")], 0.0, False, "agent")
     pairs, stats = build_preference_pairs([episode("1", 2, 1.0, "expert")], [empty])
     assert pairs == [] and stats.dropped_empty == 1
+
+
+def test_alfworld_rejected_never_truncated():
+    from eto_assets.data.pairs import truncates_rejected
+
+    assert not truncates_rejected("alfworld")
+    assert truncates_rejected("sciworld") and truncates_rejected("webshop")
+    expert, agent = episode("1", 2, 1.0, "expert"), episode("1", 20, 0.0, "agent")
+    pair = make_pair(expert, agent, truncate_rejected=truncates_rejected("alfworld"))
+    assert pair.rejected == agent.messages[1:]  # all 20 rounds kept
+    assert pair.rejected[-1].role == "assistant"
+
+
+def test_losing_expert_is_not_truncated():
+    # ETO cuts only the agent's trajectory (when the expert wins); an expert that loses stays whole.
+    expert, agent = episode("1", 20, 0.5, "expert"), episode("1", 1, 1.0, "agent")
+    pair = make_pair(expert, agent)
+    assert pair.chosen_source == "agent" and pair.rejected == expert.messages[1:]
+
+
+def test_webshop_expert_below_one_gives_agent_chosen_pairs():
+    # WebShop's expert reward is the record's own (ETO's file has rewards < 1).
+    experts = [episode("1", 3, 0.75, "expert", "e"), episode("2", 3, 0.5, "expert", "e")]
+    explored = [episode("1", 2, 1.0, "agent", "a"), episode("2", 2, 0.25, "agent", "a")]
+    pairs, stats = build_preference_pairs(experts, explored, truncate_rejected=True)
+    assert stats.agent_chosen == 1 and stats.pairs == 2
+    won = next(p for p in pairs if p.task_id == "1")
+    assert won.chosen_source == "agent" and won.chosen_reward == 1.0 and won.rejected_reward == 0.75
+    assert won.chosen[-1].role == won.rejected[-1].role == "assistant"
+
+
+def test_side_not_ending_on_agent_turn_drops_the_pair():
+    expert = episode("1", 2, 1.0, "expert")
+    expert.messages.append(Message("user", "Observation: dangling"))  # a malformed expert side
+    pairs, stats = build_preference_pairs([expert], [episode("1", 3, 0.0, "agent")])
+    assert pairs == [] and stats.dropped_empty == 1

@@ -3,20 +3,18 @@ real sqlite Dagster instance and a real sqlite MLflow store, then checked from b
 from the code location the UI loads)."""
 
 import json
-import shutil
 
 import mlflow
 import pytest
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey
 from mlflow.tracking import MlflowClient
 
 from eto_assets.definitions import build_definitions
-from jobs.run import execute
-from tests.conftest import REPO
+from tests.conftest import REPO, micro_run_config
 
 pytestmark = pytest.mark.slow
 
-STAGES = {"expert", "sft", "explore", "pairs", "dpo", "eval"}
+STAGES = {"expert", "sft", "explore", "pairs", "dpo", "eval", "compare"}
 # Micro-profile sizes per task: experts on the train tasks, seen-split eval episodes, eval splits.
 EXPECTED = {
     "sciworld": (6, 4, {"seen", "unseen"}),
@@ -25,35 +23,13 @@ EXPECTED = {
 }
 
 
-def run_config(home, uri, **settings):
-    return {
-        "resources": {
-            "settings": {"config": {"home": str(home), "profile": "micro", **settings}},
-            "mlflow_tracking": {"config": {"tracking_uri": uri}},
-        }
-    }
-
-
 @pytest.fixture(scope="module", params=list(EXPECTED))
-def pipeline_run(request, tmp_path_factory):
+def pipeline_run(request, micro_pipeline):
     task = request.param
     if task == "alfworld":
         request.getfixturevalue("data_dir")  # skips with a reason when the games are absent
-    root = tmp_path_factory.mktemp(f"e2e-{task}")
-    dagster_home = root / "dagster"
-    dagster_home.mkdir()
-    shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
-    uri = f"sqlite:///{root / 'mlflow.db'}"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("DAGSTER_HOME", str(dagster_home))
-    settings = {"data_dir": str(request.getfixturevalue("data_dir"))} if task == "alfworld" else {}
-    defs = build_definitions()
-    instance = DagsterInstance.get()
-    with execute(task, run_config(root / "home", uri, **settings), instance) as result:
-        pass
-    yield task, result, root, uri, instance, defs
-    instance.dispose()
-    mp.undo()
+    result, root, uri, instance = micro_pipeline(task)
+    return task, result, root, uri, instance, build_definitions()
 
 
 def test_run_succeeds_and_writes_artifacts(pipeline_run):
@@ -83,7 +59,7 @@ def test_dagster_instance_records_every_asset(pipeline_run):
     assert meta["expert_count"].value == EXPECTED[task][0] and "mlflow_run" in meta
 
 
-def test_run_is_listed_under_the_job_and_matches_the_code_location(pipeline_run):
+def test_run_is_listed_under_the_job_and_matches_the_code_location(pipeline_run, monkeypatch):
     """What the UI shows: the job's runs are filtered by the location's label, and re-execution
     warns unless the run's snapshot is the loaded job's."""
     from dagster._core.storage.dagster_run import RunsFilter
@@ -93,6 +69,9 @@ def test_run_is_listed_under_the_job_and_matches_the_code_location(pipeline_run)
     task, result, _, _, instance, _ = pipeline_run
     if task != "sciworld":
         pytest.skip("checked once, on the sciworld partition")
+    # mlflow.set_tracking_uri exported MLFLOW_TRACKING_URI into this process during the run; the
+    # user's `make ui` starts without it, as the run did.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     with WorkspaceProcessContext(instance, WorkspaceFileTarget([str(REPO / "workspace.yaml")])) as ctx:
         job = ctx.create_request_context().get_code_location("eto").get_repository("__repository__")
         job = job.get_full_job("eto_job")
@@ -161,7 +140,7 @@ def test_bad_base_model_fails_with_a_clear_message(pipeline_run, tmp_path):
         pytest.skip("checked once, on the sciworld partition")
     subset = defs.resolve_job_def("eto_job").get_subset(asset_selection={AssetKey("sft_checkpoint")})
     result = subset.execute_in_process(
-        run_config=run_config(root / "home", uri, base_model=str(tmp_path / "no-model")),
+        run_config=micro_run_config(root / "home", uri, base_model=str(tmp_path / "no-model")),
         instance=instance,
         partition_key=task,
         raise_on_error=False,

@@ -99,11 +99,9 @@ def test_missing_files_name_the_file_and_eto_data_dir(tmp_path, monkeypatch):
     (folder / "train_indices.json").write_text(json.dumps([1, 2]))
     with pytest.raises(FileNotFoundError, match=r"test_indices\.json.*ETO_DATA_DIR"):
         load_webshop_eto_splits(tmp_path)
-    monkeypatch.delenv("ETO_DATA_DIR", raising=False)
     with pytest.raises(EtoSplitsNotFound, match="set ETO_DATA_DIR"):
         resolve_data_dir()
-    monkeypatch.setenv("ETO_DATA_DIR", str(tmp_path))
-    assert resolve_data_dir() == tmp_path
+    assert resolve_data_dir(tmp_path) == tmp_path
 
 
 def test_malformed_split_file(tmp_path):

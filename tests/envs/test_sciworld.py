@@ -4,6 +4,8 @@ import collections
 import json
 import os
 
+import pytest
+
 from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION
 from eto_assets.envs.sciworld import MAX_STEPS, compute_splits
 
@@ -115,3 +117,46 @@ def test_jvm_cap_defaults_to_one_per_two_cores():
     assert EngineHosts(3).max_hosts == 3
     assert EngineHosts().max_hosts == max(1, (os.cpu_count() or 2) // 2)
     assert shared_hosts(2) is shared_hosts(2) and shared_hosts(2) is not shared_hosts(3)
+
+
+def test_benchmark_splits_are_etos_lists(data_dir):
+    """ETO's index files are the source of truth: the counts come out of the benchmark's tasks()."""
+    from eto_assets.envs.eto_splits import load_sciworld_eto_splits
+    from eto_assets.envs.sciworld import SciWorldBenchmark
+
+    bench = SciWorldBenchmark(data_dir=data_dir)
+    assert bench.split_source == "eto"
+    counts = {split: len(bench.tasks(split)) for split in ("train", "seen", "unseen")}
+    assert counts == {"train": 1483, "seen": 194, "unseen": 211}
+    eto = load_sciworld_eto_splits(data_dir)
+    assert [t.task_id for t in bench.tasks("seen")] == [i.task_id for i in eto.dev]  # ETO's order
+    # ETO's quirk, kept: 54 train tasks are also dev ("seen") tasks; unseen is disjoint from both.
+    train = {t.task_id for t in bench.tasks("train")}
+    seen = {t.task_id for t in bench.tasks("seen")}
+    unseen = {t.task_id for t in bench.tasks("unseen")}
+    assert len(train & seen) == 54 and not (train | seen) & unseen
+
+
+def test_small_profiles_take_the_first_n_per_type_in_eto_order(data_dir):
+    from eto_assets.config.profile import load_profile
+    from eto_assets.envs.eto_splits import first_per_type, load_sciworld_eto_splits
+    from eto_assets.envs.registry import scoped_tasks
+    from eto_assets.envs.sciworld import SciWorldBenchmark
+
+    scope = load_profile("tiny").scope("sciworld")
+    bench = SciWorldBenchmark(scope.task_types, data_dir=data_dir)
+    eto = load_sciworld_eto_splits(data_dir)
+    for split, theirs, n in (("train", "train", scope.train_per_type), ("seen", "dev", scope.eval_per_type)):
+        wanted = [i for i in eto.split(theirs) if i.task_name in scope.task_types]
+        expected = [i.task_id for i in first_per_type(wanted, n)]
+        assert [t.task_id for t in scoped_tasks(bench, split, scope)] == expected
+        assert len(expected) == n * len(scope.task_types)
+
+
+def test_missing_eto_splits_fall_back_loudly(tmp_path):
+    from eto_assets.envs.sciworld import SciWorldBenchmark
+
+    bench = SciWorldBenchmark(["find-animal"], data_dir=tmp_path)
+    with pytest.warns(UserWarning, match="FALLING BACK"):
+        assert bench.split_source == "engine-sampled"
+    assert bench.tasks("unseen") and all(t.task_type == "find-animal" for t in bench.tasks("unseen"))

@@ -100,8 +100,13 @@ def test_one_sft_step_with_the_native_template(real_model_dir, tmp_path):
         for i in range(2)
     ]
     params = TrainConfig(
-        learning_rate=1e-5, num_train_epochs=1, batch_size=2, per_device_train_batch_size=2,
-        warmup_steps=0, max_length=256, lr_scheduler_type="constant",
+        learning_rate=1e-5,
+        num_train_epochs=1,
+        batch_size=2,
+        per_device_train_batch_size=2,
+        warmup_steps=0,
+        max_length=256,
+        lr_scheduler_type="constant",
     )
     result = train_sft(real_model_dir, trajectories, book, tmp_path / "sft", params)
     assert math.isfinite(result.metrics["train_loss"]) and result.metrics["train_loss"] > 0

@@ -47,10 +47,12 @@ def test_expert_stage_writes_experts_splits_and_prompt_book(iteration):
     assert [len(splits[s]) for s in ("train", "seen", "unseen")] == [2, 1, 1]
     assert {p.name for p, _ in result.artifacts} == {
         "expert_trajectories.jsonl",
+        "expert_trajectories.eto.json",  # the same trajectories in ETO's SFT layout
         "prompt_book.json",
         "splits.json",
     }
     assert [d.context for d in result.datasets] == ["splits"]
+    assert result.tags["eto.comparable_with_paper"].startswith("false: generated expert trajectories")
 
 
 def test_sft_stage_builds_the_tiny_model_and_records_the_policy(iteration):

@@ -32,3 +32,23 @@ def test_summary_reads_reports_and_names_the_best_version(tmp_path):
     assert result.metadata["best_iteration"] == 1 and result.aliases == {"best": "2"}
     table = layout.summary_md.read_text()
     assert "| 1 (best) | eto v2 | 0.400" in table and "| 2" not in table
+
+
+def test_summary_says_the_rule_reports_test_numbers_and_comparability(tmp_path):
+    import json
+
+    layout = ArtifactLayout(tmp_path, "webshop")
+    for k, (seen, unseen) in enumerate([(0.2, 0.7), (0.4, 0.3)]):
+        splits = {
+            "seen": SplitMetrics(4, seen, 0.0, 5.0, {}),
+            "unseen": SplitMetrics(4, unseen, 0.25, 5.0, {}),
+        }
+        EvalReport("webshop", k, f"ckpt{k}", splits).write(layout.eval_report(k))
+    layout.expert_dir.mkdir(parents=True)
+    (layout.expert_dir / "comparability.json").write_text(json.dumps({"reasons": ["generated catalog"]}))
+    result = summarize_iterations(layout, 1)
+    text = layout.summary_md.read_text()
+    assert "seen-split (dev) average reward" in text and "never used to choose" in text
+    assert "Chosen: iteration 1; its test (unseen) numbers: avg_reward 0.300, success_rate 0.250" in text
+    assert result.tags["eto.comparable_with_paper"] == "false: generated catalog"
+    assert "Comparable with the paper's table: false: generated catalog" in text

@@ -1,0 +1,99 @@
+"""Shared set-up of the real-model benchmarks: SmolLM2-135M-Instruct, real ScienceWorld prompts
+(1-shot preamble plus an episode's first turns, replayed on the engine), and a thread that keeps a
+ScienceWorld JVM stepping gold paths, as exploration does while the model runs."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+from eto_assets.agent.prompt import PromptBook, build_conversation, make_prompt_book  # noqa: E402
+from eto_assets.envs.sciworld import SciWorldBenchmark, SciWorldEnv  # noqa: E402
+
+TASK_TYPES = ["find-animal", "lifespan-longest-lived"]
+
+
+def real_model(path: str | None) -> Path:
+    """``path``, else the converted SmolLM2 in the shared model cache (converted on first use)."""
+    if path:
+        return Path(path)
+    from eto_assets.models.real_model import ensure_real_model, shared_cache_dir
+
+    return ensure_real_model(models_dir=shared_cache_dir())
+
+
+def _experts(n: int):
+    bench = SciWorldBenchmark(TASK_TYPES, max_steps_cap=10)
+    env = bench.make_env()
+    per_type = max(2, n)  # more than needed: short episodes are left out when turns are asked for
+    tasks = [
+        t for kind in TASK_TYPES for t in [t for t in bench.tasks("train") if t.task_type == kind][:per_type]
+    ]
+    experts = [e for e in (bench.expert_trajectory(env, t) for t in tasks) if e]
+    book: PromptBook = make_prompt_book(bench.prompt_spec(), experts)
+    return experts, book, bench, env
+
+
+def sciworld_prompts(
+    n: int, turn: int = 2
+) -> tuple[list[list[dict[str, str]]], SciWorldBenchmark, SciWorldEnv]:
+    """``n`` real prompts: expert episodes of two task types cut after their ``turn``-th observation."""
+    experts, book, bench, env = _experts(n)
+    convs = [build_conversation(book, e.task_type, e.messages[: 2 * turn - 1]) for e in experts]
+    return (convs * (n // len(convs) + 1))[:n], bench, env
+
+
+def sciworld_prompts_by_turn(n: int, turns: int) -> tuple[list[list[list[dict[str, str]]]], SciWorldEnv]:
+    """Per turn 1..``turns``, the prompts of ``n`` real episodes at that turn (episodes long enough)."""
+    experts, book, _, env = _experts(n)
+    long_enough = [e for e in experts if len(e.messages) >= 2 * turns - 1][:n]
+    if len(long_enough) < n:
+        raise SystemExit(f"only {len(long_enough)} expert episodes have {turns} turns; ask for fewer")
+    by_turn = [
+        [build_conversation(book, e.task_type, e.messages[: 2 * t - 1]) for e in long_enough]
+        for t in range(1, turns + 1)
+    ]
+    return by_turn, env
+
+
+class JvmStepper:
+    """Replays gold paths on a ScienceWorld engine in a thread until stopped; counts steps."""
+
+    def __init__(self, bench: SciWorldBenchmark, env: SciWorldEnv) -> None:
+        self.env = env
+        self.tasks = [(t, env.gold_actions(t)) for t in bench.tasks("train")[:6]]
+        self.steps = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for task, gold in self.tasks:
+                self.env.reset(task)
+                for action in gold:
+                    if self._stop.is_set():
+                        return
+                    self.steps += 1
+                    if self.env.step(action).done:
+                        break
+
+    def __enter__(self) -> JvmStepper:
+        self.steps = 0
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        time.sleep(0.5)  # let it reach its stride
+        self.steps, self.started = 0, time.perf_counter()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.rate = self.steps / (time.perf_counter() - self.started)
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join()

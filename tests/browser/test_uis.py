@@ -1,0 +1,101 @@
+"""Both UIs in a real headless Chromium (Debian's package, driven by Playwright; no browser
+download) against the state the micro profile leaves: what a user clicks through after a run.
+Screenshots are saved under ``$ETO_TEST_ARTIFACTS`` (default: the test's temporary folder)."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.browser.servers import dagster_webserver, mlflow_server
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.slow
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def uis(micro_pipeline, tmp_path_factory):
+    if CHROMIUM is None:
+        pytest.skip("no chromium on PATH: install Debian's chromium package (make browser-setup)")
+    sync_playwright = pytest.importorskip("playwright.sync_api").sync_playwright
+    result, root, uri, _ = micro_pipeline("sciworld")
+    shots = Path(os.environ.get("ETO_TEST_ARTIFACTS") or tmp_path_factory.mktemp("screenshots"))
+    shots.mkdir(parents=True, exist_ok=True)
+    logs = tmp_path_factory.mktemp("server-logs")
+    artifacts = root / "home" / "mlflow" / "artifacts"
+    with (
+        dagster_webserver(REPO, root / "dagster", logs / "dagster.log") as dagster_url,
+        mlflow_server(uri, artifacts, logs / "mlflow.log", REPO) as mlflow_url,
+        sync_playwright() as playwright,
+    ):
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        yield page, dagster_url, mlflow_url, result, uri, shots
+        browser.close()
+
+
+def visit(page, url: str, *texts: str, shot: Path, timeout: float = 60_000) -> str:
+    """Open ``url``, dismiss Dagster's first-visit dialog, wait for every text, save a screenshot."""
+    page.goto(url)
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.wait_for(timeout=3_000)
+        skip.click()
+    except Exception:  # the dialog only shows on a first visit
+        pass
+    for text in texts:
+        page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+    page.screenshot(path=str(shot), full_page=True)
+    return page.inner_text("body")
+
+
+def test_asset_graph_shows_the_iteration_chain(uis):
+    page, dagster, _, _, _, shots = uis
+    visit(
+        page,
+        f"{dagster}/locations/eto/asset-groups/iteration_1",
+        "exploration_rollouts",
+        "preference_pairs",
+        "dpo_checkpoint",
+        "eval_report",
+        shot=shots / "dagster_iteration_chain.png",
+    )
+    body = visit(
+        page, f"{dagster}/assets/iteration_1/eval_report", "Partitions", shot=shots / "dagster_eval_asset.png"
+    )
+    assert "sciworld" in body
+
+
+def test_job_run_list_contains_the_pipeline_run(uis):
+    page, dagster, _, result, _, shots = uis
+    visit(
+        page,
+        f"{dagster}/locations/eto/jobs/eto_job/runs",
+        result.run_id[:8],
+        shot=shots / "dagster_job_runs.png",
+    )
+
+
+def test_asset_metadata_links_to_mlflow(uis):
+    page, dagster, _, _, _, shots = uis
+    visit(
+        page,
+        f"{dagster}/assets/expert_trajectories?partition=sciworld",
+        "expert_count",
+        "mlflow_run",
+        shot=shots / "dagster_asset_metadata.png",
+    )
+    links = [a.get_attribute("href") or "" for a in page.locator("a").all()]
+    assert any("#/experiments/" in link and "/runs/" in link for link in links)
