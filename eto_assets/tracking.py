@@ -19,6 +19,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source  # noqa: 
 from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from eto_assets.stages.policy import model_name  # noqa: E402
 from eto_assets.stages.result import StageResult  # noqa: E402
 
 STAGES = ("expert", "sft", "explore", "pairs", "dpo", "eval", "compare")
@@ -29,8 +30,7 @@ def experiment_name(task: str) -> str:
     return f"eto-{task}"
 
 
-def model_name(task: str) -> str:
-    return f"eto-{task}"
+PIPELINE_KIND = "pipeline"  # the eto.kind tag of a pipeline run's parent MLflow run
 
 
 def is_local_store(uri: str) -> bool:
@@ -51,6 +51,26 @@ def use_experiment(tracking_uri: str, task: str, artifact_root: Path | None) -> 
         return mlflow.create_experiment(name, artifact_location=location)
     except mlflow.exceptions.MlflowException:  # created concurrently
         return mlflow.get_experiment_by_name(name).experiment_id
+
+
+def pipeline_parent(tracking_uri: str, task: str, dagster_run_id: str, artifact_root: Path | None) -> str:
+    """The parent MLflow run of one pipeline run and task (created on first use): every stage run of
+    that Dagster run is nested under it, and it charts reward by iteration."""
+    experiment_id = use_experiment(tracking_uri, task, artifact_root)
+    client = MlflowClient()
+    query = f"tags.`eto.kind` = '{PIPELINE_KIND}' and tags.`dagster.run_id` = '{dagster_run_id}'"
+    found = client.search_runs([experiment_id], filter_string=query, max_results=1)
+    if found:
+        return found[0].info.run_id
+    tags = {"eto.kind": PIPELINE_KIND, "eto.task": task, "dagster.run_id": dagster_run_id}
+    run = client.create_run(experiment_id, run_name=f"{task}-pipeline-{dagster_run_id[:8]}", tags=tags)
+    client.set_terminated(run.info.run_id)  # a container: its stage runs carry their own status
+    return run.info.run_id
+
+
+def prefixed(metrics: Mapping[str, float], stage: str) -> dict[str, float]:
+    """``eval_seen_avg_reward`` -> ``eval/seen_avg_reward``: metrics grouped by stage in the UI."""
+    return {f"{stage}/{k.removeprefix(stage + '_')}": float(v) for k, v in metrics.items()}
 
 
 @contextmanager
@@ -100,11 +120,11 @@ def log_dataset_input(path: Path, name: str, context: str) -> None:
 
 
 def log_history(history: list[dict[str, Any]], prefix: str) -> None:
-    """Trainer log rows as step-indexed metrics (``<prefix>_loss`` ...)."""
+    """Trainer log rows as step-indexed metrics (``<prefix>/loss`` ...)."""
     for row in history:
         step = int(row.get("step", 0))
         metrics = {
-            f"{prefix}_{k.replace('/', '_')}": float(v)
+            f"{prefix}/{k.replace('/', '_')}": float(v)
             for k, v in row.items()
             if isinstance(v, int | float) and k not in ("step", "epoch")
         }
@@ -139,7 +159,7 @@ def register_checkpoint(
         else:
             artifacts = {REFERENCE_ARTIFACT: str(write_reference(checkpoint, Path(tmp) / REFERENCE_FILE))}
         info = mlflow.pyfunc.log_model(
-            name="policy",
+            name=f"{task}-it{iteration}-{stage}",
             python_model=PolicyModel(),
             artifacts=artifacts,
             signature=signature(),
@@ -160,19 +180,32 @@ def register_checkpoint(
 
 
 def record_result(
-    result: StageResult, task: str, iteration: int, stage: str, *, copy_checkpoint: bool = False
+    result: StageResult,
+    task: str,
+    iteration: int,
+    stage: str,
+    *,
+    copy_checkpoint: bool = False,
+    parent_run_id: str | None = None,
 ) -> str | None:
-    """Log a stage's result into the active run: params, dataset inputs, trainer history, metrics,
-    tags, artifacts; register the produced policy (by reference to its checkpoint folder, or as a copy
-    with ``copy_checkpoint``). Returns the new model version, if any."""
-    if result.params:
-        log_params(result.params)
+    """Log a stage's result into the active run: params, dataset inputs, trainer history, metrics
+    (``<stage>/<name>``), tags, artifacts; tag model versions; register the produced policy (by
+    reference to its checkpoint folder, or as a copy with ``copy_checkpoint``). Evaluation metrics
+    also go to the pipeline's parent run at ``step = iteration``. Returns the new model version."""
+    log_params({"iteration": iteration, **result.params})
     for dataset in result.datasets:
         log_dataset_input(dataset.path, dataset.name, dataset.context)
     if result.history:
         log_history(result.history, result.history_prefix)
     if result.metrics:
-        mlflow.log_metrics(result.metrics, step=result.metrics_step)
+        metrics = prefixed(result.metrics, stage)
+        mlflow.log_metrics(metrics, step=result.metrics_step)
+        if parent_run_id and stage == "eval":
+            for name, value in metrics.items():
+                MlflowClient().log_metric(parent_run_id, name, value, step=iteration)
+    for version, tags in result.version_tags.items():
+        for key, value in tags.items():
+            MlflowClient().set_model_version_tag(model_name(task), version, key, value)
     if result.tags:
         mlflow.set_tags(result.tags)
     for path, folder in result.artifacts:
@@ -189,11 +222,24 @@ def record_result(
     return None
 
 
-def set_aliases(task: str, aliases: Mapping[str, str]) -> None:
+def record_without_run(result: StageResult, task: str, parent_run_id: str | None) -> None:
+    """A stage with no run of its own (the summary): aliases and version tags on the registry,
+    its tags on the pipeline's parent run."""
     client = MlflowClient()
-    for alias, version in aliases.items():
+    for alias, version in result.aliases.items():
         client.set_registered_model_alias(model_name(task), alias, version)
+    for version, tags in result.version_tags.items():
+        for key, value in tags.items():
+            client.set_model_version_tag(model_name(task), version, key, value)
+    if parent_run_id:
+        for key, value in result.tags.items():
+            client.set_tag(parent_run_id, key, value)
+
+
+# The MLflow UI opens experiments in its GenAI view unless the link asks for the training view.
+TRAINING_VIEW = "workflowType=machine_learning"
 
 
 def run_url(tracking_uri: str, run: mlflow.ActiveRun, ui_url: str) -> str:
-    return f"{ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    base = f"{ui_url.rstrip('/')}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    return f"{base}?{TRAINING_VIEW}"

@@ -49,19 +49,32 @@ class MlflowTracking(ConfigurableResource):
         context=None,
         params: Mapping[str, Any] | None = None,
     ) -> Iterator[tuple[Any, str]]:
-        """Open the stage's MLflow run; yields (run, link). Tags carry the Dagster run and asset."""
+        """Open the stage's MLflow run; yields (run, link). Tags carry the Dagster run and asset; in a
+        Dagster run the stage run is nested under the pipeline's parent run."""
         tags: dict[str, str] = {}
         if context is not None:
             tags["dagster.run_id"] = context.run_id
             tags["dagster.asset_key"] = context.asset_key.to_user_string()
             if context.has_partition_key:
                 tags["dagster.partition"] = context.partition_key
+            tags["mlflow.parentRunId"] = self.parent_run(home, task, context.run_id)
         uri = self.resolved_uri(home)
         with tracking.stage_run(
             uri, task, stage, iteration, artifact_root=home / "mlflow" / "artifacts", tags=tags, params=params
         ) as run:
             yield run, tracking.run_url(uri, run, self.ui_url)
 
-    def record_result(self, result: StageResult, task: str, iteration: int, stage: str) -> str | None:
-        """:func:`tracking.record_result` with this resource's checkpoint storage setting."""
-        return tracking.record_result(result, task, iteration, stage, copy_checkpoint=self.copy_checkpoints)
+    def parent_run(self, home: Path, task: str, dagster_run_id: str) -> str:
+        """The pipeline run's parent MLflow run for ``task`` (created on first use)."""
+        artifacts = home / "mlflow" / "artifacts"
+        return tracking.pipeline_parent(self.resolved_uri(home), task, dagster_run_id, artifacts)
+
+    def record_result(
+        self, result: StageResult, task: str, iteration: int, stage: str, run: Any = None
+    ) -> str | None:
+        """:func:`tracking.record_result` with this resource's checkpoint storage setting, evaluation
+        metrics also on the parent of ``run`` (the active stage run)."""
+        parent = run.data.tags.get("mlflow.parentRunId") if run is not None else None
+        return tracking.record_result(
+            result, task, iteration, stage, copy_checkpoint=self.copy_checkpoints, parent_run_id=parent
+        )

@@ -40,13 +40,17 @@ def user_errors() -> Iterator[None]:
         raise Failure(description=f"{type(exc).__name__}: {exc}", allow_retries=False) from exc
 
 
-def settings_params(settings: EtoSettings, inference: InferenceResource, profile: Profile) -> dict[str, str]:
+def settings_params(
+    settings: EtoSettings, inference: InferenceResource, profile: Profile, task: str
+) -> dict[str, str]:
+    """The run's settings as MLflow params: this task's profile section only, not the others'."""
+    others = tuple(f"tasks.{t}." for t in TASKS if t != task)
     return {
         "base_model": settings.base_model,
         "profile": settings.profile,
         "eto_home": str(settings.home_path()),
         "backend": inference.backend,
-        **{f"profile.{k}": v for k, v in profile.flat_params().items()},
+        **{f"profile.{k}": v for k, v in profile.flat_params().items() if not k.startswith(others)},
     }
 
 

@@ -135,11 +135,10 @@ def stage_asset(
         if not mlflow_run:
             with user_errors():
                 result = run_stage(run, tools)
-            if result.aliases:
-                tracking.use_experiment(mlflow_tracking.resolved_uri(home), run.task, None)
-                tracking.set_aliases(run.task, result.aliases)
+            parent = mlflow_tracking.parent_run(home, run.task, context.run_id)
+            tracking.record_without_run(result, run.task, parent)
             return MaterializeResult(metadata=dagster_metadata(result.metadata))
-        params = settings_params(settings, inference, run.profile)
+        params = settings_params(settings, inference, run.profile, run.task)
         with mlflow_tracking.stage_run(home, run.task, stage, iteration, context=context, params=params) as (
             mlflow_run_,
             link,
@@ -150,15 +149,13 @@ def stage_asset(
             record_stage_seconds(run.layout, iteration, stage, time.perf_counter() - started)
             for warning in result.warnings:
                 context.log.warning(warning)
-            version = tracking.record_result(
-                result, run.task, iteration, stage, copy_checkpoint=mlflow_tracking.copy_checkpoints
-            )
+            version = mlflow_tracking.record_result(result, run.task, iteration, stage, mlflow_run_)
         metadata = dagster_metadata(result.metrics)  # the numbers first, rounded
         if version is not None and result.policy is not None:
             result.policy.with_registration(version, mlflow_run_.info.run_id).write(run.layout, iteration)
             metadata["model_version"] = f"{tracking.model_name(run.task)} v{version}"
         metadata.update(dagster_metadata(result.metadata))
-        metadata["mlflow_run"] = MetadataValue.url(link)
+        metadata["mlflow_run"] = MetadataValue.url(link)  # opens the training view, not GenAI
         metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run_.info.run_id)
         checks = stage_checks(stage, run, iteration, tools) if specs else []
         return MaterializeResult(metadata=metadata, check_results=checks)

@@ -9,7 +9,13 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, replace
 
+from eto_assets.data.files import atomic_write_json
 from eto_assets.stages.layout import ArtifactLayout
+
+
+def model_name(task: str) -> str:
+    """The registered model whose versions are a task's checkpoints."""
+    return f"eto-{task}"
 
 
 @dataclass(frozen=True)
@@ -24,11 +30,7 @@ class PolicyRecord:
 
     def write(self, layout: ArtifactLayout, iteration: int) -> None:
         path = layout.policy_json(iteration)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        record = {k: v for k, v in asdict(self).items() if v is not None}
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        tmp.replace(path)
+        atomic_write_json(path, {k: v for k, v in asdict(self).items() if v is not None})
 
     @classmethod
     def read(cls, layout: ArtifactLayout, iteration: int) -> PolicyRecord:

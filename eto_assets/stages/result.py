@@ -29,8 +29,9 @@ class StageResult:
     ``metrics`` are logged at ``metrics_step`` (the iteration, for per-iteration charts) and shown in
     Dagster; ``history`` rows are trainer logs, logged per step under ``history_prefix``;
     ``artifacts`` are ``(file, folder)`` pairs; ``policy`` is the checkpoint the stage produced,
-    registered as a model version when ``policy.registered`` is wanted; ``aliases`` name
-    registered versions (``best`` -> version); ``metadata`` is shown in Dagster only."""
+    registered as a model version when ``register_policy``; ``aliases`` name registered versions
+    (``champion`` -> version) and ``version_tags`` annotate them; ``metadata`` is shown in Dagster
+    only."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_step: int | None = None
@@ -43,5 +44,6 @@ class StageResult:
     policy: PolicyRecord | None = None
     register_policy: bool = False
     aliases: dict[str, str] = field(default_factory=dict)
+    version_tags: dict[str, dict[str, str]] = field(default_factory=dict)  # model version -> tags
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

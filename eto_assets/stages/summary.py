@@ -1,6 +1,6 @@
 """Stage 7, the iteration comparison: reward by iteration and the best iteration, chosen on the
-seen split (the unseen split is never used for selection); the best checkpoint gets the registered
-model's ``best`` alias."""
+seen split (the unseen split is never used for selection); the chosen checkpoint gets the registered
+model's ``champion`` alias, with the reason on the version."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from eto_assets.stages.evaluate import EvalReport
 from eto_assets.stages.layout import ArtifactLayout
+from eto_assets.stages.policy import model_name
 from eto_assets.stages.result import Markdown, StageResult
 
 COLUMNS = (
@@ -121,5 +122,21 @@ def summarize_iterations(layout: ArtifactLayout, iterations: int) -> StageResult
     if best is not None:
         result.metadata["best_iteration"] = best.iteration
         if best.model_version:
-            result.aliases["best"] = best.model_version
+            result.aliases[CHAMPION] = best.model_version
+            reason = champion_reason(best)
+            result.version_tags[best.model_version] = {"eto.champion_reason": reason}
+            result.metadata["champion"] = (
+                f"models:/{model_name(layout.task)}@{CHAMPION} (v{best.model_version})"
+            )
+            result.tags["eto.champion"] = f"v{best.model_version}: {reason}"
     return result
+
+
+CHAMPION = "champion"
+
+
+def champion_reason(best: IterationRow) -> str:
+    seen = best.metrics.get("eval_seen_avg_reward", 0.0)
+    return (
+        f"iteration {best.iteration} has the highest seen-split average reward ({seen:.3f}); {SELECTION_RULE}"
+    )

@@ -59,7 +59,7 @@ def test_each_asset_records_its_stage(materialized, key, stage):
     metadata = results[key]
     if stage is None:  # the summary opens no run; it names the best iteration and sets the alias
         assert metadata["best_iteration"].value in (0, 1)
-        best = MlflowClient(uri).get_model_version_by_alias("eto-sciworld", "best")
+        best = MlflowClient(uri).get_model_version_by_alias("eto-sciworld", "champion")
         assert best.tags["eto.iteration"] == str(metadata["best_iteration"].value)
         return
     run = MlflowClient(uri).get_run(metadata["mlflow_run_id"].value)

@@ -46,8 +46,9 @@ def uis(micro_pipeline, tmp_path_factory):
         browser.close()
 
 
-def visit(page, url: str, *texts: str, shot: Path, timeout: float = 60_000) -> str:
-    """Open ``url``, dismiss Dagster's first-visit dialog, wait for every text, save a screenshot."""
+def visit(page, url: str, *texts: str, shot: Path, ready: str | None = None, timeout: float = 60_000) -> str:
+    """Open ``url``, dismiss Dagster's first-visit dialog, wait for every text (and the ``ready``
+    selector), save a screenshot."""
     page.goto(url)
     skip = page.get_by_role("button", name="Skip")
     try:
@@ -57,6 +58,8 @@ def visit(page, url: str, *texts: str, shot: Path, timeout: float = 60_000) -> s
         pass
     for text in texts:
         page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
+    if ready is not None:
+        page.locator(ready).first.wait_for(timeout=timeout)
     page.screenshot(path=str(shot), full_page=True)
     return page.inner_text("body")
 
@@ -99,3 +102,40 @@ def test_asset_metadata_links_to_mlflow(uis):
     )
     links = [a.get_attribute("href") or "" for a in page.locator("a").all()]
     assert any("#/experiments/" in link and "/runs/" in link for link in links)
+
+
+def parent_run(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("eto-sciworld")
+    [parent] = client.search_runs([experiment.experiment_id], filter_string="tags.`eto.kind` = 'pipeline'")
+    return experiment.experiment_id, parent.info.run_id
+
+
+def test_parent_run_charts_reward_by_iteration(uis):
+    page, _, mlflow_url, _, uri, shots = uis
+    experiment, parent = parent_run(uri)
+    url = f"{mlflow_url}/#/experiments/{experiment}/runs/{parent}/model-metrics?workflowType=machine_learning"
+    # the charts, not just the metrics' names: each metric's history is drawn as a line over steps
+    shot = shots / "mlflow_parent_reward_by_iteration.png"
+    visit(
+        page,
+        url,
+        "seen_avg_reward",
+        "unseen_avg_reward",
+        shot=shot,
+        ready=".js-plotly-plot .scatterlayer .trace",
+    )
+    assert page.locator(".js-plotly-plot").count() >= 2
+
+
+def test_registered_versions_show_the_champion(uis):
+    page, _, mlflow_url, _, _, shots = uis
+    visit(
+        page,
+        f"{mlflow_url}/#/models/eto-sciworld",
+        "champion",
+        "Version 1",
+        shot=shots / "mlflow_champion.png",
+    )

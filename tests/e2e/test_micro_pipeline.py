@@ -89,37 +89,52 @@ def test_mlflow_runs_tags_metrics_inputs_and_models(pipeline_run):
     mlflow.set_tracking_uri(uri)
     client = MlflowClient(uri)
     exp = client.get_experiment_by_name(f"eto-{task}")
-    by_stage = {}
+    by_stage, parents = {}, []
     for run in client.search_runs([exp.experiment_id]):
         tags = run.data.tags
-        assert tags["eto.task"] == task
-        assert tags["dagster.run_id"] == result.run_id
+        assert tags["eto.task"] == task and tags["dagster.run_id"] == result.run_id
+        if tags.get("eto.kind") == "pipeline":
+            parents.append(run)
+            continue
         assert tags["dagster.asset_key"]
+        assert run.data.params["iteration"] == tags["eto.iteration"]
         by_stage.setdefault(tags["eto.stage"], []).append(run)
     assert set(by_stage) == STAGES
     assert len(by_stage["eval"]) == 2
 
+    # one parent per pipeline run and task, every stage run nested under it
+    [parent] = parents
+    assert all(
+        r.data.tags["mlflow.parentRunId"] == parent.info.run_id for rs in by_stage.values() for r in rs
+    )
+    # the parent's chart is the iteration comparison: eval metrics at step = iteration
+    history = client.get_metric_history(parent.info.run_id, "eval/seen_avg_reward")
+    assert sorted(m.step for m in history) == [0, 1]
+    assert parent.data.tags.get("eto.champion", "").startswith("v")
+
     expert = by_stage["expert"][0]
-    assert expert.data.metrics["expert_count"] == n_experts and expert.data.metrics["expert_dropped"] == 0
-    assert expert.data.metrics["expert_avg_reward"] >= 0.95
+    assert expert.data.metrics["expert/count"] == n_experts and expert.data.metrics["expert/dropped"] == 0
+    assert expert.data.metrics["expert/avg_reward"] >= 0.95
     assert expert.data.params["profile.sft.learning_rate"] == "0.003"
+    assert not [k for k in expert.data.params if k.startswith("profile.tasks.") and f".{task}." not in k]
 
     for run in by_stage["eval"]:
         k = int(run.data.tags["eto.iteration"])
-        history = client.get_metric_history(run.info.run_id, "eval_seen_avg_reward")
+        history = client.get_metric_history(run.info.run_id, "eval/seen_avg_reward")
         assert [m.step for m in history] == [k]
         for split in eval_splits:
-            assert f"eval_{split}_avg_reward" in run.data.metrics
-            assert f"eval_{split}_success_rate" in run.data.metrics
-        assert "eval_avg_steps" in run.data.metrics
+            assert f"eval/{split}_avg_reward" in run.data.metrics
+            assert f"eval/{split}_success_rate" in run.data.metrics
+        assert "eval/avg_steps" in run.data.metrics
+        assert inputs(run) == {f"{task}-{split}" for split in eval_splits}
+        version = client.get_model_version(f"eto-{task}", run.data.tags["eto.model_version"])
+        assert float(version.tags["eval/seen_avg_reward"]) == pytest.approx(
+            run.data.metrics["eval/seen_avg_reward"], abs=1e-4
+        )
 
-    assert "pairs_count" in by_stage["pairs"][0].data.metrics
-    assert "pairs_dropped_ties" in by_stage["pairs"][0].data.metrics
-    assert client.get_metric_history(by_stage["sft"][0].info.run_id, "sft_loss")
-
-    def inputs(run):
-        return {d.dataset.name for d in run.inputs.dataset_inputs}
-
+    assert "pairs/count" in by_stage["pairs"][0].data.metrics
+    assert "pairs/dropped_ties" in by_stage["pairs"][0].data.metrics
+    assert client.get_metric_history(by_stage["sft"][0].info.run_id, "sft/loss")
     assert inputs(by_stage["sft"][0]) == {f"{task}-expert"}
     assert inputs(by_stage["pairs"][0]) == {f"{task}-expert", f"{task}-explore-it1"}
 
@@ -130,8 +145,13 @@ def test_mlflow_runs_tags_metrics_inputs_and_models(pipeline_run):
     if dpo_runs:
         assert ("dpo", "1") in stages
         assert inputs(dpo_runs[0]) == {f"{task}-pairs-it1"}
-    best = client.get_model_version_by_alias(f"eto-{task}", "best")
-    assert best.tags["eto.stage"] in {"sft", "dpo"}
+    champion = client.get_model_version_by_alias(f"eto-{task}", "champion")
+    assert champion.tags["eto.stage"] in {"sft", "dpo"}
+    assert "highest seen-split average reward" in champion.tags["eto.champion_reason"]
+
+
+def inputs(run):
+    return {d.dataset.name for d in run.inputs.dataset_inputs}
 
 
 def test_bad_base_model_fails_with_a_clear_message(pipeline_run, tmp_path):

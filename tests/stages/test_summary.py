@@ -29,7 +29,8 @@ def test_summary_reads_reports_and_names_the_best_version(tmp_path):
         EvalReport("sciworld", k, f"ckpt{k}", {"seen": split, "unseen": split}).write(layout.eval_report(k))
         PolicyRecord(f"ckpt{k}", model_version=str(k + 1)).write(layout, k)
     result = summarize_iterations(layout, 2)  # iteration 2 not evaluated: left out
-    assert result.metadata["best_iteration"] == 1 and result.aliases == {"best": "2"}
+    assert result.metadata["best_iteration"] == 1 and result.aliases == {"champion": "2"}
+    assert "highest seen-split average reward (0.400)" in result.version_tags["2"]["eto.champion_reason"]
     table = layout.summary_md.read_text()
     assert "| 1 (best) | eto v2 | 0.400" in table and "| 2" not in table
 
