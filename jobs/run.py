@@ -64,12 +64,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def check_inputs(args: argparse.Namespace, iterations: int) -> str | None:
     """Problems found before any work starts, as one line; None when the run can start."""
-    from eto_assets.config.profile import TASKS, ProfileError, load_profile
+    from eto_assets.config.profile import TASKS, ProfileError, check_profile_for_model, load_profile
 
     if args.task not in TASKS:
         return f"unknown task {args.task!r}; known tasks: {list(TASKS)}"
     try:
         profile = load_profile(args.profile)
+        check_profile_for_model(profile, args.base_model)
     except ProfileError as exc:
         return str(exc)
     wanted = profile.iterations_for(args.task)

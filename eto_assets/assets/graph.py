@@ -22,8 +22,10 @@ def expert_asset(n: int) -> AssetsDefinition:
     return stage_asset(
         name="expert_trajectories", stage="expert", iteration=0, graph_iterations=n, group="expert",
         deps=[], kinds={"python", "mlflow"},
-        description="Expert trajectories replayed through the real environment (failed replays dropped), "
-        "the deterministic splits, and the prompt book (instruction + one example per task type).",
+        description="Expert trajectories (replayed through the real environment, failed replays dropped, "
+        "or imported from an ETO-layout SFT file), ETO's splits, and the prompt book. Partitions: sciworld "
+        "(needs Java 17; ETO's split lists from the data folder), alfworld (needs the ALFWorld games in "
+        "the data folder, ETO_DATA_DIR), webshop (generated catalog; the upstream one from the data folder).",
         run_stage=lambda run, tools: stages.generate_expert_data(run, tools.envs),
     )  # fmt: skip
 

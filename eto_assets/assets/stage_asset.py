@@ -21,6 +21,7 @@ from dagster import (
 
 from eto_assets import tracking
 from eto_assets.assets.common import TASK_PARTITIONS, dagster_metadata, settings_params, user_errors
+from eto_assets.config.profile import check_profile_for_model
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.registry import BenchmarkSources
 from eto_assets.stages import StageResult, TaskRun, open_task_run
@@ -82,7 +83,9 @@ def open_run(task: str, settings: EtoSettings, envs: EnvironmentsResource) -> Ta
             alfworld_data=settings.alfworld_data,
             sciworld_jvms=envs.sciworld_jvms,
         )
-        return open_task_run(task, settings.load_profile(), sources)
+        profile = settings.load_profile()
+        check_profile_for_model(profile, settings.base_model)
+        return open_task_run(task, profile, sources)
 
 
 def stage_asset(

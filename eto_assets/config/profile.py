@@ -50,6 +50,15 @@ class RolloutConfig(_Strict):
         default=0.5, gt=0, le=1, description="generate once this share of running episodes waits"
     )
     seed: int = 0
+    max_episode_retries: int = Field(
+        default=2,
+        ge=0,
+        description="an episode whose environment fails (dead engine or worker, a call past "
+        "step_timeout_s) is replayed from scratch this many times, then recorded as failed",
+    )
+    step_timeout_s: float | None = Field(
+        default=120.0, gt=0, description="seconds one environment call may take (None: no limit)"
+    )
 
 
 class PromptConfig(_Strict):
@@ -94,9 +103,17 @@ class TinyModelConfig(_Strict):
     seed: int = 0
 
 
+MODEL_KINDS = ("tiny", "pretrained")
+
+
 class Profile(_Strict):
     name: str
     description: str = ""
+    model: str = Field(
+        default="tiny",
+        description="what the profile's hyper-parameters are for: 'tiny' (the model the pipeline "
+        "builds; large learning rates, many epochs) or 'pretrained' (a Hugging Face model folder)",
+    )
     iterations: int = Field(default=2, ge=0)
     tasks: dict[str, TaskScope] = Field(default_factory=dict)
     tiny_model: TinyModelConfig = TinyModelConfig()
@@ -192,3 +209,22 @@ def load_profile(name_or_path: str) -> Profile:
     if unknown:
         raise ProfileError(f"profile file {path}: unknown tasks {unknown}; known: {list(TASKS)}")
     return profile
+
+
+def check_profile_for_model(profile: Profile, base_model: str) -> None:
+    """Refuse a profile tuned for another kind of model (tiny-model settings would wreck a real
+    model and take hours; real-model settings would leave the tiny model untrained)."""
+    kind = "tiny" if base_model == "tiny" else "pretrained"
+    if profile.model not in MODEL_KINDS:
+        raise ProfileError(f"profile {profile.name!r}: model {profile.model!r} is not one of {MODEL_KINDS}")
+    if profile.model == kind:
+        return
+    if kind == "pretrained":
+        raise ProfileError(
+            f"profile {profile.name!r} is for the tiny model the pipeline builds (base_model 'tiny'), but "
+            f"base_model is {base_model!r}: use a profile for pretrained models (e.g. 'small', 'paper')"
+        )
+    raise ProfileError(
+        f"profile {profile.name!r} is for a pretrained model, but base_model is 'tiny': set base_model to "
+        "a local Hugging Face folder (make real-model builds one) or use 'micro' or 'tiny'"
+    )

@@ -19,7 +19,7 @@ STAGES = {"expert", "sft", "explore", "pairs", "dpo", "eval", "compare"}
 EXPECTED = {
     "sciworld": (6, 4, {"seen", "unseen"}),
     "alfworld": (6, 4, {"seen", "unseen"}),
-    "webshop": (6, 4, {"seen"}),  # WebShop has a single test split
+    "webshop": (6, 4, {"seen", "unseen"}),  # seen: a held-out slice of train; unseen: the test split
 }
 
 

@@ -11,7 +11,13 @@ from jobs.run import main
         (["--task", "minecraft"], {}, "unknown task 'minecraft'"),
         (["--profile", "huge"], {}, "known profiles"),
         (["--profile", "micro"], {"ETO_ITERATIONS": "many"}, "ETO_ITERATIONS='many' is not a whole number"),
-        (["--profile", "paper"], {"ETO_ITERATIONS": "1"}, "set ETO_ITERATIONS=3"),
+        (
+            ["--profile", "paper", "--base-model", "/models/llama"],
+            {"ETO_ITERATIONS": "1"},
+            "set ETO_ITERATIONS=3",
+        ),
+        (["--profile", "micro", "--base-model", "/models/llama"], {}, "use a profile for pretrained models"),
+        (["--profile", "small"], {}, "is for a pretrained model, but base_model is 'tiny'"),
     ],
 )
 def test_bad_input_fails_at_once(argv, env, message, monkeypatch, tmp_path, capsys):

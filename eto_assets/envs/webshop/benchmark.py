@@ -59,6 +59,17 @@ Action: <one action>
 """
 
 
+DEV_FRACTION = 0.1  # of the train goals, held out to choose the best iteration (WebShop has no dev split)
+
+
+def with_dev_slice(train: list[int], test: list[int]) -> dict[str, list[int]]:
+    """WebShop has only train and test: hold out a deterministic slice of train as ``seen`` (what
+    the best iteration is chosen on) so that test (``unseen``) is never used to choose."""
+    rng = random.Random(f"{SUBSAMPLE_SEED}-dev")
+    dev = set(rng.sample(train, max(1, round(len(train) * DEV_FRACTION)))) if len(train) > 1 else set()
+    return {"train": [i for i in train if i not in dev], "seen": sorted(dev), "unseen": list(test)}
+
+
 class WebShopBenchmark:
     name = "webshop"
     pure_python = True  # rollouts host its environments in worker processes
@@ -133,7 +144,7 @@ class WebShopBenchmark:
             if train.exists() and test.exists():
                 return {
                     "train": list(dict.fromkeys(json.loads(train.read_text()))),
-                    "seen": list(dict.fromkeys(json.loads(test.read_text()))),
+                    "test": list(dict.fromkeys(json.loads(test.read_text()))),
                 }
         return None
 
@@ -142,20 +153,16 @@ class WebShopBenchmark:
         num_goals = len(self.world.catalog.goals)
         if self.world.catalog.generated:
             test = min(GENERATED_TEST_GOALS, num_goals // 5)
-            return "generated", {
-                "train": list(range(test, num_goals)),
-                "seen": list(range(test)),
-                "unseen": [],
-            }
+            return "generated", with_dev_slice(list(range(test, num_goals)), list(range(test)))
         splits = self._eto_splits() if self.catalog_name == "upstream" else None
         if splits and all(i < num_goals for ids in splits.values() for i in ids):
-            return "eto", {**splits, "unseen": []}
+            return "eto", with_dev_slice(splits["train"], splits["test"])
         if num_goals > WEBSHOP_TRAIN_START:
             train, test = list(range(WEBSHOP_TRAIN_START, num_goals)), list(range(WEBSHOP_TEST_GOALS))
         else:
             cut = max(1, num_goals // 5)
             train, test = list(range(cut, num_goals)), list(range(cut))
-        return "webshop", {"train": train, "seen": test, "unseen": []}
+        return "webshop", with_dev_slice(train, test)
 
     @property
     def split_indices(self) -> dict[str, list[int]]:
