@@ -31,6 +31,7 @@ def experiment_name(task: str) -> str:
 
 
 PIPELINE_KIND = "pipeline"  # the eto.kind tag of a pipeline run's parent MLflow run
+WARNING_TAG = "eto.warning"  # on a stage run whose WARN checks flagged something (most actions invalid)
 
 
 def is_local_store(uri: str) -> bool:
@@ -94,6 +95,11 @@ def stage_run(
         if params:
             log_params(params)
         yield run
+
+
+def set_run_tag(tracking_uri: str, run_id: str, key: str, value: str) -> None:
+    """Tag a (possibly finished) run."""
+    MlflowClient(tracking_uri).set_tag(run_id, key, value[:5000])
 
 
 def log_params(params: Mapping[str, Any]) -> None:

@@ -4,6 +4,11 @@ The run is recorded in the Dagster instance at ``$DAGSTER_HOME`` like a run laun
 it executes the code location's own ``eto_job`` (same snapshot) and carries the location's label,
 so it is listed under Jobs > eto_job > Runs and re-executes from the UI without a version warning.
 
+Before launching, it checks the settings (backend, base model folder, a writable home, a reachable
+MLflow server; exit 2 with one line), sweeps runs left STARTED/RUNNING by a killed process, and
+skips the assets that are up to date (same inputs and settings, artifacts present; ``--force``
+reruns everything).
+
     python -m jobs.run --task sciworld --profile tiny
 """
 
@@ -17,6 +22,7 @@ from pathlib import Path
 from eto_assets.config import settings
 
 REPO = Path(__file__).resolve().parents[1]
+INSTANCE_LOCK = ".eto-instance.lock"
 
 
 def prepare_environment(home: Path) -> Path:
@@ -26,8 +32,26 @@ def prepare_environment(home: Path) -> Path:
     os.environ["DAGSTER_HOME"] = str(dagster_home)
     dagster_home.mkdir(parents=True, exist_ok=True)
     if not (dagster_home / "dagster.yaml").exists():
-        shutil.copy(REPO / "dagster.yaml", dagster_home / "dagster.yaml")
+        tmp = dagster_home / f".dagster.yaml.{os.getpid()}"
+        shutil.copy(REPO / "dagster.yaml", tmp)
+        os.replace(tmp, dagster_home / "dagster.yaml")  # never a half-copied file for another process
     return dagster_home
+
+
+def open_instance(dagster_home: Path):
+    """The instance at ``dagster_home``, created (storage tables, migrations) by one process at a time:
+    two runs started at once in a fresh home would otherwise both create the sqlite tables and one
+    would crash (``table secondary_indexes already exists``)."""
+    from dagster import DagsterInstance
+
+    from eto_assets.assets.locks import exclusive
+
+    with exclusive(dagster_home / INSTANCE_LOCK, wait=True):
+        instance = DagsterInstance.get()
+        instance.get_runs(limit=1)  # run storage (created with the instance)
+        if instance.schedule_storage is not None:
+            instance.schedule_storage.all_instigator_state()  # schedule storage, created lazily
+    return instance
 
 
 def code_location_name() -> str:
@@ -38,17 +62,31 @@ def code_location_name() -> str:
     return workspace["load_from"][0]["python_module"]["location_name"]
 
 
-def execute(task: str, run_config: dict, instance):
-    """Execute ``eto_job`` for ``task`` in this process, as a run of the code location."""
+def execute(task: str, run_config: dict, instance, asset_selection=None, tags=None):
+    """Execute ``eto_job`` for ``task`` in this process, as a run of the code location (only the
+    assets of ``asset_selection`` when given)."""
     from dagster import execute_job
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.storage.tags import PARTITION_NAME_TAG, REPOSITORY_LABEL_TAG
 
+    from jobs.sweep import worker_tags
+
     repository = ReconstructableRepository.for_module(
         "eto_assets.definitions", "defs", working_directory=str(REPO)
     )
-    tags = {PARTITION_NAME_TAG: task, REPOSITORY_LABEL_TAG: f"__repository__@{code_location_name()}"}
-    return execute_job(repository.get_reconstructable_job("eto_job"), instance, run_config, tags=tags)
+    all_tags = {
+        PARTITION_NAME_TAG: task,
+        REPOSITORY_LABEL_TAG: f"__repository__@{code_location_name()}",
+        **worker_tags(),
+        **(tags or {}),
+    }
+    return execute_job(
+        repository.get_reconstructable_job("eto_job"),
+        instance,
+        run_config,
+        tags=all_tags,
+        asset_selection=asset_selection,
+    )
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -59,6 +97,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--profile", default=settings.read("ETO_PROFILE"), help="micro | tiny | paper | FILE")
     parser.add_argument("--base-model", default=settings.read("ETO_BASE_MODEL"))
     parser.add_argument("--backend", default=settings.read("ETO_BACKEND"))
+    parser.add_argument(
+        "--force", action="store_true", help="rerun every asset, even those up to date (same inputs)"
+    )
     return parser.parse_args(argv)
 
 
@@ -82,6 +123,74 @@ def check_inputs(args: argparse.Namespace, iterations: int) -> str | None:
     return None
 
 
+def check_settings(args: argparse.Namespace, home: Path) -> str | None:
+    """Settings that would fail late (unknown backend, missing base model folder, unwritable home,
+    unreachable MLflow server), as one line; None when fine. Creates nothing."""
+    from resources.preflight import preflight
+
+    problems = preflight(
+        home=home,
+        backend=args.backend,
+        base_model=args.base_model,
+        tracking_uri=settings.read("MLFLOW_TRACKING_URI"),
+        create_home=False,
+    )
+    return "; ".join(problems) if problems else None
+
+
+def select_assets(args: argparse.Namespace, home: Path, iterations: int) -> tuple[list[str], dict[str, str]]:
+    """The assets to run (graph order) and, for each asset, why it runs or is skipped."""
+    from eto_assets.config.profile import load_profile
+    from jobs.fingerprint import stage_fingerprints, stale_assets
+
+    current = stage_fingerprints(
+        load_profile(args.profile),
+        args.task,
+        base_model=args.base_model,
+        backend=args.backend,
+        iterations=iterations,
+        data_dir=settings.read("ETO_DATA_DIR"),
+    )
+    if args.force:
+        return list(current), {key: "--force" for key in current}
+    return stale_assets(home, args.task, current, iterations)
+
+
+def step_failures(result) -> list[str]:
+    """``error: <stage>: <root cause>``, one line per failed step."""
+    lines = []
+    for event in result.all_events:
+        if not event.is_step_failure:
+            continue
+        data = event.event_specific_data
+        failure = getattr(data, "user_failure_data", None)
+        metadata = dict(failure.metadata) if failure is not None and failure.metadata else {}
+        stage = metadata.get("stage")
+        stage = getattr(stage, "value", stage) or event.step_key
+        if failure is not None and failure.description:
+            cause = failure.description
+        else:
+            message = data.error.message.strip() if data.error else "unknown error"
+            cause = message.splitlines()[-1] if message else "unknown error"
+        lines.append(f"error: {stage}: {' '.join(cause.split())}")
+    return lines
+
+
+def check_warnings(result) -> list[str]:
+    """``warning: <asset>: <check>: <description>`` for each WARN check that did not pass."""
+    lines = []
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_CHECK_EVALUATION":
+            continue
+        evaluation = event.event_specific_data
+        if not evaluation.passed and evaluation.severity.value == "WARN":
+            lines.append(
+                f"warning: {evaluation.asset_key.to_user_string()}: {evaluation.check_name}: "
+                f"{evaluation.description}"
+            )
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -90,18 +199,20 @@ def main(argv: list[str] | None = None) -> int:
     except settings.SettingError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    problem = check_inputs(args, iterations)
+    problem = check_inputs(args, iterations) or check_settings(args, home)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     dagster_home = prepare_environment(home)
 
-    from dagster import DagsterInstance
+    from dagster import AssetKey
 
     from eto_assets.stages import write_summary
     from eto_assets.stages.layout import ArtifactLayout
+    from jobs.sweep import sweep
     from resources.mlflow_tracking import MlflowTracking
 
+    mlflow_uri = MlflowTracking().resolved_uri(home)
     run_config = {
         "resources": {
             "settings": {
@@ -111,13 +222,21 @@ def main(argv: list[str] | None = None) -> int:
         }
     }
     started = time.perf_counter()
-    with DagsterInstance.get() as instance, execute(args.task, run_config, instance) as result:
-        success = result.success
-        failures = [
-            f"step {e.step_key} failed: {e.event_specific_data.error.message.strip()}"
-            for e in result.all_events
-            if e.is_step_failure
-        ]
+    instance = open_instance(dagster_home)
+    with instance:
+        for line in sweep(instance, mlflow_uri, home).lines():
+            print(f"sweep: {line}")
+        selected, reasons = select_assets(args, home, iterations)
+        for key, why in reasons.items():
+            print(f"{'run ' if key in selected else 'skip'} {key}: {why}")
+        failures, warnings, success = [], [], True
+        if selected:
+            keys = [AssetKey.from_user_string(k) for k in selected]
+            with execute(args.task, run_config, instance, asset_selection=keys) as result:
+                success = result.success
+                failures, warnings = step_failures(result), check_warnings(result)
+        else:
+            print("every asset is up to date: nothing to run (--force reruns everything)")
     elapsed = time.perf_counter() - started
     table, best = write_summary(ArtifactLayout(home, args.task), iterations)
     print(
@@ -127,9 +246,15 @@ def main(argv: list[str] | None = None) -> int:
     print(table if best is not None else "(no iteration was evaluated)")
     if best is not None:
         print(f"\nbest iteration: {best.iteration} (by seen-split reward)")
-    for failure in failures:
-        print(f"\n{failure}")
-    mlflow_uri = MlflowTracking().resolved_uri(home)
+    if warnings:
+        print()
+        for warning in warnings:
+            print(warning)
+    if failures:
+        print()
+        for failure in failures:
+            print(failure)
+            print(failure, file=sys.stderr)
     print(f"\nDagster UI:  make ui   (DAGSTER_HOME={dagster_home}; then open http://127.0.0.1:3000)")
     print(f"MLflow UI:   make mlflow-ui   (store {mlflow_uri}; then open http://127.0.0.1:5000)")
     return 0 if success else 1

@@ -69,6 +69,9 @@ class MlflowTracking(ConfigurableResource):
         artifacts = home / "mlflow" / "artifacts"
         return tracking.pipeline_parent(self.resolved_uri(home), task, dagster_run_id, artifacts)
 
+    def tag_run(self, home: Path, run_id: str, key: str, value: str) -> None:
+        tracking.set_run_tag(self.resolved_uri(home), run_id, key, value)
+
     def record_result(
         self, result: StageResult, task: str, iteration: int, stage: str, run: Any = None
     ) -> str | None:

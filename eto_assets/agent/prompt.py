@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from eto_assets.data.files import atomic_write_json
 from eto_assets.data.schemas import Message, Trajectory
 from eto_assets.envs.base import PromptSpec
 
@@ -62,9 +63,7 @@ class PromptBook:
         )
 
     def write(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1, ensure_ascii=False))
-        return path
+        return atomic_write_json(path, self.to_dict())
 
     @classmethod
     def read(cls, path: Path) -> PromptBook:

@@ -16,6 +16,8 @@ there, so an interrupted stage resumes without duplicating work.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import threading
@@ -33,7 +35,8 @@ from eto_assets.agent.backends import GenerationConfig, InferenceBackend
 from eto_assets.agent.parsing import parse_answer
 from eto_assets.agent.prompt import PromptBook, build_conversation
 from eto_assets.config.profile import RolloutConfig
-from eto_assets.data.schemas import Message, Trajectory, append_jsonl
+from eto_assets.data.files import folder_identity
+from eto_assets.data.schemas import DataFormatError, Message, Trajectory, append_jsonl, write_jsonl
 from eto_assets.envs.base import Environment, StepResult, TaskInstance, format_observation
 
 
@@ -41,6 +44,10 @@ from eto_assets.envs.base import Environment, StepResult, TaskInstance, format_o
 class RolloutStats:
     episodes: int = 0
     resumed: int = 0
+    discarded: int = 0  # finished records of another policy or settings, redone
+    failed: int = 0  # episodes recorded as failed after their retries
+    env_faults: int = 0  # environment calls that failed or timed out (each restarts an episode)
+    resume_note: str = ""
     model_seconds: float = 0.0
     env_seconds: float = 0.0  # wall time with at least one environment call running
     wall_seconds: float = 0.0
@@ -56,6 +63,8 @@ class _Episode:
     steps: int = 0
     ended_by: str = ""
     step_rewards: list[float] = field(default_factory=list)  # episode reward after each step
+    attempt: int = 0  # 0 = first try; each environment fault restarts the episode from scratch
+    failed: str = ""  # why the episode was given up (set only after the last retry)
 
     @property
     def key(self) -> str:
@@ -71,32 +80,126 @@ def seed_for(*parts: object) -> int:
     return zlib.crc32("\x1f".join(map(str, parts)).encode()) & 0x7FFFFFFF
 
 
-def load_finished(path: Path) -> dict[str, Trajectory]:
-    """Finished episodes already in ``path``; a torn last line (interrupted append) is ignored."""
-    done: dict[str, Trajectory] = {}
+# RolloutConfig fields that change what an episode plays (concurrency, batching, retries and
+# timeouts do not: results are the same whatever the batch).
+FINGERPRINT_FIELDS = ("max_new_tokens", "seed")
+
+
+def checkpoint_identity(checkpoint: str | Path) -> str:
+    """See :func:`eto_assets.data.files.folder_identity`."""
+    return folder_identity(checkpoint)
+
+
+def rollout_fingerprint(
+    checkpoint: str | Path,
+    config: RolloutConfig,
+    *,
+    temperature: float,
+    max_steps: int | None,
+    extra: str = "",
+) -> str:
+    """What resume compares: the policy (see :func:`checkpoint_identity`), the rollout settings
+    that change episodes, the temperature, the step cap and anything else the caller adds (the
+    prompt book)."""
+    parts = {
+        "policy": checkpoint_identity(checkpoint),
+        **{name: getattr(config, name) for name in FINGERPRINT_FIELDS},
+        "temperature": temperature,
+        "max_steps": max_steps,
+        "extra": extra,
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class ResumeState:
+    """What a rollout file holds for a rerun."""
+
+    finished: dict[str, Trajectory]
+    discarded: int = 0  # records of another fingerprint
+    retried: int = 0  # records of episodes that had failed: played again
+    rewrite: bool = False  # the file must be rewritten (torn line, dropped records)
+
+    def note(self) -> str:
+        total = len(self.finished) + self.discarded + self.retried
+        if not total:
+            return ""
+        text = f"kept {len(self.finished)} of {total} finished episodes"
+        reasons = []
+        if self.discarded:
+            were = "was" if self.discarded == 1 else "were"
+            reasons.append(
+                f"{self.discarded} {were} produced by another policy or settings and {were} redone"
+            )
+        if self.retried:
+            were = "was" if self.retried == 1 else "were"
+            reasons.append(f"{self.retried} had failed in the environment and {were} retried")
+        return text + ("; " + "; ".join(reasons) if reasons else "")
+
+
+def scan_finished(path: Path, fingerprint: str | None = None) -> ResumeState:
+    """Finished episodes already in ``path``. A torn last line (an interrupted append, with or
+    without good lines before it) is dropped; a bad line elsewhere raises
+    :class:`DataFormatError` naming the file and line. With a ``fingerprint``, records of another
+    fingerprint (or none) are dropped and counted; episodes recorded as failed are played again."""
+    state = ResumeState({})
     if not path.exists():
-        return done
-    lines = path.read_text(encoding="utf-8").splitlines()
+        return state
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b"\n"):
+        state.rewrite = True  # the next append must start on a new line
+    lines = raw.decode("utf-8", errors="replace").splitlines()
     for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             traj = Trajectory.from_dict(json.loads(line))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             if lineno == len(lines):
+                state.rewrite = True
                 continue
-            raise
-        done[episode_key(traj.task_id, int(traj.metadata.get("sample", 0)))] = traj
-    return done
+            raise DataFormatError(f"{path}:{lineno}: malformed rollout record ({exc!r})") from exc
+        if fingerprint and traj.metadata.get("fingerprint") != fingerprint:
+            state.discarded += 1
+            state.rewrite = True
+            continue
+        if traj.metadata.get("failed"):
+            state.retried += 1
+            state.rewrite = True
+            continue
+        state.finished[episode_key(traj.task_id, int(traj.metadata.get("sample", 0)))] = traj
+    return state
+
+
+def load_finished(path: Path, fingerprint: str | None = None) -> dict[str, Trajectory]:
+    """Finished episodes already in ``path`` (see :func:`scan_finished`)."""
+    return scan_finished(path, fingerprint).finished
 
 
 def _rewrite_clean(path: Path, finished: dict[str, Trajectory]) -> None:
-    """Drop a torn tail line before appending again."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        for traj in finished.values():
-            fh.write(json.dumps(traj.to_dict(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    """Keep only the kept records (no torn line, nothing stale) before appending again."""
+    write_jsonl(path, finished.values())
+
+
+def _discard(env: Environment) -> None:
+    """Give up a failed environment without waiting on it: its ``discard`` when it has one (a
+    ScienceWorld game kills a hung JVM, a remote one a hung worker), else ``close`` in the
+    background (a hung call may hold its locks)."""
+    discard = getattr(env, "discard", None)
+    if discard is not None:
+        with contextlib.suppress(Exception):
+            discard()
+        return
+
+    def close() -> None:
+        with contextlib.suppress(Exception):
+            env.close()
+
+    threading.Thread(target=close, daemon=True, name="discard-env").start()
+
+
+class EnvironmentUnavailable(RuntimeError):
+    """No environment could be made to replace a failed one."""
 
 
 def run_rollouts(
@@ -112,46 +215,96 @@ def run_rollouts(
     desc: str = "rollouts",
     stats: RolloutStats | None = None,
     release_env: Callable[[Environment], None] | None = None,
+    fingerprint: str = "",
 ) -> list[Trajectory]:
     """Play every task once (greedy unless ``temperature`` > 0); returns all trajectories in task
     order, resumed ones included.
 
     Environments come from ``make_env`` and go back through ``release_env`` (default: closed), so a
-    caller can keep expensive engines alive across stages."""
+    caller can keep expensive engines alive across stages. ``fingerprint`` (see
+    :func:`rollout_fingerprint`) is stored in every record; a rerun keeps only the records with the
+    same one. An environment call that raises (a dead JVM or worker) or runs past
+    ``config.step_timeout_s`` discards that environment, makes a new one and replays the episode
+    from scratch, at most ``config.max_episode_retries`` times; then the episode is recorded as
+    failed (reward 0, ``metadata["failed"]`` = the reason) and the others go on."""
     release_env = release_env or (lambda env: env.close())
     stats = stats if stats is not None else RolloutStats()
     started = time.perf_counter()
-    finished = load_finished(out_path)
-    if finished:
+    resume = scan_finished(out_path, fingerprint or None)
+    finished = resume.finished
+    if resume.rewrite:
         _rewrite_clean(out_path, finished)
     stats.resumed = len(finished)
+    stats.discarded = resume.discarded
+    stats.resume_note = resume.note()
     order = [(t, 0) for t in tasks]
-    pending = deque((t, s) for t, s in order if episode_key(t.task_id, s) not in finished)
+    pending = deque((t, s, 0) for t, s in order if episode_key(t.task_id, s) not in finished)
     progress = tqdm(total=len(order), initial=len(finished), desc=desc, unit="ep", mininterval=2.0)
     rewards = [t.reward for t in finished.values()]
     n_envs = min(config.concurrency, len(pending))
-    pool = ThreadPoolExecutor(max_workers=max(1, n_envs))
+    pools = [ThreadPoolExecutor(max_workers=max(1, n_envs))]
     free_envs: list[Environment] = []
     stepping: dict[Future, _Episode] = {}  # environment calls in flight
+    call_started: dict[Future, float] = {}
     ready: list[_Episode] = []  # episodes waiting for the model
     env_busy = _BusyClock()
+    timeout = config.step_timeout_s
+
+    def submit(ep: _Episode, fn: Callable, *args) -> None:
+        future = pools[-1].submit(env_busy.timed, fn, *args)
+        stepping[future] = ep
+        call_started[future] = time.perf_counter()
 
     def admit() -> None:
         while pending and free_envs:
-            task, sample = pending.popleft()
-            ep = _Episode(task, sample, free_envs.pop(), [])
-            stepping[pool.submit(env_busy.timed, ep.env.reset, task)] = ep
+            task, sample, attempt = pending.popleft()
+            ep = _Episode(task, sample, free_envs.pop(), [], attempt=attempt)
+            submit(ep, ep.env.reset, task)
 
     def retire(ep: _Episode) -> None:
-        traj = _to_trajectory(ep, source)
+        traj = _to_trajectory(ep, source, fingerprint)
         append_jsonl(out_path, traj)
         finished[ep.key] = traj
         rewards.append(traj.reward)
         stats.episodes += 1
-        free_envs.append(ep.env)
+        if not ep.failed:
+            free_envs.append(ep.env)
         backend.end_session(ep.key)
         progress.update(1)
         progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}")
+
+    def fault(ep: _Episode, reason: str, hung: bool) -> None:
+        """The episode's environment failed: discard it, make a new one, replay or give up."""
+        stats.env_faults += 1
+        _discard(ep.env)
+        if hung:  # the hung call keeps its thread; later calls get fresh threads
+            pools[-1].shutdown(wait=False)
+            pools.append(ThreadPoolExecutor(max_workers=max(1, n_envs)))
+        try:
+            free_envs.append(make_env())
+        except Exception as exc:
+            if not (free_envs or stepping or ready):
+                raise EnvironmentUnavailable(
+                    f"{desc}: no environment could be made after a fault ({reason}): {exc}"
+                ) from exc
+        if ep.attempt < config.max_episode_retries:
+            backend.end_session(ep.key)
+            pending.appendleft((ep.task, ep.sample, ep.attempt + 1))
+            return
+        ep.failed = reason
+        ep.ended_by = "failed"
+        stats.failed += 1
+        retire(ep)
+
+    def check_timeouts() -> None:
+        if timeout is None:
+            return
+        now = time.perf_counter()
+        for future in [f for f in stepping if now - call_started[f] >= timeout]:
+            ep = stepping.pop(future)
+            call_started.pop(future)
+            what = "reset" if not ep.messages else f"step {ep.steps}"
+            fault(ep, f"environment {what} of task {ep.task.task_id} timed out after {timeout:g} s", True)
 
     def quorum() -> int:
         """Generate once this many episodes wait (or nothing else will arrive), so the model works
@@ -159,20 +312,40 @@ def run_rollouts(
         return max(1, math.ceil(config.batch_fraction * (len(stepping) + len(ready))))
 
     try:
-        free_envs.extend(pool.map(lambda _: make_env(), range(n_envs)))
+        free_envs.extend(pools[0].map(lambda _: make_env(), range(n_envs)))
         admit()
-        while stepping or ready:
+        while stepping or ready or pending:
             while stepping and len(ready) < quorum():
-                done, _ = wait(stepping, return_when=FIRST_COMPLETED)
+                wait_for = None
+                if timeout is not None:
+                    oldest = min(call_started[f] for f in stepping)
+                    wait_for = max(0.0, oldest + timeout - time.perf_counter())
+                done, _ = wait(stepping, timeout=wait_for, return_when=FIRST_COMPLETED)
                 for future in done:
                     ep = stepping.pop(future)
-                    _record(ep, future.result())
+                    call_started.pop(future)
+                    try:
+                        result = future.result()
+                    except Exception as exc:
+                        what = "reset" if not ep.messages else f"step {ep.steps}"
+                        fault(
+                            ep,
+                            f"environment {what} of task {ep.task.task_id} failed: "
+                            f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+                            False,
+                        )
+                        continue
+                    _record(ep, result)
                     if ep.ended_by:
                         retire(ep)
                     else:
                         ready.append(ep)
+                check_timeouts()
                 admit()
             if not ready:
+                if pending and not stepping and not free_envs:
+                    raise EnvironmentUnavailable(f"{desc}: no environment left for {len(pending)} episodes")
+                admit()
                 continue
             batch, ready = ready, []
             t0 = time.perf_counter()
@@ -190,11 +363,13 @@ def run_rollouts(
                     continue
                 ep.messages.append(Message("assistant", answer.strip()))
                 ep.steps += 1
-                stepping[pool.submit(env_busy.timed, ep.env.step, parse_answer(answer).action)] = ep
+                submit(ep, ep.env.step, parse_answer(answer).action)
             admit()
     finally:
         progress.close()
-        pool.shutdown(wait=True)
+        for pool in pools[:-1]:
+            pool.shutdown(wait=False)
+        pools[-1].shutdown(wait=True)
         for env in free_envs + [ep.env for ep in (*stepping.values(), *ready)]:
             release_env(env)
         stats.env_seconds += env_busy.seconds
@@ -239,7 +414,7 @@ class _BusyClock:
                     self.seconds += time.perf_counter() - self._since
 
 
-def _to_trajectory(ep: _Episode, source: str) -> Trajectory:
+def _to_trajectory(ep: _Episode, source: str, fingerprint: str = "") -> Trajectory:
     messages = list(ep.messages)
     if len(messages) > 1 and messages[-1].role == "user":
         messages.pop()  # a trajectory ends on the agent's last action
@@ -248,13 +423,15 @@ def _to_trajectory(ep: _Episode, source: str) -> Trajectory:
         task_type=ep.task.task_type,
         split=ep.task.split,
         messages=messages,
-        reward=ep.last.reward,
-        success=ep.last.success,
+        reward=0.0 if ep.failed else ep.last.reward,
+        success=False if ep.failed else ep.last.success,
         source=source,
         metadata={
             "sample": ep.sample,
             "steps": ep.steps,
             "ended_by": ep.ended_by,
             "step_rewards": ep.step_rewards,
+            **({"fingerprint": fingerprint} if fingerprint else {}),
+            **({"failed": ep.failed, "attempts": ep.attempt + 1} if ep.failed else {}),
         },
     )

@@ -21,13 +21,17 @@ from dagster import (
 
 from eto_assets import tracking
 from eto_assets.assets.common import TASK_PARTITIONS, dagster_metadata, settings_params, user_errors
+from eto_assets.assets.errors import root_cause
+from eto_assets.assets.locks import StageBusy, stage_lock
 from eto_assets.config.profile import check_profile_for_model
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.registry import BenchmarkSources
 from eto_assets.stages import StageResult, TaskRun, open_task_run
 from eto_assets.stages.checks import STAGE_CHECKS, CheckOutcome, run_checks
 from eto_assets.stages.compare import record_stage_seconds
+from jobs.fingerprint import forget_fingerprint, record_fingerprint
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
+from resources.preflight import preflight
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,65 @@ def stage_checks(stage: str, run: TaskRun, iteration: int, tools: "StageTools") 
     except Exception as exc:  # reported as failed checks, the materialization stands
         outcomes = [CheckOutcome(s.name, False, f"{type(exc).__name__}: {exc}") for s in STAGE_CHECKS[stage]]
     return check_results(outcomes)
+
+
+def as_failure(exc: Exception, label: str, key: AssetKey) -> Failure:
+    """``exc`` as a Failure whose description is its root cause in one line, with that cause, its
+    type and the stage as metadata (the CLI prints them; the UI shows them on the failed step)."""
+    if isinstance(exc, StageBusy):
+        error_type, line = "StageBusy", str(exc)
+    else:
+        error_type, line = root_cause(exc)
+    retry = exc.allow_retries if isinstance(exc, Failure) else not isinstance(exc, StageBusy)
+    return Failure(
+        description=line,
+        metadata={
+            "cause": MetadataValue.text(line),
+            "error_type": MetadataValue.text(error_type),
+            "stage": MetadataValue.text(label),
+            "asset": MetadataValue.text(key.to_user_string()),
+        },
+        allow_retries=retry,
+    )
+
+
+def tag_worker(context: AssetExecutionContext) -> None:
+    """Name this process as the run's worker (pid, host, start time), so a later sweep can tell a
+    run whose process was killed from one still going."""
+    from jobs.sweep import PID_TAG, worker_tags
+
+    try:
+        if PID_TAG not in context.run.tags:
+            context.instance.add_run_tags(context.run_id, worker_tags())
+    except Exception as exc:  # bookkeeping only: never fail a stage for it
+        context.log.debug(f"could not tag the run's worker: {exc}")
+
+
+def preflight_or_fail(settings: EtoSettings, mlflow_tracking: MlflowTracking, inference: InferenceResource):
+    problems = preflight(
+        home=settings.home_path(),
+        backend=inference.backend,
+        base_model=settings.base_model,
+        tracking_uri=mlflow_tracking.tracking_uri,
+    )
+    if problems:
+        raise Failure(description="; ".join(problems), allow_retries=False)
+
+
+def stage_fingerprint(
+    run: TaskRun, settings: EtoSettings, inference: InferenceResource, graph_iterations: int, key: AssetKey
+) -> str:
+    """What the CLI compares to tell whether this asset is up to date (``jobs.fingerprint``)."""
+    from jobs.fingerprint import stage_fingerprints
+
+    return stage_fingerprints(
+        run.profile,
+        run.task,
+        base_model=settings.base_model,
+        backend=inference.backend,
+        iterations=graph_iterations,
+        data_dir=settings.data_dir,
+    )[key.to_user_string()]
 
 
 def open_run(task: str, settings: EtoSettings, envs: EnvironmentsResource) -> TaskRun:
@@ -127,14 +190,46 @@ def stage_asset(
         inference: InferenceResource,
         envs: EnvironmentsResource,
     ) -> MaterializeResult:
+        label = stage if iteration == 0 else f"iteration_{iteration}/{stage}"
+        try:
+            return run_asset(context, settings, mlflow_tracking, inference, envs)
+        except Exception as exc:  # every failure as one line naming its root cause
+            raise as_failure(exc, label, key) from exc
+
+    def run_asset(
+        context: AssetExecutionContext,
+        settings: EtoSettings,
+        mlflow_tracking: MlflowTracking,
+        inference: InferenceResource,
+        envs: EnvironmentsResource,
+    ) -> MaterializeResult:
+        tag_worker(context)
+        if stage == "expert":  # the first asset: check the settings before any heavy work
+            preflight_or_fail(settings, mlflow_tracking, inference)
         run = open_run(context.partition_key, settings, envs)
         check_iterations(run, graph_iterations)
+        home = settings.home_path()
+        fingerprint = stage_fingerprint(run, settings, inference, graph_iterations, key)
         if iteration > run.iterations:
             skipped = f"profile {run.profile.name!r} runs {run.iterations} iteration(s) for {run.task}"
             checks = [AssetCheckResult(check_name=s.name, passed=True, description=skipped) for s in specs]
+            record_fingerprint(home, run.task, key.to_user_string(), fingerprint)
             return MaterializeResult(metadata={"skipped": skipped}, check_results=checks)
         tools = StageTools(settings, inference, envs.pool)
-        home = settings.home_path()
+        with stage_lock(home, run.task, stage, iteration, context.run_id):
+            forget_fingerprint(home, run.task, key.to_user_string())  # until this materialization succeeds
+            materialized = materialize_stage(context, run, tools, mlflow_tracking, home)
+            record_fingerprint(home, run.task, key.to_user_string(), fingerprint)
+        return materialized
+
+    def materialize_stage(
+        context: AssetExecutionContext,
+        run: TaskRun,
+        tools: StageTools,
+        mlflow_tracking: MlflowTracking,
+        home,
+    ) -> MaterializeResult:
+        settings, inference = tools.settings, tools.inference
         if not mlflow_run:
             with user_errors():
                 result = run_stage(run, tools)
@@ -161,6 +256,12 @@ def stage_asset(
         metadata["mlflow_run"] = MetadataValue.url(link)  # opens the training view, not GenAI
         metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run_.info.run_id)
         checks = stage_checks(stage, run, iteration, tools) if specs else []
+        warned = [c for c in checks if not c.passed and c.severity == AssetCheckSeverity.WARN]
+        if warned:
+            text = "; ".join(f"{c.check_name}: {c.description}" for c in warned)
+            mlflow_tracking.tag_run(home, mlflow_run_.info.run_id, tracking.WARNING_TAG, text)
+            metadata["warning"] = MetadataValue.text(text)
+            context.log.warning(f"{key.to_user_string()}: {text}")
         return MaterializeResult(metadata=metadata, check_results=checks)
 
     return _stage

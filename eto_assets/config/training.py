@@ -37,6 +37,13 @@ class TrainConfig(BaseModel):
     gradient_checkpointing: bool = False
     bf16: bool | None = Field(default=None, description="None: bf16 on a GPU that supports it, else fp32")
     deepspeed: str | None = Field(default=None, description="DeepSpeed config file")
+    save_steps: int | None = Field(
+        default=50,
+        ge=1,
+        description="save a resumable trainer checkpoint every this many optimizer steps (into "
+        "<checkpoint>.work/, removed after the final save); a killed run resumes from the last one. "
+        "None: save only at the end",
+    )
 
     @model_validator(mode="after")
     def _batch_divides(self) -> TrainConfig:
@@ -66,8 +73,10 @@ class TrainConfig(BaseModel):
         return self.warmup_steps
 
     def trainer_fields(self) -> dict[str, Any]:
-        """The fields TRL's config takes as they are (everything but ``batch_size``)."""
-        return self.model_dump(exclude={"batch_size"})
+        """The fields TRL's config takes as they are (everything but ``batch_size`` and
+        ``save_steps``, which :func:`eto_assets.training.common.trainer_kwargs` turns into TRL's
+        save settings)."""
+        return self.model_dump(exclude={"batch_size", "save_steps"})
 
 
 class DPOTrainConfig(TrainConfig):

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from eto_assets.data.files import atomic_write_json
 from eto_assets.data.schemas import DataFormatError, Message, PreferencePair, Trajectory
 from eto_assets.data.validation import check_conversation
 
@@ -226,11 +227,7 @@ def dpo_records(
 
 def write_json(path: Path, records: list[dict[str, Any]]) -> Path:
     """Write one JSON list atomically (temp file + rename), as ETO's trainers expect."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(records, ensure_ascii=False, indent=1), encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(path, records)
 
 
 # --------------------------------------------------------------------------- reading

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from eto_assets.data.files import atomic_write_lines
+
 Role = Literal["user", "assistant"]
 
 
@@ -101,15 +103,7 @@ class PreferencePair:
 
 def write_jsonl(path: Path, records: Iterable[Trajectory | PreferencePair]) -> int:
     """Write records atomically (temp file + rename) so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for record in records:
-            fh.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-            count += 1
-    tmp.replace(path)
-    return count
+    return atomic_write_lines(path, (json.dumps(r.to_dict(), ensure_ascii=False) for r in records))
 
 
 def append_jsonl(path: Path, record: Trajectory | PreferencePair) -> None:
@@ -123,14 +117,27 @@ def append_jsonl(path: Path, record: Trajectory | PreferencePair) -> None:
 def _iter_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     if not path.exists():
         raise FileNotFoundError(f"{path}: file not found")
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(f"{path}:{lineno}: not UTF-8 text ({exc.reason})") from exc
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                record = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataFormatError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from exc
+                torn = "" if raw.endswith(b"\n") else "; the line has no end, so a write was interrupted"
+                raise DataFormatError(f"{path}:{lineno}: not valid JSON ({exc.msg}{torn})") from exc
+            if not isinstance(record, dict):
+                raise DataFormatError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            yield lineno, record
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    """The records of a JSONL file; a bad line raises :class:`DataFormatError` naming file and line."""
+    return [record for _, record in _iter_records(Path(path))]
 
 
 def read_trajectories(path: Path) -> list[Trajectory]:

@@ -92,6 +92,17 @@ class RemoteEnv:
     def __init__(self, worker: _Worker, slot: int) -> None:
         self._worker, self._slot = worker, slot
         self._task_id = ""
+        self._in_call = False
+
+    def _call(self, method: str, *args: Any) -> Any:
+        worker = self._worker
+        if worker is None:
+            raise EnvWorkerError(f"{method} on a closed environment")
+        self._in_call = True
+        try:
+            return worker.call(self._slot, method, *args, what=f" of task {self._task_id}")
+        finally:
+            self._in_call = False
 
     @property
     def worker_pid(self) -> int:
@@ -99,10 +110,24 @@ class RemoteEnv:
 
     def reset(self, task: TaskInstance) -> str:
         self._task_id = task.task_id
-        return self._worker.call(self._slot, "reset", task, what=f" of task {task.task_id}")
+        return self._call("reset", task)
 
     def step(self, action: str) -> StepResult:
-        return self._worker.call(self._slot, "step", action, what=f" of task {self._task_id}")
+        return self._call("step", action)
+
+    def discard(self) -> None:
+        """Give the environment up after a fault without waiting on its worker: a call still
+        running (a hang) kills the worker, whose other environments then fail and are replaced
+        (the pool starts a new worker in its place); a dead worker is only forgotten."""
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        worker.envs -= 1
+        if self._in_call:
+            with contextlib.suppress(OSError):
+                worker.process.kill()
+        elif worker.process.is_alive():
+            threading.Thread(target=_quiet_close, args=(worker, self._slot), daemon=True).start()
 
     def close(self) -> None:
         worker, self._worker = self._worker, None
@@ -110,6 +135,11 @@ class RemoteEnv:
             worker.envs -= 1
             if worker.process.is_alive():
                 worker.call(self._slot, "close")
+
+
+def _quiet_close(worker: _Worker, slot: int) -> None:
+    with contextlib.suppress(Exception):
+        worker.call(slot, "close")
 
 
 def _stop_all(workers: list[_Worker]) -> None:
@@ -122,7 +152,8 @@ class EnvWorkerPool:
     (picklable, e.g. a benchmark's bound ``make_env``). Processes are spawned, never forked."""
 
     def __init__(self, make_env: Callable[[], Environment], workers: int | None = None) -> None:
-        context = mp.get_context("spawn")
+        self._context = context = mp.get_context("spawn")
+        self._make_env = make_env
         self._workers = [_Worker(context, make_env) for _ in range(max(1, workers or os.cpu_count() or 1))]
         self._slots = itertools.count()
         self._lock = threading.Lock()
@@ -130,6 +161,11 @@ class EnvWorkerPool:
 
     def make_env(self) -> RemoteEnv:
         with self._lock:
+            for i, old in enumerate(self._workers):  # a dead worker is replaced by a new one
+                if not old.process.is_alive():
+                    with contextlib.suppress(OSError):
+                        old.conn.close()
+                    self._workers[i] = _Worker(self._context, self._make_env)
             worker = min(self._workers, key=lambda w: w.envs)
             worker.envs += 1
             slot = next(self._slots)

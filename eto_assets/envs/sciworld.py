@@ -15,6 +15,7 @@ step, which the agent never sees and which costs most of the step time. Games sh
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import random
@@ -180,8 +181,24 @@ class EngineHost:
 
     def __init__(self) -> None:
         self.engine = _import_engine()("", envStepLimit=10_000)
+        self.process = self.engine._gateway.java_process  # the JVM (a Popen)
         self.lock = threading.Lock()
         self.games = 0
+        self.dead = False  # set when a call found the JVM gone or it was killed
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return not self.dead and self.process.poll() is None
+
+    def kill(self) -> None:
+        """Stop a JVM that died or hung (its games fail on their next call and are replaced)."""
+        self.dead = True
+        with contextlib.suppress(OSError):
+            self.process.kill()
 
     def new_game(self):
         with self.lock:
@@ -190,7 +207,12 @@ class EngineHost:
     def close(self) -> None:
         engine, self.engine = self.engine, None
         if engine is not None:
-            engine.close()
+            if self.alive:
+                engine.close()
+            else:  # a dead JVM: only the Python side of the gateway is left to shut
+                self.kill()
+                with _quiet_py4j(), contextlib.suppress(Exception):
+                    engine._gateway.shutdown()
             engine.close = lambda: None  # the engine's __del__ closes again and hits a dead pipe
 
 
@@ -216,6 +238,8 @@ class EngineHosts:
 
     def acquire(self) -> EngineHost:
         with self._lock:
+            # A dead JVM takes no new games; a new one is started in its place.
+            self._hosts = [h for h in self._hosts if h.alive]
             if len(self._hosts) < self.max_hosts:
                 host = EngineHost()
                 self._hosts.append(host)
@@ -229,7 +253,8 @@ class EngineHosts:
             host.games -= 1
             if host.games > 0:
                 return
-            self._hosts.remove(host)
+            if host in self._hosts:
+                self._hosts.remove(host)
         host.close()
 
 
@@ -245,19 +270,70 @@ def shared_hosts(max_hosts: int | None = None) -> EngineHosts:
         return _SHARED_HOSTS[max_hosts]
 
 
+class EngineCrashed(RuntimeError):
+    """The JVM hosting a game died (or was killed after a hang) during a call."""
+
+
 class SciWorldEnv:
-    """One ScienceWorld game on a shared JVM (see :class:`EngineHost`); one episode at a time."""
+    """One ScienceWorld game on a shared JVM (see :class:`EngineHost`); one episode at a time.
+
+    A call that finds its JVM dead raises :class:`EngineCrashed`; the next ``reset`` moves the game
+    to a live JVM (a new one is started in the dead one's place), so the episode can be replayed."""
 
     def __init__(self, hosts: EngineHosts | None = None) -> None:
-        self._hosts = hosts = hosts if hosts is not None else shared_hosts()
-        self._host: EngineHost | None = hosts.acquire()
-        try:
-            self._server = self._host.new_game()
-        except Exception:
-            hosts.release(self._host)
-            raise
+        self._hosts = hosts if hosts is not None else shared_hosts()
+        self._host: EngineHost | None = None
+        self._attach()
         self._best_score = 0.0
         self._done = True
+        self._in_call = False
+
+    def _attach(self) -> None:
+        """A new game on a live JVM; a JVM that dies while the game is created is replaced once."""
+        for attempt in (1, 2):
+            host = self._hosts.acquire()
+            try:
+                self._server = host.new_game()
+            except Exception:
+                died = not host.alive
+                if died:
+                    host.dead = True
+                self._hosts.release(host)
+                if died and attempt == 1:
+                    continue
+                raise
+            self._host = host
+            return
+
+    def _reattach_if_dead(self) -> None:
+        if self._host is not None and not self._host.alive:
+            host, self._host = self._host, None
+            self._hosts.release(host)
+            self._attach()
+
+    @contextlib.contextmanager
+    def _call(self, what: str):
+        """One call into the engine, under the host's lock; a dead JVM becomes EngineCrashed."""
+        host = self._host
+        if host is None:
+            raise RuntimeError("ScienceWorld game used after close()")
+        with host.lock:
+            self._in_call = True
+            try:
+                yield
+            except Exception as exc:
+                from py4j.protocol import Py4JError
+
+                if isinstance(exc, Py4JError) and not (host.alive and _is_java_exception(exc)):
+                    host.dead = True
+                    code = host.process.poll()
+                    raise EngineCrashed(
+                        f"ScienceWorld JVM (pid {host.pid}) died during {what} (exit code {code}): "
+                        f"{type(exc).__name__}"
+                    ) from exc
+                raise
+            finally:
+                self._in_call = False
 
     def _load(self, task: TaskInstance, gold: bool) -> None:
         variation = int(task.payload["variation"])
@@ -266,7 +342,8 @@ class SciWorldEnv:
         self._server.load(task.task_type, variation, SIMPLIFICATION, gold)
 
     def reset(self, task: TaskInstance) -> str:
-        with self._host.lock:
+        self._reattach_if_dead()
+        with self._call(f"reset of task {task.task_id}"):
             self._load(task, gold=False)
             return str(self._server.getTaskDescription()).strip()
 
@@ -275,7 +352,7 @@ class SciWorldEnv:
             raise RuntimeError("step() after the episode ended; call reset() first")
         if action is None or action == "":
             return StepResult(INVALID_FORMAT_OBSERVATION, self._best_score, False, False)
-        with self._host.lock:
+        with self._call(f"step {action!r}"):
             observation = str(self._server.step(action))
             score = float(self._server.getScore())  # 0..1; negative when the task failed
             completed = bool(self._server.getCompleted())
@@ -285,15 +362,50 @@ class SciWorldEnv:
         return StepResult(observation, min(self._best_score, 1.0), self._done, success)
 
     def gold_actions(self, task: TaskInstance) -> list[str]:
-        with self._host.lock:
+        self._reattach_if_dead()
+        with self._call(f"gold path of task {task.task_id}"):
             self._load(task, gold=True)
             return list(self._server.getGoldActionSequence())
+
+    @property
+    def host_pid(self) -> int | None:
+        """The pid of the JVM this game runs on."""
+        return self._host.pid if self._host is not None else None
+
+    def discard(self) -> None:
+        """Give the game up after a fault: a call still running (a hang) kills its JVM, whose other
+        games then fail and are replayed on a new one; a dead JVM is shut."""
+        host = self._host
+        if host is not None and (self._in_call or not host.alive):
+            host.kill()
+        self.close()
 
     def close(self) -> None:
         host, self._host = self._host, None
         if host is not None:
             self._server = None
             self._hosts.release(host)
+
+
+def _is_java_exception(exc: Exception) -> bool:
+    """A Java exception thrown by the engine (the JVM is fine), not a broken connection."""
+    from py4j.protocol import Py4JJavaError
+
+    return isinstance(exc, Py4JJavaError)
+
+
+@contextlib.contextmanager
+def _quiet_py4j():
+    """py4j logs every failed reconnect to a dead JVM at ERROR; shutting one down is expected."""
+    import logging
+
+    logger = logging.getLogger("py4j")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @functools.lru_cache(maxsize=1)

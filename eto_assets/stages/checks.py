@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from eto_assets.data.schemas import Trajectory, read_pairs, read_trajectories
+from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION
 from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.task import TaskRun
@@ -55,9 +56,42 @@ PAIRS_ORDERED = CheckSpec("chosen_above_rejected", "Every pair's chosen reward i
 PAIRS_PRESENT = CheckSpec("pairs_present", "Exploration produced at least one preference pair", "WARN")
 CHECKPOINT_GENERATES = CheckSpec("checkpoint_generates", "The policy checkpoint loads and generates a turn")
 COVERS_SPLITS = CheckSpec("covers_held_out_splits", "Evaluation played every task of each held-out split")
+VALID_ACTIONS = CheckSpec(
+    "mostly_valid_actions",
+    "At most half of the agent's turns were answered with the invalid-format observation",
+    "WARN",
+)
+INVALID_SHARE_LIMIT = 0.5
 NO_REGRESSION = CheckSpec(
     "no_regression", "The held-out (seen) reward is not below the previous iteration's", "WARN"
 )
+
+
+def invalid_action_share(trajectories: Sequence[Trajectory]) -> tuple[int, int]:
+    """(agent turns answered with the invalid-format observation, agent turns answered at all)."""
+    invalid = answered = 0
+    for trajectory in trajectories:
+        messages = trajectory.messages
+        for turn, reply in zip(messages, messages[1:], strict=False):
+            if turn.role == "assistant" and reply.role == "user":
+                answered += 1
+                invalid += INVALID_FORMAT_OBSERVATION in reply.content
+    return invalid, answered
+
+
+def check_valid_actions(trajectories: Sequence[Trajectory], where: str) -> CheckOutcome:
+    invalid, answered = invalid_action_share(trajectories)
+    share = invalid / answered if answered else 0.0
+    text = f"{invalid}/{answered} agent turns ({share:.0%}) had no valid action in {where}"
+    if share > INVALID_SHARE_LIMIT:
+        text = f"most actions were invalid: {text} (is rollout.max_new_tokens too small?)"
+    return CheckOutcome(
+        VALID_ACTIONS.name,
+        share <= INVALID_SHARE_LIMIT,
+        text,
+        VALID_ACTIONS.severity,
+        {"invalid_share": round(share, 4), "invalid_turns": invalid, "answered_turns": answered},
+    )
 
 
 def check_expert(run: TaskRun) -> list[CheckOutcome]:
@@ -79,6 +113,7 @@ def check_exploration(run: TaskRun, iteration: int) -> list[CheckOutcome]:
             REWARDS_IN_RANGE, _out_of_range(explored), "all rewards in [0, 1]", "rewards outside [0, 1]"
         ),
         _outcome(NO_EMPTY, _empty(explored), "no empty trajectory", "empty trajectories"),
+        check_valid_actions(explored, "exploration"),
     ]
 
 
@@ -131,6 +166,13 @@ def check_evaluation(run: TaskRun, iteration: int) -> list[CheckOutcome]:
         if len(run.tasks(split)) != (report.splits[split].episodes if split in report.splits else 0)
     ]
     outcomes = [_outcome(COVERS_SPLITS, missing, "every held-out task played", "splits not covered")]
+    played = [
+        t
+        for split in EVAL_SPLITS
+        if (p := run.layout.eval_jsonl(iteration, split)).is_file()
+        for t in read_trajectories(p)
+    ]
+    outcomes.append(check_valid_actions(played, "evaluation"))
     previous = run.layout.eval_report(iteration - 1)
     if iteration > 0 and previous.is_file():
         now = report.metrics().get("eval_seen_avg_reward", 0.0)
@@ -152,10 +194,10 @@ def check_evaluation(run: TaskRun, iteration: int) -> list[CheckOutcome]:
 STAGE_CHECKS: dict[str, tuple[CheckSpec, ...]] = {
     "expert": (EXPERT_REWARDS, NO_EMPTY),
     "sft": (CHECKPOINT_GENERATES,),
-    "explore": (REWARDS_IN_RANGE, NO_EMPTY),
+    "explore": (REWARDS_IN_RANGE, NO_EMPTY, VALID_ACTIONS),
     "pairs": (PAIRS_ORDERED, PAIRS_PRESENT),
     "dpo": (CHECKPOINT_GENERATES,),
-    "eval": (COVERS_SPLITS, NO_REGRESSION),
+    "eval": (COVERS_SPLITS, VALID_ACTIONS, NO_REGRESSION),
 }
 
 

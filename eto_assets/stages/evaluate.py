@@ -11,11 +11,12 @@ from pathlib import Path
 
 from eto_assets.agent.backends import InferenceBackend
 from eto_assets.agent.prompt import PromptBook
-from eto_assets.agent.rollout import run_rollouts
+from eto_assets.agent.rollout import RolloutStats, rollout_fingerprint, run_rollouts
+from eto_assets.data.files import atomic_write_json
 from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.pool import EnvironmentPool
-from eto_assets.stages.policy import PolicyRecord
-from eto_assets.stages.result import Markdown, StageResult
+from eto_assets.stages.policy import PolicyRecord, model_name
+from eto_assets.stages.result import DatasetInput, Markdown, StageResult
 from eto_assets.stages.task import TaskRun
 
 EVAL_SPLITS = ("seen", "unseen")
@@ -90,9 +91,7 @@ class EvalReport:
         return cls.from_dict(json.loads(path.read_text()))
 
     def write(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=1))
-        return path
+        return atomic_write_json(path, self.to_dict())
 
 
 def per_type_table(report: EvalReport) -> str:
@@ -116,6 +115,14 @@ def evaluate(
     book = PromptBook.read(layout.prompt_book)
     make_env, release_env = envs.for_rollouts(run.benchmark)
     splits: dict[str, SplitMetrics] = {}
+    fingerprint = rollout_fingerprint(
+        policy.checkpoint,
+        run.profile.rollout,
+        temperature=0.0,
+        max_steps=run.scope.max_steps_cap,
+        extra=layout.prompt_book.read_text(),
+    )
+    resume = {split: RolloutStats() for split in EVAL_SPLITS}
     backend = open_backend(policy.checkpoint)
     try:
         for split in EVAL_SPLITS:
@@ -132,6 +139,8 @@ def evaluate(
                 temperature=0.0,
                 desc=f"eval {split} it{iteration}",
                 release_env=release_env,
+                stats=resume[split],
+                fingerprint=fingerprint,
             )
             splits[split] = summarize(trajectories)
     finally:
@@ -139,15 +148,37 @@ def evaluate(
     report = EvalReport(run.task, iteration, policy.checkpoint, splits)
     report.write(layout.eval_report(iteration))
     outputs = [layout.eval_report(iteration), *(layout.eval_jsonl(iteration, s) for s in splits)]
+    task_lists = {}  # the held-out task ids, logged as the evaluation's dataset inputs
+    for split in splits:
+        path = layout.iteration_dir(iteration) / f"eval_{split}_tasks.json"
+        atomic_write_json(path, [t.task_id for t in run.tasks(split)])
+        task_lists[split] = path
+    metrics = report.metrics()
+    resume_metrics = {
+        "eval_resumed": sum(s.resumed for s in resume.values()),
+        "eval_discarded": sum(s.discarded for s in resume.values()),
+        "eval_failed": sum(s.failed for s in resume.values()),
+    }
+    resume_note = "; ".join(f"{split}: {s.resume_note}" for split, s in resume.items() if s.resume_note)
+    version_tags = {}
+    tags = {"eto.model_version": policy.model_version}
+    if policy.model_version:  # the evaluated version carries its own numbers in the registry
+        version_tags[policy.model_version] = {
+            f"eval/{k.removeprefix('eval_')}": f"{v:.4f}" for k, v in metrics.items()
+        }
+        tags["eto.model_uri"] = f"models:/{model_name(run.task)}/{policy.model_version}"
     return StageResult(
-        metrics=report.metrics(),
+        metrics={**metrics, **resume_metrics},
         metrics_step=iteration,
         params={"checkpoint": policy.checkpoint},
-        tags={"eto.model_version": policy.model_version},
+        tags=tags,
+        datasets=[DatasetInput(p, f"{run.task}-{split}", split) for split, p in task_lists.items()],
+        version_tags=version_tags,
         artifacts=[(p, "eval") for p in outputs],
         metadata={
             "model_version": f"eto-{run.task} v{policy.model_version}" if policy.model_version else "",
             "per_type": Markdown(per_type_table(report)),
+            "resume": resume_note or "nothing to resume",
             "path": layout.eval_report(iteration),
         },
     )

@@ -12,7 +12,6 @@ exported in ETO's SFT layout (``expert_trajectories.eto.json``), which imports b
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from eto_assets.data.eto_format import (
     sft_records,
     write_json,
 )
+from eto_assets.data.files import atomic_write_json
 from eto_assets.data.schemas import Trajectory, write_jsonl
 from eto_assets.data.validation import check_conversation
 from eto_assets.envs.base import SPLITS, Benchmark, Environment, TaskInstance
@@ -189,10 +189,7 @@ def prompt_book_for(
 def generate_expert_data(run: TaskRun, envs: EnvironmentPool) -> StageResult:
     layout = run.layout
     splits = {split: run.tasks(split) for split in SPLITS}
-    layout.splits_json.parent.mkdir(parents=True, exist_ok=True)
-    layout.splits_json.write_text(
-        json.dumps({s: [t.task_id for t in ts] for s, ts in splits.items()}, indent=1)
-    )
+    atomic_write_json(layout.splits_json, {s: [t.task_id for t in ts] for s, ts in splits.items()})
     config = run.profile.expert
     generated = config.source == GENERATED
     dropped: list[str] = []
@@ -227,7 +224,7 @@ def generate_expert_data(run: TaskRun, envs: EnvironmentPool) -> StageResult:
         sft_records(experts, book.instruction, game_files=game_files),
     )
     reasons = comparability(run, generated)
-    comparability_path(run).write_text(json.dumps({"reasons": reasons}, indent=1))
+    atomic_write_json(comparability_path(run), {"reasons": reasons})
     warnings = []
     if problems:
         warnings.append(f"{run.task}: skipped {len({p.index for p in problems})} bad expert records")

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from eto_assets.agent.backends import InferenceBackend
 from eto_assets.agent.prompt import PromptBook
-from eto_assets.agent.rollout import RolloutStats, run_rollouts
+from eto_assets.agent.rollout import RolloutStats, rollout_fingerprint, run_rollouts
 from eto_assets.data.schemas import read_trajectories
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.stages.evaluate import summarize
@@ -29,6 +29,13 @@ def explore(run: TaskRun, iteration: int, open_backend: OpenBackend, envs: Envir
     out = layout.rollouts_jsonl(iteration)
     make_env, release_env = envs.for_rollouts(run.benchmark)
     stats = RolloutStats()
+    fingerprint = rollout_fingerprint(
+        policy.checkpoint,
+        config,
+        temperature=config.explore_temperature,
+        max_steps=run.scope.max_steps_cap,
+        extra=layout.prompt_book.read_text(),
+    )
     backend = open_backend(policy.checkpoint)
     try:
         trajectories = run_rollouts(
@@ -42,6 +49,7 @@ def explore(run: TaskRun, iteration: int, open_backend: OpenBackend, envs: Envir
             desc=f"explore it{iteration}",
             stats=stats,
             release_env=release_env,
+            fingerprint=fingerprint,
         )
     finally:
         backend.close()
@@ -52,6 +60,8 @@ def explore(run: TaskRun, iteration: int, open_backend: OpenBackend, envs: Envir
             "explore_avg_reward": summary.avg_reward,
             "explore_success_rate": summary.success_rate,
             "explore_resumed": stats.resumed,
+            "explore_discarded": stats.discarded,
+            "explore_failed": stats.failed,
             "explore_model_seconds": stats.model_seconds,
             "explore_env_seconds": stats.env_seconds,
         },
@@ -59,5 +69,5 @@ def explore(run: TaskRun, iteration: int, open_backend: OpenBackend, envs: Envir
         params={"policy": policy.checkpoint, "temperature": config.explore_temperature},
         datasets=[DatasetInput(layout.expert_jsonl, f"{run.task}-expert", "instructions")],
         artifacts=[(out, "explore")],
-        metadata={"path": out},
+        metadata={"path": out, "resume": stats.resume_note or "nothing to resume"},
     )

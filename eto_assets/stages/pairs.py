@@ -15,6 +15,9 @@ def make_pairs(run: TaskRun, iteration: int) -> StageResult:
     layout = run.layout
     experts = read_trajectories(layout.expert_jsonl)
     explored = read_trajectories(layout.rollouts_jsonl(iteration))
+    # An episode whose environment failed (see run_rollouts) says nothing about the policy.
+    failed = [t for t in explored if t.metadata.get("failed")]
+    explored = [t for t in explored if not t.metadata.get("failed")]
     book = PromptBook.read(layout.prompt_book)
     pairs, stats = build_preference_pairs(experts, explored, truncates_rejected(run.task))
     out = layout.pairs_jsonl(iteration)
@@ -26,6 +29,7 @@ def make_pairs(run: TaskRun, iteration: int) -> StageResult:
             "pairs_dropped_ties": stats.dropped_ties,
             "pairs_agent_chosen": stats.agent_chosen,
             "pairs_dropped_not_ending_on_agent": stats.dropped_empty,
+            "pairs_skipped_failed_episodes": len(failed),
         },
         metrics_step=iteration,
         datasets=[

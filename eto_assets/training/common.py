@@ -1,9 +1,21 @@
-"""What SFT and DPO share: TrainingArguments fields from typed params, and the result record."""
+"""What SFT and DPO share: TrainingArguments fields from typed params, the result record, and
+training that survives a kill.
+
+A run of output folder ``OUT`` saves trainer checkpoints every ``save_steps`` optimizer steps into
+``OUT.work/checkpoint-N``; a rerun of the same run (same model, data and parameters, recorded in
+``OUT.work/run.json``) resumes from the last complete one, and a different run starts afresh. The
+final model is written into ``OUT.tmp`` and swapped in at ``OUT`` at the very end (the previous
+``OUT`` stays intact until then), after which the work folder is removed.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import os
+import re
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,6 +23,10 @@ from typing import Any
 import torch
 
 from eto_assets.config.training import TrainConfig
+from eto_assets.data.files import atomic_write_json, folder_identity, publish_dir, recover_dir
+
+RESULT_FILE = "train_result.json"
+RUN_FILE = "run.json"
 
 
 @dataclass
@@ -47,13 +63,17 @@ def trainer_kwargs(
         fields["bf16"] = cuda and torch.cuda.is_bf16_supported()
     if num_examples is not None:
         fields["warmup_steps"] = params.warmup_steps_for(optimizer_steps(params, num_examples, processes))
+    if params.save_steps is None:
+        saving: dict[str, Any] = {"save_strategy": "no"}
+    else:
+        saving = {"save_strategy": "steps", "save_steps": params.save_steps, "save_total_limit": 2}
     return dict(
         **fields,
-        output_dir=str(output_dir),
+        **saving,
+        output_dir=str(work_dir(output_dir)),
         gradient_accumulation_steps=params.gradient_accumulation_steps(processes),
         use_cpu=not cuda,
         logging_steps=1,
-        save_strategy="no",
         report_to="none",
         push_to_hub=False,
         disable_tqdm=False,
@@ -77,12 +97,91 @@ def load_for_training(path: str | Path, setting: str):
     return AutoModelForCausalLM.from_pretrained(model_dir), tokenizer
 
 
-def train_and_save(trainer, tokenizer, output_dir: Path, num_examples: int) -> TrainResult:
-    trainer.train()
-    trainer.save_model(str(output_dir))
-    tokenizer.save_pretrained(output_dir)
+def work_dir(output_dir: Path) -> Path:
+    """Where a run's resumable trainer checkpoints go."""
+    output_dir = Path(output_dir)
+    return output_dir.with_name(f"{output_dir.name}.work")
+
+
+def _staging(output_dir: Path) -> Path:
+    return output_dir.with_name(f"{output_dir.name}.tmp")
+
+
+def _is_main() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def run_identity(algo: str, model: str | Path, rows: Any, params: TrainConfig) -> dict[str, Any]:
+    """What must match for a rerun to resume a run's checkpoints."""
+    data = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()
+    return {
+        "algo": algo,
+        "model": folder_identity(model),
+        "data": data,
+        "params": params.model_dump(),
+        "processes": num_processes(),
+    }
+
+
+def last_checkpoint(work: Path) -> Path | None:
+    """The last complete ``checkpoint-N`` (its ``trainer_state.json``, written last, parses)."""
+    if not work.is_dir():
+        return None
+    found = []
+    for path in work.iterdir():
+        match = re.fullmatch(r"checkpoint-(\d+)", path.name)
+        if match and path.is_dir():
+            found.append((int(match.group(1)), path))
+    for _, path in sorted(found, reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())["global_step"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        return path
+    return None
+
+
+def prepare_run(output_dir: Path, identity: dict[str, Any]) -> Path | None:
+    """Get ``output_dir``'s work folder ready; returns the checkpoint to resume from (None: a
+    fresh start). A work folder of another run (other model, data or parameters) is removed."""
+    output_dir = Path(output_dir)
+    work = work_dir(output_dir)
+    if _is_main():
+        recover_dir(output_dir)
+        shutil.rmtree(_staging(output_dir), ignore_errors=True)
+        try:
+            same = json.loads((work / RUN_FILE).read_text()) == json.loads(json.dumps(identity))
+        except (OSError, ValueError):
+            same = False
+        if work.exists() and not same:
+            shutil.rmtree(work)
+        work.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(work / RUN_FILE, identity)
+    return last_checkpoint(work)
+
+
+def train_and_save(
+    trainer, tokenizer, output_dir: Path, num_examples: int, resume_from: Path | None = None
+) -> TrainResult:
+    """Train (resuming from ``resume_from``), write the model, the tokenizer and the result record
+    into a temporary folder and swap it in at ``output_dir``; then drop the work folder."""
+    output_dir = Path(output_dir)
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    staging = _staging(output_dir)
+    trainer.save_model(str(staging))
     history = list(trainer.state.log_history)
-    return TrainResult(output_dir, final_metrics(history), history, num_examples)
+    metrics = final_metrics(history)
+    if resume_from is not None:
+        metrics["resumed_from_step"] = float(resume_from.name.split("-")[-1])
+    if trainer.args.should_save:
+        tokenizer.save_pretrained(staging)
+        payload = {"metrics": metrics, "log_history": history, "num_examples": num_examples}
+        atomic_write_json(staging / RESULT_FILE, payload, indent=None)
+    trainer.accelerator.wait_for_everyone()
+    if _is_main():
+        publish_dir(staging, output_dir)
+        shutil.rmtree(work_dir(output_dir), ignore_errors=True)
+    return TrainResult(output_dir, metrics, history, num_examples)
 
 
 def final_metrics(log_history: list[dict[str, Any]]) -> dict[str, float]:

@@ -21,7 +21,14 @@ from trl.trainer.utils import pad
 from eto_assets.agent.prompt import PromptBook, training_conversation
 from eto_assets.config.training import DPOTrainConfig
 from eto_assets.data.schemas import PreferencePair
-from eto_assets.training.common import TrainResult, load_for_training, train_and_save, trainer_kwargs
+from eto_assets.training.common import (
+    TrainResult,
+    load_for_training,
+    prepare_run,
+    run_identity,
+    train_and_save,
+    trainer_kwargs,
+)
 
 MASK_COLUMNS = ("chosen_action_mask", "rejected_action_mask")
 
@@ -120,6 +127,8 @@ def train_dpo(
     """Train ``policy_model`` on ``pairs`` against itself as the frozen reference; save to ``output_dir``."""
     if not pairs:
         raise ValueError("DPO needs at least one preference pair; every pair was a tie or the set is empty")
+    dataset = dpo_dataset(pairs, book)
+    resume_from = prepare_run(output_dir, run_identity("dpo", policy_model, dataset.to_list(), params))
     model, tokenizer = load_for_training(policy_model, "policy checkpoint")
     config = DPOConfig(precompute_ref_log_probs=True, **trainer_kwargs(params, output_dir, len(pairs)))
     collator = ActionMaskCollator(pad_token_id=tokenizer.pad_token_id, max_length=params.max_length)
@@ -127,8 +136,8 @@ def train_dpo(
         model=model,
         ref_model=None,
         args=config,
-        train_dataset=dpo_dataset(pairs, book),
+        train_dataset=dataset,
         processing_class=tokenizer,
         data_collator=collator,
     )
-    return train_and_save(trainer, tokenizer, output_dir, len(pairs))
+    return train_and_save(trainer, tokenizer, output_dir, len(pairs), resume_from)

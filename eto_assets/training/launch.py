@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eto_assets.config.training import DPOTrainConfig, TrainConfig
-from eto_assets.training.common import TrainResult
+from eto_assets.data.files import atomic_write_json
+from eto_assets.training.common import RESULT_FILE, TrainResult
 
-RESULT_FILE = "train_result.json"
+__all__ = ["RESULT_FILE", "TrainSpec", "main", "run_spec", "train"]
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,8 @@ class TrainSpec:
     threads: int | None = None  # torch threads; None: every core (training has the machine to itself)
 
     def write(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
         record = {**self.__dict__, "params": self.params.model_dump()}
-        path.write_text(json.dumps(record, indent=1))
-        return path
+        return atomic_write_json(path, record)
 
     @classmethod
     def read(cls, path: Path) -> TrainSpec:
@@ -70,14 +69,7 @@ def run_spec(spec: TrainSpec) -> TrainResult:
         result = train_dpo(spec.model, read_pairs(Path(spec.data)), book, out, spec.params)
     else:
         raise ValueError(f"training spec: unknown algo {spec.algo!r} (sft | dpo)")
-    if int(os.environ.get("RANK", "0")) == 0:  # set by accelerate launch
-        payload = {
-            "metrics": result.metrics,
-            "log_history": result.log_history,
-            "num_examples": result.num_examples,
-        }
-        (out / RESULT_FILE).write_text(json.dumps(payload))
-    return result
+    return result  # RESULT_FILE was written into the checkpoint before it was swapped in
 
 
 def train(spec: TrainSpec, accelerate_config: str | None = None) -> TrainResult:

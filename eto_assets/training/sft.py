@@ -11,7 +11,14 @@ from trl import SFTConfig, SFTTrainer
 from eto_assets.agent.prompt import PromptBook, training_conversation
 from eto_assets.config.training import TrainConfig
 from eto_assets.data.schemas import Trajectory
-from eto_assets.training.common import TrainResult, load_for_training, train_and_save, trainer_kwargs
+from eto_assets.training.common import (
+    TrainResult,
+    load_for_training,
+    prepare_run,
+    run_identity,
+    train_and_save,
+    trainer_kwargs,
+)
 
 
 def sft_dataset(trajectories: Sequence[Trajectory], book: PromptBook) -> Dataset:
@@ -29,6 +36,8 @@ def train_sft(
     """Fine-tune ``base_model`` on the expert trajectories and save the checkpoint to ``output_dir``."""
     if not trajectories:
         raise ValueError("SFT needs at least one expert trajectory; the expert dataset is empty")
+    dataset = sft_dataset(trajectories, book)
+    resume_from = prepare_run(output_dir, run_identity("sft", base_model, dataset.to_list(), params))
     model, tokenizer = load_for_training(base_model, "base_model")
     config = SFTConfig(
         assistant_only_loss=True, packing=False, **trainer_kwargs(params, output_dir, len(trajectories))
@@ -36,7 +45,7 @@ def train_sft(
     trainer = SFTTrainer(
         model=model,
         args=config,
-        train_dataset=sft_dataset(trajectories, book),
+        train_dataset=dataset,
         processing_class=tokenizer,
     )
-    return train_and_save(trainer, tokenizer, output_dir, len(trajectories))
+    return train_and_save(trainer, tokenizer, output_dir, len(trajectories), resume_from)

@@ -12,6 +12,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 from eto_assets.agent.chat_template import ASSISTANT_TAG, TRAINING_CHAT_TEMPLATE, USER_TAG
 from eto_assets.config.profile import TinyModelConfig
+from eto_assets.data.files import publish_dir, staging_dir
 
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>", USER_TAG, ASSISTANT_TAG]
 
@@ -58,8 +59,8 @@ def build_tiny_model(texts: Iterable[str], out_dir: Path, spec: TinyModelConfig 
         eos_token_id=tokenizer.eos_token_id,
     )
     model = LlamaForCausalLM(config)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
-    (out_dir / "tiny_model_spec.json").write_text(spec.model_dump_json(indent=2))
-    return out_dir
+    staging = staging_dir(out_dir)  # written whole, then swapped in (never half a model)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
+    (staging / "tiny_model_spec.json").write_text(spec.model_dump_json(indent=2))
+    return publish_dir(staging, out_dir)

@@ -123,7 +123,6 @@ def test_parent_run_charts_reward_by_iteration(uis):
         page,
         url,
         "seen_avg_reward",
-        "unseen_avg_reward",
         shot=shot,
         ready=".js-plotly-plot .scatterlayer .trace",
     )

@@ -158,9 +158,14 @@ def test_bad_base_model_fails_with_a_clear_message(pipeline_run, tmp_path):
     task, _, root, uri, instance, defs = pipeline_run
     if task != "sciworld":
         pytest.skip("checked once, on the sciworld partition")
+    # a profile for pretrained models, so the missing folder itself is what fails
+    profile = tmp_path / "pretrained.yaml"
+    profile.write_text((REPO / "configs" / "micro.yaml").read_text() + "\nmodel: pretrained\n")
     subset = defs.resolve_job_def("eto_job").get_subset(asset_selection={AssetKey("sft_checkpoint")})
+    config = micro_run_config(root / "home", uri, base_model=str(tmp_path / "no-model"))
+    config["resources"]["settings"]["config"]["profile"] = str(profile)
     result = subset.execute_in_process(
-        run_config=micro_run_config(root / "home", uri, base_model=str(tmp_path / "no-model")),
+        run_config=config,
         instance=instance,
         partition_key=task,
         raise_on_error=False,

@@ -69,7 +69,8 @@ def test_stage_run_tags_and_links(tmp_path):
     tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", ui_url="http://ui:5000/")
     with tracking.stage_run(tmp_path, "sciworld", "sft", 0, params={"a": 1}) as (run, link):
         pass
-    assert link == f"http://ui:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    runs = f"http://ui:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
+    assert link == f"{runs}?workflowType=machine_learning"  # the training view, not GenAI
     from mlflow.tracking import MlflowClient
 
     stored = MlflowClient(tracking.tracking_uri).get_run(run.info.run_id)

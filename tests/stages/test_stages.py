@@ -98,7 +98,11 @@ def test_evaluation_covers_both_held_out_splits_greedily(iteration):
             "eval_unseen_avg_reward",
             "eval_unseen_success_rate",
             "eval_avg_steps",
+            "eval_resumed",
+            "eval_discarded",
+            "eval_failed",
         }
+        assert result.metrics["eval_discarded"] == 0 and result.metadata["resume"] == "nothing to resume"
         report = stages.EvalReport.read(run.layout.eval_report(k))
         assert {s: m.episodes for s, m in report.splits.items()} == {"seen": 1, "unseen": 1}
 

@@ -1,0 +1,129 @@
+"""Writing files and folders so that a kill never leaves half of one in place.
+
+A whole file is written to a temporary sibling and renamed over the target (a rename within one
+folder is atomic), so a reader sees the old file or the new one, never a torn one. A folder (a
+checkpoint) is written into a temporary sibling folder and swapped in by :func:`publish_dir`; the
+previous folder stays intact until the swap, and :func:`recover_dir` puts it back if a kill fell
+between the two renames of the swap.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+def atomic_write_text(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary sibling and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return path
+
+
+def atomic_write_json(path: Path, value: Any, *, indent: int | None = 1) -> Path:
+    return atomic_write_text(path, json.dumps(value, indent=indent, ensure_ascii=False))
+
+
+def atomic_write_lines(path: Path, lines: Iterable[str]) -> int:
+    """Write one line per item (a JSONL file) atomically; returns the number of lines."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    count = 0
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for line in lines:
+                fh.write(line + "\n")
+                count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+    return count
+
+
+HASH_LIMIT = 256 * 2**20  # weights up to this size are identified by content, larger by size and time
+
+
+def folder_identity(folder: str | Path) -> str:
+    """A model folder's identity: its path and its weight files, by content when they are small
+    (a rebuilt tiny model with the same bytes is the same model), else by size and modification
+    time (a retrained checkpoint at the same path differs); a name that is not a folder is itself."""
+    path = Path(folder)
+    if not path.is_dir():
+        return str(folder)
+    weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
+    if sum(p.stat().st_size for p in weights) <= HASH_LIMIT:
+        files = [f"{p.name}:{_sha256(p)}" for p in weights]
+    else:
+        files = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights]
+    return "|".join([str(path.resolve()), *files])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def staging_dir(final: Path) -> Path:
+    """A fresh, empty temporary sibling of ``final`` to write a folder into before publishing it."""
+    final = Path(final)
+    staging = final.with_name(f"{final.name}.tmp")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    return staging
+
+
+def _previous(final: Path) -> Path:
+    return final.with_name(f"{final.name}.previous")
+
+
+def recover_dir(final: Path) -> None:
+    """Undo a swap a kill interrupted: the previous folder comes back when ``final`` is missing."""
+    final = Path(final)
+    previous = _previous(final)
+    if previous.exists():
+        if final.exists():
+            shutil.rmtree(previous)
+        else:
+            previous.rename(final)
+
+
+def publish_dir(staging: Path, final: Path) -> Path:
+    """Swap the finished ``staging`` folder in at ``final``; the old ``final`` is removed only
+    after the new one is in place."""
+    staging, final = Path(staging), Path(final)
+    recover_dir(final)
+    previous = _previous(final)
+    if final.exists():
+        final.rename(previous)
+    staging.rename(final)
+    if previous.exists():
+        shutil.rmtree(previous)
+    return final
