@@ -17,7 +17,9 @@ def make_pairs(run: TaskRun, iteration: int) -> StageResult:
     explored = read_trajectories(layout.rollouts_jsonl(iteration))
     # An episode whose environment failed (see run_rollouts) says nothing about the policy.
     failed = [t for t in explored if t.metadata.get("failed")]
-    explored = [t for t in explored if not t.metadata.get("failed")]
+    # in task order, not the order episodes happened to finish in: DPO sees the same data order
+    # (and so trains the same model) however the rollouts were scheduled
+    explored = sorted((t for t in explored if not t.metadata.get("failed")), key=lambda t: t.task_id)
     book = PromptBook.read(layout.prompt_book)
     pairs, stats = build_preference_pairs(experts, explored, truncates_rejected(run.task))
     out = layout.pairs_jsonl(iteration)

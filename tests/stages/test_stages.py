@@ -8,7 +8,7 @@ import pytest
 from eto_assets import stages
 from eto_assets.agent.backends import load_backend
 from eto_assets.config.profile import load_profile
-from eto_assets.data.schemas import read_trajectories, write_jsonl
+from eto_assets.data.schemas import read_pairs, read_trajectories, write_jsonl
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.registry import BenchmarkSources
 from tests.conftest import REPO
@@ -79,6 +79,8 @@ def test_pairs_and_dpo_chain_the_policy(iteration):
     run, results = iteration
     pairs = results["pairs"]
     assert pairs.metrics["pairs_count"] + pairs.metrics["pairs_dropped_ties"] == 2
+    ids = [p.task_id for p in read_pairs(run.layout.pairs_jsonl(1))]
+    assert ids == sorted(ids)  # task order, whatever order the episodes finished in
     dpo = results["dpo"]
     assert dpo.params["reference"] == str(run.layout.checkpoint_dir(0))
     if pairs.metrics["pairs_count"]:
