@@ -44,7 +44,7 @@ def open_instance(dagster_home: Path):
     would crash (``table secondary_indexes already exists``)."""
     from dagster import DagsterInstance
 
-    from eto_assets.assets.locks import exclusive
+    from eto_assets.stages.locks import exclusive
 
     with exclusive(dagster_home / INSTANCE_LOCK, wait=True):
         instance = DagsterInstance.get()

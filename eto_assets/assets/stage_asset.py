@@ -21,14 +21,14 @@ from dagster import (
 
 from eto_assets import tracking
 from eto_assets.assets.common import TASK_PARTITIONS, dagster_metadata, settings_params, user_errors
-from eto_assets.assets.errors import root_cause
-from eto_assets.assets.locks import StageBusy, stage_lock
 from eto_assets.config.profile import check_profile_for_model
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.registry import BenchmarkSources
 from eto_assets.stages import StageResult, TaskRun, open_task_run
 from eto_assets.stages.checks import STAGE_CHECKS, CheckOutcome, run_checks
 from eto_assets.stages.compare import record_stage_seconds
+from eto_assets.stages.errors import root_cause
+from eto_assets.stages.locks import StageBusy, stage_lock
 from jobs.fingerprint import forget_fingerprint, record_fingerprint
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
 from resources.preflight import preflight
