@@ -85,11 +85,6 @@ def seed_for(*parts: object) -> int:
 FINGERPRINT_FIELDS = ("max_new_tokens", "seed")
 
 
-def checkpoint_identity(checkpoint: str | Path) -> str:
-    """See :func:`eto_assets.data.files.folder_identity`."""
-    return folder_identity(checkpoint)
-
-
 def rollout_fingerprint(
     checkpoint: str | Path,
     config: RolloutConfig,
@@ -98,11 +93,11 @@ def rollout_fingerprint(
     max_steps: int | None,
     extra: str = "",
 ) -> str:
-    """What resume compares: the policy (see :func:`checkpoint_identity`), the rollout settings
-    that change episodes, the temperature, the step cap and anything else the caller adds (the
-    prompt book)."""
+    """What resume compares: the policy (its :func:`~eto_assets.data.files.folder_identity`), the
+    rollout settings that change episodes, the temperature, the step cap and anything else the
+    caller adds (the prompt book)."""
     parts = {
-        "policy": checkpoint_identity(checkpoint),
+        "policy": folder_identity(checkpoint),
         **{name: getattr(config, name) for name in FINGERPRINT_FIELDS},
         "temperature": temperature,
         "max_steps": max_steps,

