@@ -17,6 +17,7 @@ Settings are chosen on the seen split only; unseen is reported, never tuned on.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import statistics
 import tempfile
@@ -30,9 +31,11 @@ settings.offline_environment()
 from eto_assets import stages  # noqa: E402
 from eto_assets.agent.backends import load_backend  # noqa: E402
 from eto_assets.config.profile import Profile, check_profile_for_model, load_profile  # noqa: E402
+from eto_assets.data.files import atomic_write_json  # noqa: E402
 from eto_assets.envs.pool import EnvironmentPool  # noqa: E402
 from eto_assets.envs.registry import BenchmarkSources  # noqa: E402
 from eto_assets.stages.evaluate import EVAL_SPLITS  # noqa: E402
+from eto_assets.stages.meter import MemoryPeak  # noqa: E402
 from eto_assets.stages.policy import PolicyRecord  # noqa: E402
 
 POLICIES = ("base", "sft", "eto-1")
@@ -50,29 +53,50 @@ def seeded(profile: Profile, seed: int) -> Profile:
     )
 
 
+class StageLog:
+    """Wall time and peak memory of every stage, printed as it finishes."""
+
+    def __init__(self) -> None:
+        self.peaks: list[MemoryPeak] = []
+
+    def __call__(self, label: str, work):
+        with MemoryPeak() as peak:
+            result = work()
+        self.peaks.append(peak)
+        print(
+            f"  {label:<14} {peak.wall_s / 60:5.1f} min  peak {peak.process_gb:.2f} GB "
+            f"(+ environments {peak.children_gb:.2f} GB)",
+            flush=True,
+        )
+        return result
+
+
 def one_seed(
-    profile: Profile, task: str, base_model: str, home: Path, dtype: str
+    profile: Profile, task: str, base_model: str, home: Path, dtype: str, shared: Path, log: StageLog
 ) -> dict[str, dict[str, float]]:
-    sources = BenchmarkSources(home=home, data_dir=settings.read_path("ETO_DATA_DIR"))
-    run = stages.open_task_run(task, profile, sources)
+    """SFT, its evaluation, one ETO iteration and its evaluation for one seed. The expert data and
+    the untrained model's evaluation do not depend on the seed (replayed gold paths, greedy
+    decoding), so they are made once, in ``shared``, and reused."""
+    data_dir = settings.read_path("ETO_DATA_DIR")
     open_backend = lambda path: load_backend("transformers", path, dtype=dtype)  # noqa: E731
     scores: dict[str, dict[str, float]] = {}
     with EnvironmentPool() as envs:
-        stages.generate_expert_data(run, envs)
-        sft = stages.train_sft_policy(run, base_model)
-        base_path = sft.params["base_model_path"]
-        # the untrained model, on the same tasks: evaluated as a policy of its own scratch layout
-        base_run = stages.open_task_run(
-            task, profile, BenchmarkSources(home=home / "base", data_dir=sources.data_dir)
-        )
-        shutil.copytree(run.layout.expert_dir, base_run.layout.expert_dir, dirs_exist_ok=True)
-        PolicyRecord(base_path).write(base_run.layout, 0)
-        scores["base"] = stages.evaluate(base_run, 0, open_backend, envs).metrics
-        scores["sft"] = stages.evaluate(run, 0, open_backend, envs).metrics
-        stages.explore(run, 1, open_backend, envs)
-        stages.make_pairs(run, 1)
-        stages.train_dpo_policy(run, 1)
-        scores["eto-1"] = stages.evaluate(run, 1, open_backend, envs).metrics
+        base_run = stages.open_task_run(task, profile, BenchmarkSources(home=shared, data_dir=data_dir))
+        base_report = base_run.layout.iteration_dir(0) / "eval_metrics.json"
+        if not base_report.exists():
+            log("expert data", lambda: stages.generate_expert_data(base_run, envs))
+            PolicyRecord(str(base_model)).write(base_run.layout, 0)
+            metrics = log("eval base", lambda: stages.evaluate(base_run, 0, open_backend, envs)).metrics
+            atomic_write_json(base_report, metrics)
+        scores["base"] = json.loads(base_report.read_text())
+        run = stages.open_task_run(task, profile, BenchmarkSources(home=home, data_dir=data_dir))
+        shutil.copytree(base_run.layout.expert_dir, run.layout.expert_dir, dirs_exist_ok=True)
+        log("sft", lambda: stages.train_sft_policy(run, base_model))
+        scores["sft"] = log("eval sft", lambda: stages.evaluate(run, 0, open_backend, envs)).metrics
+        log("explore", lambda: stages.explore(run, 1, open_backend, envs))
+        log("pairs", lambda: stages.make_pairs(run, 1))
+        log("dpo", lambda: stages.train_dpo_policy(run, 1))
+        scores["eto-1"] = log("eval eto-1", lambda: stages.evaluate(run, 1, open_backend, envs)).metrics
     return scores
 
 
@@ -96,10 +120,14 @@ def main() -> None:
     check_profile_for_model(profile, args.base_model)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eto-learning-"))
     results: list[dict[str, dict[str, float]]] = []
+    log = StageLog()
+    began = time.perf_counter()
     for seed in range(args.seeds):
         started = time.perf_counter()
+        print(f"seed {seed}:", flush=True)
+        home = workdir / f"seed-{seed}"
         results.append(
-            one_seed(seeded(profile, seed), args.task, args.base_model, workdir / f"seed-{seed}", args.dtype)
+            one_seed(seeded(profile, seed), args.task, args.base_model, home, args.dtype, workdir / "shared", log)
         )
         print(f"seed {seed}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
     print(f"\n{args.task}, profile {profile.name}, base model {args.base_model}, {args.seeds} seed(s)\n")
@@ -114,6 +142,9 @@ def main() -> None:
 
     print(f"\nsft_gain={statistics.fmean(unseen('sft')) - statistics.fmean(unseen('base')):.4f}")
     print(f"eto_gain={statistics.fmean(unseen('eto-1')) - statistics.fmean(unseen('sft')):.4f}")
+    print(f"peak_rss_gb={max(p.process_gb for p in log.peaks):.2f}")
+    print(f"peak_rss_environments_gb={max(p.children_gb for p in log.peaks):.2f}")
+    print(f"wall_min={(time.perf_counter() - began) / 60:.1f}")
 
 
 if __name__ == "__main__":
