@@ -52,8 +52,11 @@ mlflow-ui: setup
 browser-setup:
 	bash scripts/ensure_browser.sh
 
-bench: setup
+# engine vs sequential loop (tiny model, then SmolLM2: exploration_speedup_real), then our decoding
+# vs model.generate on the real model (tokens/s)
+bench: real-model
 	$(BIN)/python benchmarks/exploration.py
+	$(BIN)/python benchmarks/real_model_decoding.py
 
 # make data BENCH=alfworld|webshop  (needs internet; writes into ETO_DATA_DIR)
 data: setup

@@ -20,12 +20,12 @@ TASK_TYPES = ["find-animal", "lifespan-longest-lived"]
 
 
 def real_model(path: str | None) -> Path:
-    """``path``, else the converted SmolLM2 in the shared model cache (converted on first use)."""
+    """``path``, else the converted SmolLM2 where ``make real-model`` puts it (converted on first use)."""
     if path:
         return Path(path)
-    from eto_assets.models.real_model import ensure_real_model, shared_cache_dir
+    from eto_assets.models.real_model import default_eto_home, ensure_real_model
 
-    return ensure_real_model(models_dir=shared_cache_dir())
+    return ensure_real_model(default_eto_home())
 
 
 def _experts(n: int):

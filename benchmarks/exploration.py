@@ -7,17 +7,20 @@ prompts, reuses every episode's KV cache across its turns and overlaps model and
 Environments are started and warmed before timing and reused, so both sides measure episodes, not
 JVM start-up. Also measures one ScienceWorld step through our wrapper vs ``ScienceWorldEnv.step``.
 
-    python benchmarks/exploration.py [--episodes 16] [--model PATH]
+    python benchmarks/exploration.py [--episodes 16] [--model PATH] [--real-model PATH | --no-real]
 
 Without ``--model`` it builds the tiny model and fine-tunes it on expert trajectories with the
-``tiny`` profile's SFT settings (about a minute). The last two lines are
-``exploration_speedup=<ratio>`` and ``sciworld_step_speedup=<ratio>``.
+``tiny`` profile's SFT settings (about a minute). Then the same comparison with a real pretrained
+model, SmolLM2-135M-Instruct (``make real-model``; converted on first use), where the model, not
+the environment, is the bottleneck. The last lines are ``exploration_speedup=<ratio>``,
+``exploration_speedup_real=<ratio>`` and ``sciworld_step_speedup=<ratio>``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +28,9 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _real_model_setup import real_model  # noqa: E402
 
 from eto_assets.agent.backends import TransformersBackend  # noqa: E402
 from eto_assets.agent.prompt import PromptBook, make_prompt_book, tokenizer_corpus  # noqa: E402
@@ -96,6 +102,7 @@ def sft_model(bench: SciWorldBenchmark, experts: list[Trajectory], book: PromptB
 def measure(label: str, tasks, pool: WarmPool, backend, book, config: RolloutConfig, workdir: Path):
     stats = RolloutStats()
     fed_before = backend.decoder.fed_tokens
+    made_before = backend.decoder.generated_tokens
     started = time.perf_counter()
     trajs = run_rollouts(
         tasks,
@@ -112,12 +119,35 @@ def measure(label: str, tasks, pool: WarmPool, backend, book, config: RolloutCon
     steps = sum(t.metadata["steps"] for t in trajs)
     rate = len(trajs) / wall * 60
     fed = backend.decoder.fed_tokens - fed_before
+    made = backend.decoder.generated_tokens - made_before
     print(
         f"{label:>10}: {len(trajs)} episodes, {steps} steps in {wall:.1f}s = {rate:.1f} episodes/min | "
         f"model {stats.model_seconds:.1f}s, env {stats.env_seconds:.1f}s (overlapping), "
-        f"{fed} prompt tokens computed"
+        f"{fed} prompt tokens computed, {made} generated ({made / wall:.1f} tokens/s)"
     )
     return trajs, rate
+
+
+def engine_vs_sequential(
+    label: str, model: Path, tasks, pool: WarmPool, book, max_new_tokens: int, batch_fraction: float, workdir
+):
+    """Episodes/min of the engine over the sequential loop (batch of one, prompt recomputed every
+    step), same model, dtype, threads and greedy decoding; also whether the trajectories agree."""
+    sequential = TransformersBackend(model, max_batch_size=1, reuse_kv=False)
+    seq_config = RolloutConfig(concurrency=1, max_new_tokens=max_new_tokens, batch_fraction=1.0)
+    seq, seq_rate = measure(f"{label}sequential", tasks, pool, sequential, book, seq_config, workdir)
+    del sequential
+    batched = TransformersBackend(model, max_batch_size=len(tasks))
+    bat_config = RolloutConfig(
+        concurrency=len(tasks), max_new_tokens=max_new_tokens, batch_fraction=batch_fraction
+    )
+    bat, bat_rate = measure(f"{label}batched", tasks, pool, batched, book, bat_config, workdir)
+    same = sum(a.messages == b.messages for a, b in zip(seq, bat, strict=True))
+    print(
+        f"same trajectories (greedy): {same}/{len(bat)}; "
+        f"mean reward {sum(t.reward for t in bat) / len(bat):.3f}"
+    )
+    return seq, bat, seq_rate, bat_rate
 
 
 def step_cost(bench: SciWorldBenchmark, n_tasks: int = 4) -> tuple[float, float]:
@@ -161,6 +191,10 @@ def main() -> None:
     parser.add_argument(
         "--no-eto-loop", dest="eto_loop", action="store_false", help="skip the stock-step sequential run"
     )
+    parser.add_argument("--real-model", help="a real model folder (default: the converted SmolLM2)")
+    parser.add_argument("--real-episodes", type=int, default=8, help="episodes with the real model")
+    parser.add_argument("--real-max-new-tokens", type=int, default=48, help="profile small: 48")
+    parser.add_argument("--no-real", dest="real", action="store_false", help="skip the real-model run")
     args = parser.parse_args()
 
     print(f"cores: {os.cpu_count()}, episodes: {args.episodes}")
@@ -178,17 +212,12 @@ def main() -> None:
         book = make_prompt_book(bench.prompt_spec(), experts)
         model = Path(args.model) if args.model else sft_model(bench, experts, book, workdir)
 
-        sequential = TransformersBackend(model, max_batch_size=1, reuse_kv=False)
-        seq_config = RolloutConfig(concurrency=1, max_new_tokens=args.max_new_tokens, batch_fraction=1.0)
-        seq, seq_rate = measure("sequential", tasks, pool, sequential, book, seq_config, workdir)
-        batched = TransformersBackend(model, max_batch_size=args.episodes)
-        bat_config = RolloutConfig(
-            concurrency=args.episodes, max_new_tokens=args.max_new_tokens, batch_fraction=args.batch_fraction
+        _, bat, seq_rate, bat_rate = engine_vs_sequential(
+            "", model, tasks, pool, book, args.max_new_tokens, args.batch_fraction, workdir
         )
-        bat, bat_rate = measure("batched", tasks, pool, batched, book, bat_config, workdir)
-        same = [t.messages for t in seq] == [t.messages for t in bat]
-        print(f"same trajectories (greedy): {same}; mean reward {sum(t.reward for t in bat) / len(bat):.3f}")
         if args.eto_loop:
+            sequential = TransformersBackend(model, max_batch_size=1, reuse_kv=False)
+            seq_config = RolloutConfig(concurrency=1, max_new_tokens=args.max_new_tokens, batch_fraction=1.0)
             stock_pool = WarmPool(bench, 1, bench.tasks("train")[0], StockStepEnv)
             eto, eto_rate = measure("ETO loop", tasks, stock_pool, sequential, book, seq_config, workdir)
             stock_pool.close()
@@ -196,10 +225,27 @@ def main() -> None:
                 f"ETO's loop (sequential, stock ScienceWorldEnv.step) -> engine: {bat_rate / eto_rate:.2f}x; "
                 f"same trajectories: {[t.messages for t in eto] == [t.messages for t in bat]}"
             )
+        real_ratio = None
+        if args.real:
+            real = real_model(args.real_model)
+            print(f"real model: {real}")
+            _, _, real_seq, real_bat = engine_vs_sequential(
+                "real ",
+                real,
+                tasks[: args.real_episodes],
+                pool,
+                book,
+                args.real_max_new_tokens,
+                args.batch_fraction,
+                workdir,
+            )
+            real_ratio = real_bat / real_seq
     pool.close()
     ours, stock = step_cost(bench)
     print(f"sciworld step: wrapper {ours * 1000:.1f} ms, ScienceWorldEnv.step {stock * 1000:.1f} ms")
     print(f"exploration_speedup={bat_rate / seq_rate:.2f}")
+    if real_ratio is not None:
+        print(f"exploration_speedup_real={real_ratio:.2f}")
     print(f"sciworld_step_speedup={stock / ours:.2f}")
 
 

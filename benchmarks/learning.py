@@ -17,7 +17,6 @@ Settings are chosen on the seen split only; unseen is reported, never tuned on.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import statistics
 import tempfile
@@ -30,13 +29,13 @@ settings.offline_environment()
 
 from eto_assets import stages  # noqa: E402
 from eto_assets.agent.backends import load_backend  # noqa: E402
+from eto_assets.config.memory import trim  # noqa: E402
 from eto_assets.config.profile import Profile, check_profile_for_model, load_profile  # noqa: E402
-from eto_assets.data.files import atomic_write_json  # noqa: E402
 from eto_assets.envs.pool import EnvironmentPool  # noqa: E402
 from eto_assets.envs.registry import BenchmarkSources  # noqa: E402
 from eto_assets.stages.evaluate import EVAL_SPLITS  # noqa: E402
+from eto_assets.stages.layout import BASE_ITERATION  # noqa: E402
 from eto_assets.stages.meter import MemoryPeak  # noqa: E402
-from eto_assets.stages.policy import PolicyRecord  # noqa: E402
 
 POLICIES = ("base", "sft", "eto-1")
 
@@ -62,6 +61,7 @@ class StageLog:
     def __call__(self, label: str, work):
         with MemoryPeak() as peak:
             result = work()
+        trim()  # as the asset wrapper does between stages
         self.peaks.append(peak)
         print(
             f"  {label:<14} {peak.wall_s / 60:5.1f} min  peak {peak.process_gb:.2f} GB "
@@ -82,13 +82,11 @@ def one_seed(
     scores: dict[str, dict[str, float]] = {}
     with EnvironmentPool() as envs:
         base_run = stages.open_task_run(task, profile, BenchmarkSources(home=shared, data_dir=data_dir))
-        base_report = base_run.layout.iteration_dir(0) / "eval_metrics.json"
+        base_report = base_run.layout.eval_report(BASE_ITERATION)
         if not base_report.exists():
             log("expert data", lambda: stages.generate_expert_data(base_run, envs))
-            PolicyRecord(str(base_model)).write(base_run.layout, 0)
-            metrics = log("eval base", lambda: stages.evaluate(base_run, 0, open_backend, envs)).metrics
-            atomic_write_json(base_report, metrics)
-        scores["base"] = json.loads(base_report.read_text())
+            log("eval base", lambda: stages.evaluate_base_model(base_run, base_model, open_backend, envs))
+        scores["base"] = stages.EvalReport.read(base_report).metrics()
         run = stages.open_task_run(task, profile, BenchmarkSources(home=home, data_dir=data_dir))
         shutil.copytree(base_run.layout.expert_dir, run.layout.expert_dir, dirs_exist_ok=True)
         log("sft", lambda: stages.train_sft_policy(run, base_model))
@@ -127,7 +125,9 @@ def main() -> None:
         print(f"seed {seed}:", flush=True)
         home = workdir / f"seed-{seed}"
         results.append(
-            one_seed(seeded(profile, seed), args.task, args.base_model, home, args.dtype, workdir / "shared", log)
+            one_seed(
+                seeded(profile, seed), args.task, args.base_model, home, args.dtype, workdir / "shared", log
+            )
         )
         print(f"seed {seed}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
     print(f"\n{args.task}, profile {profile.name}, base model {args.base_model}, {args.seeds} seed(s)\n")

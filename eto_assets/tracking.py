@@ -74,6 +74,11 @@ def prefixed(metrics: Mapping[str, float], stage: str) -> dict[str, float]:
     return {f"{stage}/{k.removeprefix(stage + '_')}": float(v) for k, v in metrics.items()}
 
 
+def _iteration_tag(iteration: int) -> str:
+    """``it<k>`` in run names; ``base`` for the untrained model's evaluation (iteration -1)."""
+    return "base" if iteration < 0 else f"it{iteration}"
+
+
 @contextmanager
 def stage_run(
     tracking_uri: str,
@@ -90,7 +95,7 @@ def stage_run(
     experiment_id = use_experiment(tracking_uri, task, artifact_root)
     all_tags = {"eto.task": task, "eto.stage": stage, "eto.iteration": str(iteration), **(tags or {})}
     with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"{task}-it{iteration}-{stage}", tags=all_tags
+        experiment_id=experiment_id, run_name=f"{task}-{_iteration_tag(iteration)}-{stage}", tags=all_tags
     ) as run:
         if params:
             log_params(params)

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from eto_assets.config.profile import Profile
+from eto_assets.stages.layout import BASE_ITERATION
 
 # Small files that identify a model folder or a data file without hashing gigabytes of weights.
 MODEL_FILES = ("config.json", "tokenizer_config.json", "generation_config.json")
@@ -47,6 +48,7 @@ def input_fingerprint(base_model: str, profile: Profile, task: str) -> str:
 # artifacts are missing.
 
 FINGERPRINTS_FILE = "fingerprints.json"
+BASE_EVAL = "base_model/eval_report"  # the untrained model's evaluation (profile: evaluate_base_model)
 
 
 def _digest(record: object) -> str:
@@ -94,6 +96,13 @@ def stage_fingerprints(
         "prompt": _section(profile, "prompt"),
         "backend": backend,
     }
+    out[BASE_EVAL] = _digest(
+        {
+            "up": [out["expert_trajectories"], path_identity(base_model)],
+            "active": profile.evaluate_base_model,
+            **rollout,
+        }
+    )
     out["iteration_0/eval_report"] = _digest({"up": policy[0], **rollout})
     for k in range(1, iterations + 1):
         active = k <= runs
@@ -108,7 +117,7 @@ def stage_fingerprints(
         out[f"iteration_{k}/eval_report"] = _digest({"up": dpo, "active": active, **rollout})
     evals = [out[f"iteration_{k}/eval_report"] for k in range(iterations + 1)]
     out["iteration_summary"] = _digest({"up": evals, "runs": runs})
-    out["iteration_comparison"] = _digest({"up": evals, "runs": runs, "kind": "compare"})
+    out["iteration_comparison"] = _digest({"up": [out[BASE_EVAL], *evals], "runs": runs, "kind": "compare"})
     return out
 
 
@@ -118,6 +127,7 @@ def upstream_of(iterations: int) -> dict[str, list[str]]:
     deps: dict[str, list[str]] = {
         "expert_trajectories": [],
         "sft_checkpoint": ["expert_trajectories"],
+        BASE_EVAL: ["expert_trajectories", "sft_checkpoint"],
         "iteration_0/eval_report": ["sft_checkpoint"],
     }
     for k in range(1, iterations + 1):
@@ -130,7 +140,7 @@ def upstream_of(iterations: int) -> dict[str, list[str]]:
         deps[f"iteration_{k}/eval_report"] = [policy[k]]
     evals = [f"iteration_{k}/eval_report" for k in range(iterations + 1)]
     deps["iteration_summary"] = list(evals)
-    deps["iteration_comparison"] = list(evals)
+    deps["iteration_comparison"] = [BASE_EVAL, *evals]
     return deps
 
 
@@ -182,7 +192,10 @@ def missing_artifacts(home: Path, task: str, key: str) -> str | None:
 
     layout = ArtifactLayout(home, task)
     head, _, name = key.rpartition("/")
-    k = int(head.removeprefix("iteration_")) if head else 0
+    if head == BASE_EVAL.partition("/")[0]:
+        k = BASE_ITERATION
+    else:
+        k = int(head.removeprefix("iteration_")) if head else 0
     expected = {
         "expert_trajectories": layout.expert_jsonl,
         "sft_checkpoint": layout.policy_json(0),
@@ -204,10 +217,24 @@ def missing_artifacts(home: Path, task: str, key: str) -> str | None:
     return None
 
 
+def inactive_assets(profile: Profile, task: str, iterations: int) -> set[str]:
+    """Assets the profile leaves out (they materialize as no-ops and write no artifacts): the base
+    model's evaluation unless asked for, and iterations past the profile's."""
+    out = set() if profile.evaluate_base_model else {BASE_EVAL}
+    for k in range(profile.iterations_for(task) + 1, iterations + 1):
+        out.update(
+            f"iteration_{k}/{name}"
+            for name in ("exploration_rollouts", "preference_pairs", "dpo_checkpoint", "eval_report")
+        )
+    return out
+
+
 def stale_assets(
-    home: Path, task: str, current: dict[str, str], iterations: int
+    home: Path, task: str, current: dict[str, str], iterations: int, inactive: set[str] | None = None
 ) -> tuple[list[str], dict[str, str]]:
-    """(assets to run, why each is skipped or run): changed or missing, and everything downstream."""
+    """(assets to run, why each is skipped or run): changed or missing, and everything downstream.
+    ``inactive`` assets write nothing, so their artifacts are not looked for."""
+    inactive = inactive or set()
     recorded = read_fingerprints(home, task)
     deps = upstream_of(iterations)
     reasons: dict[str, str] = {}
@@ -217,7 +244,7 @@ def stale_assets(
             why = "never materialized with these settings"
         elif recorded[key] != current[key]:
             why = "inputs or settings changed"
-        elif (gone := missing_artifacts(home, task, key)) is not None:
+        elif key not in inactive and (gone := missing_artifacts(home, task, key)) is not None:
             why = f"artifact missing: {gone}"
         elif upstream := [d for d in deps[key] if d in stale]:
             why = f"upstream reruns: {', '.join(upstream)}"

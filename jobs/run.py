@@ -141,10 +141,11 @@ def check_settings(args: argparse.Namespace, home: Path) -> str | None:
 def select_assets(args: argparse.Namespace, home: Path, iterations: int) -> tuple[list[str], dict[str, str]]:
     """The assets to run (graph order) and, for each asset, why it runs or is skipped."""
     from eto_assets.config.profile import load_profile
-    from jobs.fingerprint import stage_fingerprints, stale_assets
+    from jobs.fingerprint import inactive_assets, stage_fingerprints, stale_assets
 
+    profile = load_profile(args.profile)
     current = stage_fingerprints(
-        load_profile(args.profile),
+        profile,
         args.task,
         base_model=args.base_model,
         backend=args.backend,
@@ -153,7 +154,7 @@ def select_assets(args: argparse.Namespace, home: Path, iterations: int) -> tupl
     )
     if args.force:
         return list(current), {key: "--force" for key in current}
-    return stale_assets(home, args.task, current, iterations)
+    return stale_assets(home, args.task, current, iterations, inactive_assets(profile, args.task, iterations))
 
 
 def step_failures(result) -> list[str]:

@@ -34,5 +34,8 @@ def test_lineage_is_unrolled_per_iteration():
     }
     assert deps["iteration_2/eval_report"] == {"iteration_2/dpo_checkpoint"}
     assert deps["iteration_summary"] == {f"iteration_{k}/eval_report" for k in range(4)}
+    # the untrained model: after SFT (which builds the tiny one), compared beside every policy
+    assert deps["base_model/eval_report"] == {"expert_trajectories", "sft_checkpoint"}
+    assert deps["iteration_comparison"] == {"base_model/eval_report"} | deps["iteration_summary"]
     partitions = graph.get(AssetKey("expert_trajectories")).partitions_def.get_partition_keys()
     assert partitions == ["sciworld", "alfworld", "webshop"]

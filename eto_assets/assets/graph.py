@@ -6,8 +6,10 @@ from dagster import AssetKey, AssetsDefinition
 
 from eto_assets import stages
 from eto_assets.assets.stage_asset import stage_asset
+from eto_assets.stages.layout import BASE_ITERATION
 
 EXPERT = AssetKey("expert_trajectories")
+BASE_EVAL = AssetKey(["base_model", "eval_report"])
 
 
 def policy_key(k: int) -> AssetKey:
@@ -48,6 +50,21 @@ def eval_asset(k: int, n: int) -> AssetsDefinition:
         key_prefix=f"iteration_{k}", deps=[policy_key(k)], kinds={"python", "mlflow"},
         description=f"Greedy evaluation of the iteration-{k} policy on the held-out seen/unseen splits.",
         run_stage=lambda run, tools: stages.evaluate(run, k, tools.inference.open, tools.envs),
+    )  # fmt: skip
+
+
+def base_eval_asset(n: int) -> AssetsDefinition:
+    return stage_asset(
+        name="eval_report", stage="eval", iteration=BASE_ITERATION, graph_iterations=n, group="base_model",
+        key_prefix="base_model", deps=[EXPERT, policy_key(0)], kinds={"python", "mlflow"},
+        description="Greedy evaluation of the untrained base model on the same held-out tasks and prompts "
+        "(profile setting evaluate_base_model; a no-op otherwise): the baseline for SFT and ETO. Runs after "
+        "SFT, which builds the tiny base model.",
+        run_stage=lambda run, tools: stages.evaluate_base_model(
+            run, tools.settings.base_model, tools.inference.open, tools.envs
+        ),
+        skip=lambda run: None if run.profile.evaluate_base_model
+        else f"profile {run.profile.name!r} does not evaluate the base model (evaluate_base_model: false)",
     )  # fmt: skip
 
 
@@ -92,17 +109,20 @@ def summary_asset(n: int) -> AssetsDefinition:
 def comparison_asset(n: int) -> AssetsDefinition:
     return stage_asset(
         name="iteration_comparison", stage="compare", iteration=0, graph_iterations=n, group="report",
-        deps=[iteration_key(k, "eval_report") for k in range(n + 1)], kinds={"python", "mlflow"},
-        description="Every policy side by side (held-out reward and success per split, steps, pairs, "
-        "training loss, wall time) as CSV/Markdown, with plots: reward by iteration, the efficiency "
-        "curve (mean reward reached by step t) and explored rewards with pair counts.",
+        deps=[BASE_EVAL, *(iteration_key(k, "eval_report") for k in range(n + 1))],
+        kinds={"python", "mlflow"},
+        description="Every policy side by side (the base model where evaluated, held-out reward and "
+        "success per split, steps, pairs, training loss, wall time) as CSV/Markdown, with plots: "
+        "reward by iteration, the efficiency curve (mean reward reached by step t) and explored "
+        "rewards with pair counts.",
         run_stage=lambda run, tools: stages.compare_iterations(run.layout, n),
     )  # fmt: skip
 
 
 def build_assets(n: int) -> list[AssetsDefinition]:
-    """Expert data, SFT and its evaluation, N unrolled iterations, the summary and the comparison."""
-    assets = [expert_asset(n), sft_asset(n), eval_asset(0, n)]
+    """Expert data, SFT, the base model's and SFT's evaluations, N unrolled iterations, the
+    summary and the comparison."""
+    assets = [expert_asset(n), sft_asset(n), base_eval_asset(n), eval_asset(0, n)]
     for k in range(1, n + 1):
         assets.extend(iteration_assets(k, n))
     assets.extend([summary_asset(n), comparison_asset(n)])

@@ -2,7 +2,6 @@
 the profile, open the stage's MLflow run, call the stage, record its result, and build the
 Dagster result. An asset definition then says only what it is and which stage it runs."""
 
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -21,6 +20,7 @@ from dagster import (
 
 from eto_assets import tracking
 from eto_assets.assets.common import TASK_PARTITIONS, dagster_metadata, settings_params, user_errors
+from eto_assets.config.memory import trim
 from eto_assets.config.profile import check_profile_for_model
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.registry import BenchmarkSources
@@ -29,6 +29,7 @@ from eto_assets.stages.checks import STAGE_CHECKS, CheckOutcome, run_checks
 from eto_assets.stages.compare import record_stage_seconds
 from eto_assets.stages.errors import root_cause
 from eto_assets.stages.locks import StageBusy, stage_lock
+from eto_assets.stages.meter import MemoryPeak
 from jobs.fingerprint import forget_fingerprint, record_fingerprint
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
 from resources.preflight import preflight
@@ -164,10 +165,13 @@ def stage_asset(
     group: str,
     key_prefix: str | None = None,
     mlflow_run: bool = True,
+    skip: Callable[[TaskRun], str | None] | None = None,
 ) -> AssetsDefinition:
     """An asset running ``run_stage`` for ``iteration`` of a task partition (``stage`` names its
     MLflow run; without ``mlflow_run`` only registered-model aliases are recorded). The stage's
-    checks (:data:`STAGE_CHECKS`) are declared on the asset and reported with each materialization."""
+    checks (:data:`STAGE_CHECKS`) are declared on the asset and reported with each materialization.
+    ``skip`` gives the reason the profile leaves this asset out (it then materializes as a no-op),
+    as iterations past the profile's are."""
     key = AssetKey([key_prefix, name] if key_prefix else [name])
     specs = [
         AssetCheckSpec(s.name, asset=key, description=s.description) for s in STAGE_CHECKS.get(stage, ())
@@ -190,7 +194,7 @@ def stage_asset(
         inference: InferenceResource,
         envs: EnvironmentsResource,
     ) -> MaterializeResult:
-        label = stage if iteration == 0 else f"iteration_{iteration}/{stage}"
+        label = f"{key_prefix}/{stage}" if key_prefix else stage
         try:
             return run_asset(context, settings, mlflow_tracking, inference, envs)
         except Exception as exc:  # every failure as one line naming its root cause
@@ -210,8 +214,10 @@ def stage_asset(
         check_iterations(run, graph_iterations)
         home = settings.home_path()
         fingerprint = stage_fingerprint(run, settings, inference, graph_iterations, key)
+        skipped = skip(run) if skip is not None else None
         if iteration > run.iterations:
             skipped = f"profile {run.profile.name!r} runs {run.iterations} iteration(s) for {run.task}"
+        if skipped:
             checks = [AssetCheckResult(check_name=s.name, passed=True, description=skipped) for s in specs]
             record_fingerprint(home, run.task, key.to_user_string(), fingerprint)
             return MaterializeResult(metadata={"skipped": skipped}, check_results=checks)
@@ -241,10 +247,13 @@ def stage_asset(
             mlflow_run_,
             link,
         ):
-            started = time.perf_counter()
-            with user_errors():
-                result = run_stage(run, tools)
-            record_stage_seconds(run.layout, iteration, stage, time.perf_counter() - started)
+            try:
+                with user_errors(), MemoryPeak() as peak:
+                    result = run_stage(run, tools)
+            finally:
+                trim()  # the next stage runs in this process: hand back what this one freed
+            record_stage_seconds(run.layout, iteration, stage, peak.wall_s)
+            result.metrics.update(peak.metrics())  # memory the stage needed, itself and its environments
             for warning in result.warnings:
                 context.log.warning(warning)
             version = mlflow_tracking.record_result(result, run.task, iteration, stage, mlflow_run_)

@@ -115,6 +115,11 @@ class Profile(_Strict):
         "builds; large learning rates, many epochs) or 'pretrained' (a Hugging Face model folder)",
     )
     iterations: int = Field(default=2, ge=0)
+    evaluate_base_model: bool = Field(
+        default=False,
+        description="also evaluate the untrained base model on the same held-out tasks (asset "
+        "base_model/eval_report): the baseline SFT and ETO are measured against",
+    )
     tasks: dict[str, TaskScope] = Field(default_factory=dict)
     tiny_model: TinyModelConfig = TinyModelConfig()
     sft: TrainConfig

@@ -18,7 +18,7 @@ ETO iteration by calling them in order::
 
 from eto_assets.stages.compare import compare_iterations
 from eto_assets.stages.dpo import train_dpo_policy
-from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport, evaluate
+from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport, evaluate, evaluate_base_model
 from eto_assets.stages.expert import NoExpertData, generate_expert_data
 from eto_assets.stages.explore import explore
 from eto_assets.stages.pairs import make_pairs
@@ -39,6 +39,7 @@ __all__ = [
     "TaskRun",
     "compare_iterations",
     "evaluate",
+    "evaluate_base_model",
     "explore",
     "generate_expert_data",
     "make_pairs",

@@ -1,4 +1,5 @@
-"""The iteration comparison a user reads after a run: one row per policy (SFT, each ETO iteration)
+"""The iteration comparison a user reads after a run: one row per policy (the untrained base model
+where the profile evaluates it, SFT, each ETO iteration)
 with held-out reward and success per split, average steps, pair counts, training loss and wall
 time, as CSV and Markdown; and three plots: reward by iteration, the paper's efficiency curve
 (mean reward reached by step t) and the explored reward distribution with pair counts."""
@@ -13,7 +14,7 @@ from pathlib import Path
 
 from eto_assets.data.schemas import Trajectory, read_pairs, read_trajectories
 from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport
-from eto_assets.stages.layout import ArtifactLayout
+from eto_assets.stages.layout import BASE_ITERATION, ArtifactLayout, iteration_label
 from eto_assets.stages.result import Markdown, StageResult
 
 TRAIN_RESULT = "train_result.json"  # written next to every checkpoint by the training launcher
@@ -40,12 +41,17 @@ def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def method_name(k: int) -> str:
+    return {BASE_ITERATION: "base", 0: "sft"}.get(k, f"eto-{k}")
+
+
 def collect(layout: ArtifactLayout, iterations: int) -> list[PolicyRow]:
+    """One row per evaluated policy: the untrained base model (when evaluated), SFT, each iteration."""
     rows = []
-    for k in range(iterations + 1):
+    for k in range(BASE_ITERATION, iterations + 1):
         if not layout.eval_report(k).is_file():
             continue
-        row = PolicyRow(k, "sft" if k == 0 else f"eto-{k}")
+        row = PolicyRow(k, method_name(k))
         report = EvalReport.read(layout.eval_report(k))
         row.metrics.update(report.metrics())
         if k > 0 and layout.pairs_jsonl(k).is_file():
@@ -76,12 +82,13 @@ def write_tables(rows: Sequence[PolicyRow], csv_path: Path, md_path: Path) -> st
         writer = csv.writer(fh)
         writer.writerow(["iteration", "method", *present])
         for r in rows:
-            writer.writerow([r.iteration, r.method, *(r.metrics.get(c, "") for c in present)])
+            cells = [r.metrics.get(c, "") for c in present]
+            writer.writerow([iteration_label(r.iteration), r.method, *cells])
     head = "| iteration | method | " + " | ".join(c.removeprefix("eval_") for c in present) + " |"
     lines = [head, "|---|---|" + "---|" * len(present)]
     for r in rows:
         cells = " | ".join(f"{r.metrics[c]:.3f}" if c in r.metrics else "-" for c in present)
-        lines.append(f"| {r.iteration} | {r.method} | {cells} |")
+        lines.append(f"| {iteration_label(r.iteration)} | {r.method} | {cells} |")
     table = "\n".join(lines)
     md_path.write_text(table + "\n")
     return table
@@ -117,8 +124,8 @@ def _plots(layout: ArtifactLayout, rows: Sequence[PolicyRow], iterations: int, o
         ]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=split)
-    ax.set(xlabel="iteration (0 = SFT)", ylabel="average reward", title=f"{layout.task}: reward by iteration")
-    ax.set_xticks([r.iteration for r in rows])
+    ax.set(xlabel="policy", ylabel="average reward", title=f"{layout.task}: reward by iteration")
+    ax.set_xticks([r.iteration for r in rows], [r.method for r in rows])
     ax.legend()
     paths.append(_save(fig, out / "reward_by_iteration.png"))
 

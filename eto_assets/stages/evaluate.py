@@ -15,6 +15,7 @@ from eto_assets.agent.rollout import RolloutStats, rollout_fingerprint, run_roll
 from eto_assets.data.files import atomic_write_json
 from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.pool import EnvironmentPool
+from eto_assets.stages.layout import BASE_ITERATION
 from eto_assets.stages.policy import PolicyRecord, model_name
 from eto_assets.stages.result import DatasetInput, Markdown, StageResult
 from eto_assets.stages.task import TaskRun
@@ -184,3 +185,26 @@ def evaluate(
             "path": layout.eval_report(iteration),
         },
     )
+
+
+def evaluate_base_model(
+    run: TaskRun, base_model: str, open_backend: Callable[[str], InferenceBackend], envs: EnvironmentPool
+) -> StageResult:
+    """The untrained base model on the same held-out tasks, greedy, with the same prompts: the
+    baseline SFT and ETO are measured against (``iteration`` :data:`BASE_ITERATION`). The tiny
+    model is the one the SFT stage built from the expert data."""
+    from eto_assets.agent.backends import check_model_dir
+    from eto_assets.stages.sft import TINY
+
+    if base_model == TINY:
+        path = run.layout.base_model_dir
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{path}: the tiny base model is built by the SFT stage; materialize sft_checkpoint first"
+            )
+    else:
+        path = check_model_dir(base_model, "base_model setting")
+    PolicyRecord(str(path)).write(run.layout, BASE_ITERATION)
+    result = evaluate(run, BASE_ITERATION, open_backend, envs)
+    result.params["base_model"] = base_model
+    return result

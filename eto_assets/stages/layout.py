@@ -5,6 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+BASE_ITERATION = -1  # the untrained base model, evaluated as the policy before SFT (iteration 0)
+
+
+def iteration_label(k: int) -> str:
+    """How an iteration is named in folders, runs and tables: ``base`` for the untrained model."""
+    return "base" if k == BASE_ITERATION else str(k)
+
 
 @dataclass(frozen=True)
 class ArtifactLayout:
@@ -36,7 +43,8 @@ class ArtifactLayout:
         return self.root / "base_model"
 
     def iteration_dir(self, k: int) -> Path:
-        return self.root / f"iteration_{k}"
+        """Folder of iteration ``k``; the untrained base model's evaluation is ``base_model_eval``."""
+        return self.root / ("base_model_eval" if k == BASE_ITERATION else f"iteration_{k}")
 
     def checkpoint_dir(self, k: int) -> Path:
         """Policy of iteration ``k``: SFT for 0, DPO for k >= 1."""

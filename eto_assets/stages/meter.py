@@ -79,8 +79,8 @@ class MemoryPeak:
         self.wall_s = time.perf_counter() - self._started
 
     def metrics(self) -> dict[str, float]:
+        """As stage metrics: this process's peak and its environments' peak, in GB."""
         return {
             "peak_rss_gb": round(self.process_gb, 3),
-            "peak_rss_children_gb": round(self.children_gb, 3),
-            "wall_min": round(self.wall_s / 60, 2),
+            "peak_rss_environments_gb": round(self.children_gb, 3),
         }

@@ -112,3 +112,47 @@ def test_one_sft_step_with_the_native_template(real_model_dir, tmp_path):
     assert math.isfinite(result.metrics["train_loss"]) and result.metrics["train_loss"] > 0
     saved = AutoTokenizer.from_pretrained(tmp_path / "sft")
     assert has_generation_markers(saved.chat_template)
+
+
+@pytest.fixture(scope="module")
+def real_pairs():
+    """Two real ScienceWorld tasks: the expert's gold-path replay against an agent that looks
+    around and checks its inventory (real observations, lower reward), paired by ETO's rules."""
+    from eto_assets.agent.prompt import make_prompt_book
+    from eto_assets.data.pairs import make_pair
+    from eto_assets.envs.base import replay_actions
+    from eto_assets.envs.sciworld import SciWorldBenchmark
+
+    bench = SciWorldBenchmark(["find-animal"], max_steps_cap=8)
+    env = bench.make_env()
+    try:
+        tasks = bench.tasks("train")[:2]
+        experts = [bench.expert_trajectory(env, t) for t in tasks]
+        wander = [("I should look first.", "look around"), (None, "inventory")]
+        agents = [replay_actions(env, t, wander, source="agent") for t in tasks]
+    finally:
+        env.close()
+    pairs = [make_pair(e, a) for e, a in zip(experts, agents, strict=True)]
+    assert all(p is not None and p.chosen_source == "expert" for p in pairs)
+    return experts, pairs, make_prompt_book(bench.prompt_spec(), experts)
+
+
+def test_one_dpo_step_on_real_trajectories(real_model_dir, real_pairs, tmp_path):
+    """SFT then DPO (action tokens only, reference = the SFT policy) on real ScienceWorld episodes,
+    one optimizer step each, in the model's native ChatML format."""
+    from eto_assets.config.training import DPOTrainConfig, TrainConfig
+    from eto_assets.training.dpo import train_dpo
+    from eto_assets.training.sft import train_sft
+
+    experts, pairs, book = real_pairs
+    common = dict(num_train_epochs=1, batch_size=2, per_device_train_batch_size=1, warmup_steps=0)
+    common.update(lr_scheduler_type="constant", max_length=2048, gradient_checkpointing=True)
+    sft_params = TrainConfig(learning_rate=1e-5, **common)
+    sft = train_sft(real_model_dir, experts, book, tmp_path / "sft", sft_params)
+    assert math.isfinite(sft.metrics["train_loss"]) and sft.metrics["train_loss"] > 0
+    dpo_params = DPOTrainConfig(learning_rate=1e-6, **common)
+    dpo = train_dpo(tmp_path / "sft", pairs, book, tmp_path / "dpo", dpo_params)
+    assert dpo.metrics["train_loss"] == pytest.approx(math.log(2), abs=1e-3)  # policy = reference at step 1
+    logged = next(row for row in dpo.log_history if "rewards/chosen" in row)
+    assert logged["logps/chosen"] < 0 and logged["logps/rejected"] < 0
+    assert (tmp_path / "dpo" / "model.safetensors").is_file()

@@ -29,6 +29,7 @@ def iteration(tmp_path_factory):
     with EnvironmentPool() as envs:
         results["expert"] = stages.generate_expert_data(run, envs)
         results["sft"] = stages.train_sft_policy(run, "tiny")
+        results["base"] = stages.evaluate_base_model(run, "tiny", open_backend, envs)
         results["eval0"] = stages.evaluate(run, 0, open_backend, envs)
         results["explore"] = stages.explore(run, 1, open_backend, envs)
         results["pairs"] = stages.make_pairs(run, 1)
@@ -36,6 +37,7 @@ def iteration(tmp_path_factory):
         results["eval1"] = stages.evaluate(run, 1, open_backend, envs)
         assert envs.idle(), "environments went back to the pool for the next stage"
     results["summary"] = stages.summarize_iterations(run.layout, 1)
+    results["compare"] = stages.compare_iterations(run.layout, 1)
     return run, results
 
 
@@ -107,6 +109,26 @@ def test_evaluation_covers_both_held_out_splits_greedily(iteration):
         assert result.metrics["eval_discarded"] == 0 and result.metadata["resume"] == "nothing to resume"
         report = stages.EvalReport.read(run.layout.eval_report(k))
         assert {s: m.episodes for s, m in report.splits.items()} == {"seen": 1, "unseen": 1}
+
+
+def test_the_untrained_model_is_evaluated_on_the_same_tasks_and_compared(iteration):
+    run, results = iteration
+    base = results["base"]
+    assert base.metrics_step == -1 and base.params["checkpoint"] == str(run.layout.base_model_dir)
+    for split in ("seen", "unseen"):
+        sft_tasks = [t.task_id for t in read_trajectories(run.layout.eval_jsonl(0, split))]
+        assert [t.task_id for t in read_trajectories(run.layout.eval_jsonl(-1, split))] == sft_tasks
+    assert run.layout.eval_report(-1).parent.name == "base_model_eval"
+    rows = (run.layout.root / "comparison" / "iterations.csv").read_text().splitlines()
+    assert [r.split(",")[:2] for r in rows[1:]] == [["base", "base"], ["0", "sft"], ["1", "eto-1"]]
+    seen = f"{base.metrics['eval_seen_avg_reward']:.3f}"
+    assert f"| base | base | {seen} |" in results["compare"].metadata["table"]
+
+
+def test_the_base_model_evaluation_needs_the_tiny_model_built_by_sft(tmp_path):
+    run = stages.open_task_run("sciworld", load_profile(NANO), BenchmarkSources(home=tmp_path))
+    with pytest.raises(FileNotFoundError, match="built by the SFT stage"):
+        stages.evaluate_base_model(run, "tiny", open_backend, EnvironmentPool())
 
 
 def test_summary_marks_the_best_iteration_by_the_seen_split(iteration):
