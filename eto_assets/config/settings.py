@@ -132,11 +132,7 @@ def read_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
 
 
 def offline_environment() -> None:
-    """No hub downloads, no telemetry, freed memory returned to the OS (:mod:`.memory`): set once
-    at every entry point, before heavy imports."""
-    from eto_assets.config.memory import return_freed_memory
-
-    return_freed_memory()
+    """No hub downloads, no telemetry: set once at every entry point, before heavy imports."""
     for key, value in {
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",

@@ -50,10 +50,8 @@ class TrainSpec:
 def run_spec(spec: TrainSpec) -> TrainResult:
     from eto_assets.agent.backends import set_torch_threads
     from eto_assets.agent.prompt import PromptBook
-    from eto_assets.config.settings import offline_environment
     from eto_assets.data.schemas import read_pairs, read_trajectories
 
-    offline_environment()  # also when launched on its own (accelerate launch)
     # Inference in this process may have lowered torch's thread count to leave cores to the
     # environments; training has the machine to itself.
     set_torch_threads(spec.threads or os.cpu_count())
