@@ -211,8 +211,9 @@ def record_result(
     if result.metrics:
         metrics = prefixed(result.metrics, stage)
         mlflow.log_metrics(metrics, step=result.metrics_step)
-        if parent_run_id and stage == "eval":
-            for name, value in metrics.items():
+        if parent_run_id and stage == "eval":  # the held-out numbers, not the stage's memory
+            scores = prefixed({k: v for k, v in result.metrics.items() if k.startswith("eval_")}, stage)
+            for name, value in scores.items():
                 MlflowClient().log_metric(parent_run_id, name, value, step=iteration)
     for version, tags in result.version_tags.items():
         for key, value in tags.items():

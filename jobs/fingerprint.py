@@ -96,9 +96,10 @@ def stage_fingerprints(
         "prompt": _section(profile, "prompt"),
         "backend": backend,
     }
-    out[BASE_EVAL] = _digest(
+    out[BASE_EVAL] = _digest(  # the base model itself, not SFT's training settings
         {
             "up": [out["expert_trajectories"], path_identity(base_model)],
+            "tiny_model": _section(profile, "tiny_model") if base_model == "tiny" else None,
             "active": profile.evaluate_base_model,
             **rollout,
         }
@@ -127,7 +128,8 @@ def upstream_of(iterations: int) -> dict[str, list[str]]:
     deps: dict[str, list[str]] = {
         "expert_trajectories": [],
         "sft_checkpoint": ["expert_trajectories"],
-        BASE_EVAL: ["expert_trajectories", "sft_checkpoint"],
+        # it runs after SFT (which builds the tiny model) but does not depend on how SFT trains
+        BASE_EVAL: ["expert_trajectories"],
         "iteration_0/eval_report": ["sft_checkpoint"],
     }
     for k in range(1, iterations + 1):

@@ -13,6 +13,7 @@ NANO = str(REPO / "tests" / "fixtures" / "nano.yaml")
 ORDER = [
     ("expert_trajectories", "expert"),
     ("sft_checkpoint", "sft"),
+    ("base_model/eval_report", "eval"),
     ("iteration_0/eval_report", "eval"),
     ("iteration_1/exploration_rollouts", "explore"),
     ("iteration_1/preference_pairs", "pairs"),
@@ -65,7 +66,8 @@ def test_each_asset_records_its_stage(materialized, key, stage):
     run = MlflowClient(uri).get_run(metadata["mlflow_run_id"].value)
     assert run.data.tags["eto.stage"] == stage and run.data.tags["dagster.asset_key"] == key
     assert run.data.params["profile"] == NANO and run.data.params["backend"] == "transformers"
-    assert run.info.run_name.startswith("sciworld-it")
+    assert run.info.run_name.startswith("sciworld-base" if key.startswith("base_model") else "sciworld-it")
+    assert run.data.metrics[f"{stage}/peak_rss_gb"] > 0.1  # the stage's memory, measured
     assert f"/runs/{run.info.run_id}?workflowType=machine_learning" in metadata["mlflow_run"].value
 
 
@@ -112,6 +114,7 @@ def test_fewer_iterations_than_the_graph_are_explicit_no_ops(tmp_path):
 EXPECTED_CHECKS = {
     "expert_trajectories": {"expert_rewards", "no_empty_trajectories"},
     "sft_checkpoint": {"checkpoint_generates"},
+    "base_model/eval_report": {"covers_held_out_splits", "mostly_valid_actions", "no_regression"},
     "iteration_0/eval_report": {"covers_held_out_splits", "mostly_valid_actions", "no_regression"},
     "iteration_1/exploration_rollouts": {"rewards_in_range", "no_empty_trajectories", "mostly_valid_actions"},
     "iteration_1/preference_pairs": {"chosen_above_rejected", "pairs_present"},
@@ -130,6 +133,24 @@ def test_each_stage_reports_its_checks(materialized, key):
             assert evaluation.severity.value == "WARN"
         else:
             assert evaluation.passed, (key, name, evaluation.description)
+
+
+def test_the_base_model_evaluation_is_a_no_op_unless_the_profile_asks(tmp_path):
+    profile = tmp_path / "no_base.yaml"
+    profile.write_text(
+        (REPO / "tests" / "fixtures" / "nano.yaml").read_text().replace("evaluate_base_model: true", "")
+    )
+    with DagsterInstance.ephemeral() as instance:
+        result = materialize(
+            build_assets(1),
+            selection=[AssetKey(["base_model", "eval_report"])],
+            partition_key="sciworld",
+            resources=resources(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}", str(profile)),
+            instance=instance,
+        )
+    [event] = result.get_asset_materialization_events()
+    assert "evaluate_base_model: false" in event.materialization.metadata["skipped"].value
+    assert not (tmp_path / "home" / "artifacts" / "sciworld" / "base_model_eval").exists()
 
 
 def test_metadata_is_rounded_and_tables_are_markdown(materialized):
