@@ -83,6 +83,25 @@ def trainer_kwargs(
     )
 
 
+def score_counted_positions_only() -> None:
+    """Make TRL's fused LM head project only the positions whose label counts (agent tokens) on
+    the CPU too. TRL 1.16 does so on CUDA/XPU only and scores every position elsewhere, so that a
+    compiled device (Neuron) keeps fixed tile shapes; eager CPU has nothing to recompile, and the
+    prompt's and observations' full-vocabulary logits cost time and about a gigabyte of tiles.
+    The log-probs are the same: masked positions are dropped from the loss either way."""
+    import trl.trainer.utils as trl_utils
+
+    current = trl_utils._use_triton
+    if getattr(current, "_eto_cpu_compact", False):
+        return
+
+    def compact_here(device) -> bool:
+        return device.type == "cpu" or current(device)
+
+    compact_here._eto_cpu_compact = True
+    trl_utils._use_triton = compact_here
+
+
 def load_for_training(path: str | Path, setting: str):
     """Model and tokenizer from a local folder, the tokenizer given a template that marks
     assistant tokens and a pad token."""
@@ -91,6 +110,7 @@ def load_for_training(path: str | Path, setting: str):
     from eto_assets.agent.backends import check_model_dir
     from eto_assets.agent.chat_template import ensure_training_template
 
+    score_counted_positions_only()
     model_dir = check_model_dir(path, setting)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     ensure_training_template(tokenizer)
