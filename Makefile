@@ -66,7 +66,7 @@ data: setup
 real-model: setup
 	$(BIN)/python -m eto_assets.models.real_model
 
-# ETO vs SFT vs the untrained model with SmolLM2 on ScienceWorld, 3 seeds (CPU: about 45 min a seed)
+# ETO vs SFT vs the untrained model with SmolLM2 on ScienceWorld, 3 seeds (2 CPU cores: about 8 min a seed)
 bench-learning: real-model
 	ETO_INFERENCE_DTYPE=$${ETO_INFERENCE_DTYPE:-bfloat16} $(BIN)/python benchmarks/learning.py \
 		--profile small --base-model $(ETO_HOME)/models/smollm2-135m-instruct --seeds $${SEEDS:-3}
