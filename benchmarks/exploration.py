@@ -129,15 +129,23 @@ def measure(label: str, tasks, pool: WarmPool, backend, book, config: RolloutCon
 
 
 def engine_vs_sequential(
-    label: str, model: Path, tasks, pool: WarmPool, book, max_new_tokens: int, batch_fraction: float, workdir
+    label: str,
+    model: Path,
+    tasks,
+    pool: WarmPool,
+    book,
+    max_new_tokens: int,
+    batch_fraction: float,
+    workdir,
+    dtype: str = "auto",
 ):
     """Episodes/min of the engine over the sequential loop (batch of one, prompt recomputed every
     step), same model, dtype, threads and greedy decoding; also whether the trajectories agree."""
-    sequential = TransformersBackend(model, max_batch_size=1, reuse_kv=False)
+    sequential = TransformersBackend(model, max_batch_size=1, reuse_kv=False, dtype=dtype)
     seq_config = RolloutConfig(concurrency=1, max_new_tokens=max_new_tokens, batch_fraction=1.0)
     seq, seq_rate = measure(f"{label}sequential", tasks, pool, sequential, book, seq_config, workdir)
     del sequential
-    batched = TransformersBackend(model, max_batch_size=len(tasks))
+    batched = TransformersBackend(model, max_batch_size=len(tasks), dtype=dtype)
     bat_config = RolloutConfig(
         concurrency=len(tasks), max_new_tokens=max_new_tokens, batch_fraction=batch_fraction
     )
@@ -195,6 +203,7 @@ def main() -> None:
     parser.add_argument("--real-episodes", type=int, default=8, help="episodes with the real model")
     parser.add_argument("--real-max-new-tokens", type=int, default=48, help="profile small: 48")
     parser.add_argument("--no-real", dest="real", action="store_false", help="skip the real-model run")
+    parser.add_argument("--real-dtype", default=settings.inference_dtype(), help="ETO_INFERENCE_DTYPE")
     args = parser.parse_args()
 
     print(f"cores: {os.cpu_count()}, episodes: {args.episodes}")
@@ -238,6 +247,7 @@ def main() -> None:
                 args.real_max_new_tokens,
                 args.batch_fraction,
                 workdir,
+                args.real_dtype,
             )
             real_ratio = real_bat / real_seq
     pool.close()
