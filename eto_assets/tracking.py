@@ -19,6 +19,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source  # noqa: 
 from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from eto_assets.stages.layout import BASE_ITERATION  # noqa: E402
 from eto_assets.stages.policy import model_name  # noqa: E402
 from eto_assets.stages.result import StageResult  # noqa: E402
 
@@ -76,7 +77,7 @@ def prefixed(metrics: Mapping[str, float], stage: str) -> dict[str, float]:
 
 def _iteration_tag(iteration: int) -> str:
     """``it<k>`` in run names; ``base`` for the untrained model's evaluation (iteration -1)."""
-    return "base" if iteration < 0 else f"it{iteration}"
+    return "base" if iteration == BASE_ITERATION else f"it{iteration}"
 
 
 @contextmanager

@@ -223,11 +223,8 @@ def inactive_assets(profile: Profile, task: str, iterations: int) -> set[str]:
     """Assets the profile leaves out (they materialize as no-ops and write no artifacts): the base
     model's evaluation unless asked for, and iterations past the profile's."""
     out = set() if profile.evaluate_base_model else {BASE_EVAL}
-    for k in range(profile.iterations_for(task) + 1, iterations + 1):
-        out.update(
-            f"iteration_{k}/{name}"
-            for name in ("exploration_rollouts", "preference_pairs", "dpo_checkpoint", "eval_report")
-        )
+    past = tuple(f"iteration_{k}/" for k in range(profile.iterations_for(task) + 1, iterations + 1))
+    out.update(key for key in upstream_of(iterations) if key.startswith(past))
     return out
 
 

@@ -7,9 +7,10 @@ from dagster import AssetKey, AssetsDefinition
 from eto_assets import stages
 from eto_assets.assets.stage_asset import stage_asset
 from eto_assets.stages.layout import BASE_ITERATION
+from jobs import fingerprint
 
 EXPERT = AssetKey("expert_trajectories")
-BASE_EVAL = AssetKey(["base_model", "eval_report"])
+BASE_EVAL = AssetKey.from_user_string(fingerprint.BASE_EVAL)
 
 
 def policy_key(k: int) -> AssetKey:
@@ -55,8 +56,8 @@ def eval_asset(k: int, n: int) -> AssetsDefinition:
 
 def base_eval_asset(n: int) -> AssetsDefinition:
     return stage_asset(
-        name="eval_report", stage="eval", iteration=BASE_ITERATION, graph_iterations=n, group="base_model",
-        key_prefix="base_model", deps=[EXPERT, policy_key(0)], kinds={"python", "mlflow"},
+        name=BASE_EVAL.path[-1], key_prefix=BASE_EVAL.path[0], stage="eval", iteration=BASE_ITERATION,
+        graph_iterations=n, group="base_model", deps=[EXPERT, policy_key(0)], kinds={"python", "mlflow"},
         description="Greedy evaluation of the untrained base model on the same held-out tasks and prompts "
         "(profile setting evaluate_base_model; a no-op otherwise): the baseline for SFT and ETO. Runs after "
         "SFT, which builds the tiny base model.",

@@ -193,17 +193,13 @@ def evaluate_base_model(
     """The untrained base model on the same held-out tasks, greedy, with the same prompts: the
     baseline SFT and ETO are measured against (``iteration`` :data:`BASE_ITERATION`). The tiny
     model is the one the SFT stage built from the expert data."""
-    from eto_assets.agent.backends import check_model_dir
-    from eto_assets.stages.sft import TINY
+    from eto_assets.stages.sft import TINY, base_model_path
 
-    if base_model == TINY:
-        path = run.layout.base_model_dir
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"{path}: the tiny base model is built by the SFT stage; materialize sft_checkpoint first"
-            )
-    else:
-        path = check_model_dir(base_model, "base_model setting")
+    path = base_model_path(run, base_model)
+    if base_model == TINY and not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: the tiny base model is built by the SFT stage; materialize sft_checkpoint first"
+        )
     PolicyRecord(str(path)).write(run.layout, BASE_ITERATION)
     result = evaluate(run, BASE_ITERATION, open_backend, envs)
     result.params["base_model"] = base_model

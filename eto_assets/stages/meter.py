@@ -32,11 +32,10 @@ def _high_water_mark_gb() -> float:
 
 @dataclass
 class MemoryPeak:
-    """Largest resident set seen: this process, its children, and both together at one moment."""
+    """Largest resident set seen: this process and, separately, its children."""
 
     process_gb: float = 0.0
     children_gb: float = 0.0
-    total_gb: float = 0.0
     wall_s: float = 0.0
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
     _thread: threading.Thread | None = field(default=None, repr=False)
@@ -55,7 +54,6 @@ class MemoryPeak:
             return
         self.process_gb = max(self.process_gb, own / GB)
         self.children_gb = max(self.children_gb, kids / GB)
-        self.total_gb = max(self.total_gb, (own + kids) / GB)
 
     def _loop(self, interval_s: float) -> None:
         while not self._stop.wait(interval_s):

@@ -16,16 +16,24 @@ from eto_assets.training.launch import TrainSpec, train
 TINY = "tiny"
 
 
+def base_model_path(run: TaskRun, base_model: str) -> Path:
+    """Where the base model is: the task's ``base_model`` folder for ``tiny`` (built by
+    :func:`prepare_base_model`), else the user's folder, checked."""
+    if base_model == TINY:
+        return run.layout.base_model_dir
+    return check_model_dir(base_model, "base_model setting")
+
+
 def prepare_base_model(run: TaskRun, base_model: str) -> Path:
     """The base model folder: built from the expert data for ``tiny``, else the user's folder."""
     if base_model != TINY:
-        return check_model_dir(base_model, "base_model setting")
+        return base_model_path(run, base_model)
     from eto_assets.training.tiny_model import build_tiny_model
 
     book = PromptBook.read(run.layout.prompt_book)
     experts = read_trajectories(run.layout.expert_jsonl)
     return build_tiny_model(
-        tokenizer_corpus(book, experts), run.layout.base_model_dir, run.profile.tiny_model
+        tokenizer_corpus(book, experts), base_model_path(run, base_model), run.profile.tiny_model
     )
 
 

@@ -32,6 +32,26 @@ def resources(home, uri, profile=NANO):
     }
 
 
+def nano_variant(tmp_path, old: str, new: str) -> str:
+    """The nano profile with one line changed, as a file."""
+    profile = tmp_path / "variant.yaml"
+    profile.write_text((REPO / "tests" / "fixtures" / "nano.yaml").read_text().replace(old, new))
+    return str(profile)
+
+
+def materialize_alone(tmp_path, key: str, iterations: int = 1, profile: str = NANO, **kwargs):
+    """One asset of a fresh graph with ``iterations`` iterations, in its own home and stores."""
+    with DagsterInstance.ephemeral() as instance:
+        return materialize(
+            build_assets(iterations),
+            selection=[AssetKey.from_user_string(key)],
+            partition_key="sciworld",
+            resources=resources(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}", profile),
+            instance=instance,
+            **kwargs,
+        )
+
+
 @pytest.fixture(scope="module")
 def materialized(tmp_path_factory):
     root = tmp_path_factory.mktemp("assets")
@@ -79,19 +99,8 @@ def test_checkpoints_are_registered_versions(materialized):
 
 
 def test_more_iterations_than_the_graph_stop_at_once(tmp_path):
-    profile = tmp_path / "three.yaml"
-    profile.write_text(
-        (REPO / "tests" / "fixtures" / "nano.yaml").read_text().replace("iterations: 1", "iterations: 3")
-    )
-    with DagsterInstance.ephemeral() as instance:
-        result = materialize(
-            build_assets(1),
-            selection=[AssetKey("expert_trajectories")],
-            partition_key="sciworld",
-            resources=resources(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}", str(profile)),
-            instance=instance,
-            raise_on_error=False,
-        )
+    profile = nano_variant(tmp_path, "iterations: 1", "iterations: 3")
+    result = materialize_alone(tmp_path, "expert_trajectories", profile=profile, raise_on_error=False)
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     assert "ETO_ITERATIONS=3" in failure.event_specific_data.error.message
@@ -99,14 +108,7 @@ def test_more_iterations_than_the_graph_stop_at_once(tmp_path):
 
 
 def test_fewer_iterations_than_the_graph_are_explicit_no_ops(tmp_path):
-    with DagsterInstance.ephemeral() as instance:
-        result = materialize(
-            build_assets(2),
-            selection=[AssetKey(["iteration_2", "preference_pairs"])],
-            partition_key="sciworld",
-            resources=resources(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}"),
-            instance=instance,
-        )
+    result = materialize_alone(tmp_path, "iteration_2/preference_pairs", iterations=2)
     [event] = result.get_asset_materialization_events()
     assert "runs 1 iteration" in event.materialization.metadata["skipped"].value
 
@@ -136,18 +138,8 @@ def test_each_stage_reports_its_checks(materialized, key):
 
 
 def test_the_base_model_evaluation_is_a_no_op_unless_the_profile_asks(tmp_path):
-    profile = tmp_path / "no_base.yaml"
-    profile.write_text(
-        (REPO / "tests" / "fixtures" / "nano.yaml").read_text().replace("evaluate_base_model: true", "")
-    )
-    with DagsterInstance.ephemeral() as instance:
-        result = materialize(
-            build_assets(1),
-            selection=[AssetKey(["base_model", "eval_report"])],
-            partition_key="sciworld",
-            resources=resources(tmp_path / "home", f"sqlite:///{tmp_path / 'm.db'}", str(profile)),
-            instance=instance,
-        )
+    profile = nano_variant(tmp_path, "evaluate_base_model: true", "")
+    result = materialize_alone(tmp_path, "base_model/eval_report", profile=profile)
     [event] = result.get_asset_materialization_events()
     assert "evaluate_base_model: false" in event.materialization.metadata["skipped"].value
     assert not (tmp_path / "home" / "artifacts" / "sciworld" / "base_model_eval").exists()
