@@ -1,20 +1,19 @@
 """Shared set-up of the real-model benchmarks: SmolLM2-135M-Instruct, real ScienceWorld prompts
 (1-shot preamble plus an episode's first turns, replayed on the engine), and a thread that keeps a
-ScienceWorld JVM stepping gold paths, as exploration does while the model runs."""
+ScienceWorld JVM stepping gold paths, as exploration does while the model runs.
+
+A helper, not an entry point: the benchmark scripts that import it call
+``eto_assets.config.settings.offline_environment()`` first; importing it changes no environment.
+"""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-
-from eto_assets.agent.prompt import PromptBook, build_conversation, make_prompt_book  # noqa: E402
-from eto_assets.envs.sciworld import SciWorldBenchmark, SciWorldEnv  # noqa: E402
+from eto_assets.agent.prompt import PromptBook, build_conversation, make_prompt_book
+from eto_assets.envs.sciworld import SciWorldBenchmark, SciWorldEnv
 
 TASK_TYPES = ["find-animal", "lifespan-longest-lived"]
 
@@ -23,9 +22,9 @@ def real_model(path: str | None) -> Path:
     """``path``, else the converted SmolLM2 where ``make real-model`` puts it (converted on first use)."""
     if path:
         return Path(path)
-    from eto_assets.models.real_model import default_eto_home, ensure_real_model
+    from eto_assets.models.real_model import ensure_real_model
 
-    return ensure_real_model(default_eto_home())
+    return ensure_real_model()  # under ETO_HOME, read through the settings table
 
 
 def _experts(n: int):

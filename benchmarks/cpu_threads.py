@@ -21,6 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from eto_assets.config.settings import offline_environment  # noqa: E402
+
+if __name__ == "__main__":  # the entry point, before the imports below load the Hugging Face libraries
+    offline_environment()
+
 from _real_model_setup import JvmStepper, real_model, sciworld_prompts  # noqa: E402
 
 from eto_assets.agent.backends import (  # noqa: E402

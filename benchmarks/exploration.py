@@ -25,10 +25,12 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from eto_assets.config.settings import offline_environment  # noqa: E402
+
+if __name__ == "__main__":  # the entry point, before the imports below load the Hugging Face libraries
+    offline_environment()
 
 from _real_model_setup import real_model  # noqa: E402
 

@@ -25,17 +25,18 @@ from pathlib import Path
 
 from eto_assets.config import settings
 
-settings.offline_environment()
+if __name__ == "__main__":  # the entry point, before the imports below load the Hugging Face libraries
+    settings.offline_environment()
 
 from eto_assets import stages  # noqa: E402
 from eto_assets.agent.backends import load_backend  # noqa: E402
+from eto_assets.assets.meter import MemoryPeak  # noqa: E402
 from eto_assets.config.memory import trim  # noqa: E402
 from eto_assets.config.profile import Profile, check_profile_for_model, load_profile  # noqa: E402
 from eto_assets.envs.pool import EnvironmentPool  # noqa: E402
 from eto_assets.envs.registry import BenchmarkSources  # noqa: E402
 from eto_assets.stages.evaluate import EVAL_SPLITS  # noqa: E402
 from eto_assets.stages.layout import BASE_ITERATION  # noqa: E402
-from eto_assets.stages.meter import MemoryPeak  # noqa: E402
 
 POLICIES = ("base", "sft", "eto-1")
 

@@ -23,6 +23,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from eto_assets.config.settings import offline_environment  # noqa: E402
+
+if __name__ == "__main__":  # the entry point, before the imports below load the Hugging Face libraries
+    offline_environment()
+
 from _real_model_setup import real_model, sciworld_prompts_by_turn  # noqa: E402
 
 from eto_assets.agent.backends import GenerationConfig, TransformersBackend, set_torch_threads  # noqa: E402

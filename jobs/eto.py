@@ -1,17 +1,21 @@
 """``eto_job`` materializes the whole graph for one task partition, in one process, so the
-environment pool (ScienceWorld JVMs) is reused across stages. Each task has its own weekly
+environment pool (ScienceWorld JVMs) is reused across stages; it observes the run's settings first,
+so every materialization records the settings it was made with. Each task has its own weekly
 schedule (``eto_weekly_<task>``), off until turned on in the UI, and the ``eto_inputs_changed``
-sensor requests a rerun of a task's graph when its expert data source or base model changes."""
+sensor reruns the stale part of a task's graph when one of its outside inputs (the settings groups
+the stage table marks as watched: the base model, the expert data) changes."""
+
+from __future__ import annotations
 
 from dagster import (
     AssetKey,
-    AssetRecordsFilter,
     AssetSelection,
     DefaultScheduleStatus,
     DefaultSensorStatus,
     RunRequest,
     ScheduleDefinition,
     ScheduleEvaluationContext,
+    SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
     define_asset_job,
@@ -20,15 +24,22 @@ from dagster import (
     sensor,
 )
 
+from eto_assets.assets.stage_asset import beta_api, version_inputs
+from eto_assets.assets.table import EXPERT, SettingsGroup, StageSpec, inactive_keys
+from eto_assets.assets.versions import observe_settings, recorded_version, settings_versions, stale_assets
 from eto_assets.config.profile import TASKS, ProfileError
-from jobs.fingerprint import input_fingerprint
-from resources import EtoSettings
+from eto_assets.stages.layout import ArtifactLayout
+from resources import EtoSettings, InferenceResource
+
+with beta_api():
+    ALL_WITH_SETTINGS = AssetSelection.all(include_sources=True)
 
 eto_job = define_asset_job(
     name="eto_job",
-    selection=AssetSelection.all(),
+    selection=ALL_WITH_SETTINGS,
     executor_def=in_process_executor,
-    description="Expert data -> SFT -> N x (explore -> pairs -> DPO -> eval) -> summary, for one task.",
+    description="Settings observed -> expert data -> base model -> SFT -> N x (explore -> pairs -> DPO -> "
+    "eval) -> report, for one task.",
 )
 
 
@@ -47,36 +58,52 @@ def weekly_schedule(task: str) -> ScheduleDefinition:
     return _weekly
 
 
-def has_run(context: SensorEvaluationContext, task: str) -> bool:
-    records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey("expert_trajectories"), asset_partitions=[task]), limit=1
+def inputs_sensor(table: list[StageSpec], groups: list[SettingsGroup]) -> SensorDefinition:
+    watched = [g for g in groups if g.watched]
+    names = ", ".join(g.key for g in watched)
+
+    @sensor(
+        name="eto_inputs_changed",
+        job=eto_job,
+        minimum_interval_seconds=300,
+        default_status=DefaultSensorStatus.STOPPED,
+        description=f"Reruns the stale assets of a task's graph when an outside input changes ({names}); "
+        "tasks never run before are left alone.",
     )
-    return bool(records.records)
+    def _sensor(
+        context: SensorEvaluationContext, settings: EtoSettings, inference: InferenceResource
+    ) -> SensorResult:
+        try:
+            profile = settings.load_profile()
+        except ProfileError as exc:
+            return SensorResult(skip_reason=str(exc))
+        inputs = version_inputs(settings, inference)
+        asset_graph = context.repository_def.asset_graph
+        requests = []
+        for task in TASKS:
+            if recorded_version(context.instance, EXPERT, task) is None:
+                continue  # never run: nothing to bring up to date
+            changed = observe_settings(
+                context.instance, settings_versions(watched, profile, task, inputs), task
+            )
+            if not changed:
+                continue
+            layout = ArtifactLayout(settings.home_path(), task)
+            inactive = inactive_keys(table, profile, task)
+            selected, _ = stale_assets(context.instance, asset_graph, table, task, layout, inactive)
+            if selected:
+                keys = [AssetKey.from_user_string(k) for k in (*selected, *(g.key for g in groups))]
+                requests.append(
+                    RunRequest(
+                        run_key=f"{task}-inputs-{'-'.join(sorted(changed))}-{context.cursor or 0}",
+                        partition_key=task,
+                        asset_selection=keys,
+                    )
+                )
+        return SensorResult(run_requests=requests, cursor=str(int(context.cursor or 0) + 1))
+
+    return _sensor
 
 
-@sensor(
-    job=eto_job,
-    minimum_interval_seconds=300,
-    default_status=DefaultSensorStatus.STOPPED,
-    description="Reruns a task's graph when its expert data source or base model setting changes "
-    "(fingerprints of the setting and the files it names); tasks never run before are left alone.",
-)
-def eto_inputs_changed(context: SensorEvaluationContext, settings: EtoSettings) -> SensorResult:
-    import json
-
-    previous = json.loads(context.cursor) if context.cursor else {}
-    try:
-        profile = settings.load_profile()
-    except ProfileError as exc:
-        return SensorResult(skip_reason=str(exc))
-    current = {task: input_fingerprint(settings.base_model, profile, task) for task in TASKS}
-    requests = [
-        RunRequest(run_key=f"{task}-inputs-{fingerprint[:12]}", partition_key=task)
-        for task, fingerprint in current.items()
-        if task in previous and previous[task] != fingerprint and has_run(context, task)
-    ]
-    return SensorResult(run_requests=requests, cursor=json.dumps(current))
-
-
-def build_jobs_and_schedules():
-    return [eto_job], [weekly_schedule(task) for task in TASKS], [eto_inputs_changed]
+def build_jobs_and_schedules(table: list[StageSpec], groups: list[SettingsGroup]):
+    return [eto_job], [weekly_schedule(task) for task in TASKS], [inputs_sensor(table, groups)]

@@ -5,9 +5,10 @@ it executes the code location's own ``eto_job`` (same snapshot) and carries the 
 so it is listed under Jobs > eto_job > Runs and re-executes from the UI without a version warning.
 
 Before launching, it checks the settings (backend, base model folder, a writable home, a reachable
-MLflow server; exit 2 with one line), sweeps runs left STARTED/RUNNING by a killed process, and
-skips the assets that are up to date (same inputs and settings, artifacts present; ``--force``
-reruns everything).
+MLflow server; exit 2 with one line), sweeps runs left STARTED/RUNNING by a killed process, records
+the run's settings as observations of the ``settings/*`` source assets, and runs only the assets
+Dagster calls stale or missing, plus those whose files no longer match the data version Dagster
+recorded (``--force`` reruns everything).
 
     python -m jobs.run --task sciworld --profile tiny
 """
@@ -25,16 +26,16 @@ REPO = Path(__file__).resolve().parents[1]
 INSTANCE_LOCK = ".eto-instance.lock"
 
 
-def prepare_environment(home: Path) -> Path:
-    """Default DAGSTER_HOME to ``<ETO_HOME>/dagster`` with the project's dagster.yaml in it."""
-    os.environ["ETO_HOME"] = str(home)
-    dagster_home = Path(os.environ.get("DAGSTER_HOME") or home / "dagster").resolve()
-    os.environ["DAGSTER_HOME"] = str(dagster_home)
+def prepare_instance_home(home: Path) -> Path:
+    """The Dagster instance folder (``DAGSTER_HOME``, default ``<ETO_HOME>/dagster``) with the
+    project's dagster.yaml in it."""
+    dagster_home = settings.dagster_home(home)
     dagster_home.mkdir(parents=True, exist_ok=True)
     if not (dagster_home / "dagster.yaml").exists():
         tmp = dagster_home / f".dagster.yaml.{os.getpid()}"
         shutil.copy(REPO / "dagster.yaml", tmp)
         os.replace(tmp, dagster_home / "dagster.yaml")  # never a half-copied file for another process
+    settings.use_dagster_home(dagster_home)
     return dagster_home
 
 
@@ -44,10 +45,10 @@ def open_instance(dagster_home: Path):
     would crash (``table secondary_indexes already exists``)."""
     from dagster import DagsterInstance
 
-    from eto_assets.stages.locks import exclusive
+    from eto_assets.assets.locks import exclusive
 
     with exclusive(dagster_home / INSTANCE_LOCK, wait=True):
-        instance = DagsterInstance.get()
+        instance = DagsterInstance.from_config(str(dagster_home))
         instance.get_runs(limit=1)  # run storage (created with the instance)
         if instance.schedule_storage is not None:
             instance.schedule_storage.all_instigator_state()  # schedule storage, created lazily
@@ -69,7 +70,7 @@ def execute(task: str, run_config: dict, instance, asset_selection=None, tags=No
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.storage.tags import PARTITION_NAME_TAG, REPOSITORY_LABEL_TAG
 
-    from jobs.sweep import worker_tags
+    from eto_assets.assets.workers import worker_tags
 
     repository = ReconstructableRepository.for_module(
         "eto_assets.definitions", "defs", working_directory=str(REPO)
@@ -138,23 +139,28 @@ def check_settings(args: argparse.Namespace, home: Path) -> str | None:
     return "; ".join(problems) if problems else None
 
 
-def select_assets(args: argparse.Namespace, home: Path, iterations: int) -> tuple[list[str], dict[str, str]]:
-    """The assets to run (graph order) and, for each asset, why it runs or is skipped."""
+def select_assets(
+    args: argparse.Namespace, home: Path, instance, iterations: int
+) -> tuple[list[str], dict[str, str]]:
+    """Record the run's settings as observations, then the assets to run (table order) and, for each
+    asset, why it runs or is skipped: what Dagster calls stale or missing, and what follows."""
+    from eto_assets.assets.table import VersionInputs, inactive_keys, settings_groups, stage_table
+    from eto_assets.assets.versions import observe_settings, settings_versions, stale_assets
     from eto_assets.config.profile import load_profile
-    from jobs.fingerprint import inactive_assets, stage_fingerprints, stale_assets
+    from eto_assets.definitions import build_definitions
+    from eto_assets.stages.layout import ArtifactLayout
 
     profile = load_profile(args.profile)
-    current = stage_fingerprints(
-        profile,
-        args.task,
-        base_model=args.base_model,
-        backend=args.backend,
-        iterations=iterations,
-        data_dir=settings.read("ETO_DATA_DIR"),
-    )
+    table, groups = stage_table(iterations), settings_groups(iterations)
+    inputs = VersionInputs(args.base_model, args.backend, settings.read("ETO_DATA_DIR"))
+    observe_settings(instance, settings_versions(groups, profile, args.task, inputs), args.task)
     if args.force:
-        return list(current), {key: "--force" for key in current}
-    return stale_assets(home, args.task, current, iterations, inactive_assets(profile, args.task, iterations))
+        return [spec.key for spec in table], {spec.key: "--force" for spec in table}
+    asset_graph = build_definitions(iterations).resolve_asset_graph()
+    layout = ArtifactLayout(home, args.task)
+    return stale_assets(
+        instance, asset_graph, table, args.task, layout, inactive_keys(table, profile, args.task)
+    )
 
 
 def step_failures(result) -> list[str]:
@@ -204,11 +210,13 @@ def main(argv: list[str] | None = None) -> int:
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
-    dagster_home = prepare_environment(home)
+    dagster_home = prepare_instance_home(home)
+    settings.offline_environment()
 
     from dagster import AssetKey
 
-    from eto_assets.stages import write_summary
+    from eto_assets.assets.table import settings_groups
+    from eto_assets.stages import report_table
     from eto_assets.stages.layout import ArtifactLayout
     from jobs.sweep import sweep
     from resources.mlflow_tracking import MlflowTracking
@@ -225,21 +233,22 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     instance = open_instance(dagster_home)
     with instance:
-        for line in sweep(instance, mlflow_uri, home).lines():
+        for line in sweep(instance, mlflow_uri).lines():
             print(f"sweep: {line}")
-        selected, reasons = select_assets(args, home, iterations)
+        selected, reasons = select_assets(args, home, instance, iterations)
         for key, why in reasons.items():
             print(f"{'run ' if key in selected else 'skip'} {key}: {why}")
         failures, warnings, success = [], [], True
         if selected:
-            keys = [AssetKey.from_user_string(k) for k in selected]
+            observed = [group.key for group in settings_groups(iterations)]  # the run records its settings
+            keys = [AssetKey.from_user_string(k) for k in (*observed, *selected)]
             with execute(args.task, run_config, instance, asset_selection=keys) as result:
                 success = result.success
                 failures, warnings = step_failures(result), check_warnings(result)
         else:
             print("every asset is up to date: nothing to run (--force reruns everything)")
     elapsed = time.perf_counter() - started
-    table, best = write_summary(ArtifactLayout(home, args.task), iterations)
+    table, best = report_table(ArtifactLayout(home, args.task), iterations)
     print(
         f"\nETO on {args.task} (profile {args.profile}, base model {args.base_model}): "
         f"{'succeeded' if success else 'FAILED'} in {elapsed / 60:.1f} min\n"

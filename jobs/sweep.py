@@ -1,6 +1,6 @@
 """Clean up after runs that were killed (SIGKILL, OOM, a lost machine): their Dagster run stays
 STARTED and their MLflow stage runs RUNNING forever, and a model version registered just before the
-kill is referred to by no ``policy.json``.
+kill belongs to no materialization.
 
 The sweep (run by the CLI on start, callable from a script) marks a Dagster run FAILURE only when its
 worker process is known to be gone: the run's ``eto/worker_pid`` / ``eto/worker_host`` /
@@ -8,56 +8,19 @@ worker process is known to be gone: the run's ``eto/worker_pid`` / ``eto/worker_
 longer exists (or is another process that reused the pid). Runs without these tags, or of another
 host, are left to Dagster's run monitoring (``run_monitoring`` in ``dagster.yaml``). MLflow stage runs
 still RUNNING whose Dagster run (in this instance) has ended are closed as KILLED, and the model
-versions they registered that no policy refers to are tagged ``eto.orphan=true``.
+versions they registered are tagged ``eto.orphan=true``: a stage registers its checkpoint just before
+its materialization is recorded, so a version whose stage run was killed belongs to no
+materialization (none of Dagster's ``model_version`` metadata names it).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PID_TAG = "eto/worker_pid"
-HOST_TAG = "eto/worker_host"
-STARTED_TAG = "eto/worker_started"
+from eto_assets.assets.workers import HOST_TAG, PID_TAG, worker_gone
+
 ORPHAN_TAG = "eto.orphan"
-
-
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of ``pid`` (clock ticks since boot), to tell a reused pid apart."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]
-
-
-def worker_tags() -> dict[str, str]:
-    """Tags naming this process as a run's worker."""
-    pid = os.getpid()
-    tags = {PID_TAG: str(pid), HOST_TAG: socket.gethostname()}
-    started = process_start_time(pid)
-    if started:
-        tags[STARTED_TAG] = started
-    return tags
-
-
-def worker_gone(tags: dict[str, str]) -> bool | None:
-    """True: the run's worker process is gone; False: it lives; None: cannot tell (no tags, other host)."""
-    pid = tags.get(PID_TAG)
-    if not pid or not pid.isdigit() or tags.get(HOST_TAG) != socket.gethostname():
-        return None
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        pass  # exists, someone else's
-    started = tags.get(STARTED_TAG)
-    # True when the pid was reused by another process since the run started
-    return bool(started) and process_start_time(int(pid)) not in (None, started)
 
 
 @dataclass
@@ -71,7 +34,7 @@ class SweepReport:
         out = [f"marked Dagster run {r} FAILURE: its worker process is gone" for r in self.failed_runs]
         out += [f"closed MLflow run {r} as KILLED: its Dagster run ended" for r in self.killed_mlflow_runs]
         out += [
-            f"tagged model version {v} {ORPHAN_TAG}=true: no policy refers to it"
+            f"tagged model version {v} {ORPHAN_TAG}=true: its stage run was killed"
             for v in self.orphan_versions
         ]
         return out
@@ -94,24 +57,11 @@ def sweep_dagster(instance, report: SweepReport) -> None:
             report.left_alone.append(run.run_id)
 
 
-def referenced_versions(home: Path, task: str) -> set[str]:
-    """Model versions some ``policy.json`` of ``task`` refers to."""
-    out = set()
-    for path in (home / "artifacts" / task).glob("iteration_*/policy.json"):
-        try:
-            version = json.loads(path.read_text()).get("model_version")
-        except (OSError, ValueError):
-            continue
-        if version:
-            out.add(str(version))
-    return out
-
-
-def sweep_mlflow(instance, tracking_uri: str, home: Path, report: SweepReport) -> None:
+def sweep_mlflow(instance, tracking_uri: str, report: SweepReport) -> None:
     from dagster import DagsterRunStatus
     from mlflow.tracking import MlflowClient
 
-    from eto_assets.stages.policy import model_name
+    from eto_assets.assets.tracking import model_name
 
     client = MlflowClient(tracking_uri)
     experiments = client.search_experiments(filter_string="name LIKE 'eto-%'")
@@ -141,20 +91,19 @@ def sweep_mlflow(instance, tracking_uri: str, home: Path, report: SweepReport) -
             killed_by_task.setdefault(task, []).append(run.info.run_id)
     for task, run_ids in killed_by_task.items():
         name = model_name(task)
-        keep = referenced_versions(home, task)
         for run_id in run_ids:
             for version in client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
-                if str(version.version) not in keep and version.tags.get(ORPHAN_TAG) != "true":
+                if version.tags.get(ORPHAN_TAG) != "true":
                     client.set_model_version_tag(name, version.version, ORPHAN_TAG, "true")
                     report.orphan_versions.append(f"{name} v{version.version}")
 
 
-def sweep(instance, tracking_uri: str | None, home: Path) -> SweepReport:
+def sweep(instance, tracking_uri: str | None) -> SweepReport:
     """Mark dead runs failed, close their MLflow runs, tag orphan versions (see the module doc)."""
     report = SweepReport()
     sweep_dagster(instance, report)
     if tracking_uri and not (
         tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists()
     ):
-        sweep_mlflow(instance, tracking_uri, home, report)
+        sweep_mlflow(instance, tracking_uri, report)
     return report

@@ -1,4 +1,10 @@
-"""Which inference backend exploration and evaluation use (``transformers`` on CPU by default)."""
+"""Which inference backend exploration and evaluation use (``transformers`` on CPU by default).
+
+Field defaults are the settings' values when the code location loads (``config/settings.py``), so
+the launchpad shows them; the one exception is the OpenAI API key, whose value must never show up
+in the launchpad, a run's config or a log: its field defaults to unset, and ``OPENAI_API_KEY`` is
+read when an ``openai`` backend is opened.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +19,16 @@ class InferenceResource(ConfigurableResource):
     backend: str = Field(default=env.read("ETO_BACKEND"), description=f"ETO_BACKEND: one of {BACKENDS}")
     max_batch_size: int = Field(default=64, description="transformers: sequences per generate call")
     tensor_parallel_size: int = Field(default=1, description="vllm: GPUs per model")
-    openai_base_url: str | None = Field(default=None, description="openai: endpoint (else OPENAI_BASE_URL)")
+    openai_base_url: str = Field(
+        default=env.openai_base_url(),
+        description=f"OPENAI_BASE_URL: {env.SETTINGS['OPENAI_BASE_URL'].help}",
+    )
+    openai_api_key: str | None = Field(
+        default=None,
+        repr=False,
+        description="openai: API key (unset: OPENAI_API_KEY when the backend opens). Set the variable "
+        "rather than this field: a value given here is stored with the run's config",
+    )
     openai_model: str | None = Field(
         default=None, description="openai: served model name (else the checkpoint)"
     )
@@ -52,4 +67,9 @@ class InferenceResource(ConfigurableResource):
             )
         if self.backend == "vllm":
             return load_backend("vllm", checkpoint, tensor_parallel_size=self.tensor_parallel_size)
-        return load_backend("openai", self.openai_model or checkpoint, base_url=self.openai_base_url)
+        return load_backend(
+            "openai",
+            self.openai_model or checkpoint,
+            base_url=self.openai_base_url,
+            api_key=self.openai_api_key or env.openai_api_key(),
+        )

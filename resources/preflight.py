@@ -1,5 +1,9 @@
 """Checks that take seconds and save hours: run by the CLI before it launches anything and by the first
-asset of the graph before any heavy work. Each problem is one line naming the setting at fault."""
+asset of the graph before any heavy work. Each problem is one line naming the setting at fault.
+
+The backend list and the model-folder check are the backends' own (``eto_assets.agent.backends``
+imports torch only where a backend is made), so the preflight cannot accept what the run refuses.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from eto_assets.agent.backends import BACKENDS, ModelDirMissing, ModelPathError, check_model_dir
+
 TIMEOUT_S = 3.0
-BACKENDS = ("transformers", "vllm", "openai")  # eto_assets.agent.backends.BACKENDS, without its imports
 
 
 def check_backend(backend: str) -> str | None:
@@ -23,13 +28,18 @@ def check_base_model(base_model: str) -> str | None:
     if base_model == "tiny":
         return None
     path = Path(base_model).expanduser()
-    if not path.is_dir():
+    try:
+        check_model_dir(path, "base model folder")  # its verdict; the wording below names the setting
+    except ModelDirMissing:
         return (
             f"base model folder {str(path)!r} does not exist (ETO_BASE_MODEL / --base-model): "
             "use 'tiny' or a local Hugging Face model folder"
         )
-    if not (path / "config.json").is_file():
-        return f"base model folder {str(path)!r} has no config.json: not a Hugging Face model folder"
+    except ModelPathError:
+        return (
+            f"base model folder {str(path)!r} has no config.json (ETO_BASE_MODEL / --base-model): "
+            "not a Hugging Face model folder"
+        )
     return None
 
 

@@ -3,20 +3,25 @@
 ``transformers`` runs anywhere (CPU included); ``vllm`` is the GPU path; ``openai`` talks to any
 OpenAI-compatible endpoint (a ``vllm serve`` server or a hosted model). A conversation whose prompt
 no longer fits the model's context gets ``None``: the rollout engine ends that episode.
+
+Importing this module is cheap (torch, transformers, vllm and openai are imported where a backend
+is made), so the CLI's preflight uses :data:`BACKENDS` and :func:`check_model_dir` from here.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 from eto_assets.agent.parsing import STOP_STRINGS, truncate_at_stop
+from eto_assets.config import settings
 from eto_assets.config.settings import DTYPES
 
 Conversation = list[dict[str, str]]
+
+BACKENDS = ("transformers", "vllm", "openai")
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,18 @@ class ModelPathError(ValueError):
     """The model setting does not point at a loadable Hugging Face model folder."""
 
 
+class ModelDirMissing(ModelPathError):
+    """The model setting names no folder at all (as opposed to a folder that is not a model), so a
+    caller such as the preflight can say "does not exist"."""
+
+
 def check_model_dir(path: str | Path, setting: str = "model path") -> Path:
-    path = Path(path)
+    """``path`` (``~`` expanded) when it is a Hugging Face model folder, else :class:`ModelPathError`
+    naming ``setting``. The one definition of a usable model folder: the preflight, the backends and
+    training all ask this, so a folder the preflight accepts is one they load."""
+    path = Path(path).expanduser()
     if not path.is_dir():
-        raise ModelPathError(f"{setting}: {path} is not a directory holding a Hugging Face model")
+        raise ModelDirMissing(f"{setting}: {path} is not a directory holding a Hugging Face model")
     if not (path / "config.json").is_file():
         raise ModelPathError(
             f"{setting}: {path} has no config.json, so it is not a Hugging Face model folder"
@@ -247,7 +260,11 @@ class VLLMBackend:
 
 
 class OpenAIBackend:
-    """Concurrent chat-completion requests against an OpenAI-compatible endpoint."""
+    """Concurrent chat-completion requests against an OpenAI-compatible endpoint.
+
+    ``base_url`` and ``api_key`` come from the caller (the inference resource); when not given, from
+    the settings table (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``). The client always gets concrete
+    values, so it never reads the environment itself. The key is never printed or logged."""
 
     def __init__(
         self, model: str, *, base_url: str | None = None, api_key: str | None = None, workers: int = 16
@@ -256,8 +273,8 @@ class OpenAIBackend:
 
         self.model = model
         self.client = OpenAI(
-            base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
-            api_key=api_key or os.environ.get("OPENAI_API_KEY", "EMPTY"),
+            base_url=base_url or settings.openai_base_url(),
+            api_key=api_key or settings.openai_api_key(),
         )
         self.workers = workers
 
@@ -291,9 +308,6 @@ class OpenAIBackend:
 
     def close(self) -> None:
         self.client.close()
-
-
-BACKENDS = ("transformers", "vllm", "openai")
 
 
 def load_backend(kind: str, model: str | Path, **options) -> InferenceBackend:

@@ -1,6 +1,4 @@
-"""The Dagster layer: every asset is :func:`stage_asset` over a stage of :mod:`eto_assets.stages`."""
-
-from eto_assets.assets.graph import build_assets, policy_key
-from eto_assets.assets.stage_asset import stage_asset
-
-__all__ = ["build_assets", "policy_key", "stage_asset"]
+"""The Dagster layer: the stage table (:mod:`~eto_assets.assets.table`), the one wrapper that turns
+each row into an asset (:mod:`~eto_assets.assets.stage_asset`), and what that wrapper uses: versions,
+MLflow tracking, locks, error lines, memory meters. Importing this package imports nothing; import
+the module you need."""

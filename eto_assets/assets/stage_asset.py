@@ -1,9 +1,12 @@
-"""The one Dagster wrapper every ETO asset uses: resolve the task's run, check the graph against
-the profile, open the stage's MLflow run, call the stage, record its result, and build the
-Dagster result. An asset definition then says only what it is and which stage it runs."""
+"""The one Dagster wrapper every ETO asset uses, built from a row of the stage table: resolve the
+task's run, check the graph against the profile, open the stage's MLflow run, call the stage, record
+its result (MLflow run, registered version, Dagster metadata, data version, asset checks). The stage
+itself returns values and never sees Dagster or MLflow."""
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from dagster import (
     AssetCheckResult,
@@ -12,39 +15,54 @@ from dagster import (
     AssetExecutionContext,
     AssetKey,
     AssetsDefinition,
+    BetaWarning,
+    DataVersion,
+    DataVersionsByPartition,
     Failure,
     MaterializeResult,
     MetadataValue,
+    SourceAsset,
     asset,
+    observable_source_asset,
 )
 
-from eto_assets import tracking
+from eto_assets.assets import tracking
 from eto_assets.assets.common import TASK_PARTITIONS, dagster_metadata, settings_params, user_errors
+from eto_assets.assets.errors import root_cause
+from eto_assets.assets.locks import StageBusy, stage_lock
+from eto_assets.assets.meter import MemoryPeak
+from eto_assets.assets.table import SettingsGroup, StageSpec, StageTools, VersionInputs
+from eto_assets.assets.versions import (
+    digest,
+    latest_metadata,
+    observe_settings,
+    output_version,
+    settings_versions,
+    skipped_version,
+)
+from eto_assets.assets.workers import PID_TAG, worker_tags
 from eto_assets.config.memory import trim
-from eto_assets.config.profile import check_profile_for_model
-from eto_assets.envs.pool import EnvironmentPool
+from eto_assets.config.profile import TASKS, check_profile_for_model
 from eto_assets.envs.registry import BenchmarkSources
-from eto_assets.stages import StageResult, TaskRun, open_task_run
-from eto_assets.stages.checks import STAGE_CHECKS, CheckOutcome, run_checks
-from eto_assets.stages.compare import record_stage_seconds
-from eto_assets.stages.errors import root_cause
-from eto_assets.stages.locks import StageBusy, stage_lock
-from eto_assets.stages.meter import MemoryPeak
-from jobs.fingerprint import forget_fingerprint, record_fingerprint
+from eto_assets.stages import TaskRun, open_task_run
+from eto_assets.stages.checks import CheckOutcome
+from eto_assets.stages.result import StageResult
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
 from resources.preflight import preflight
 
 
-@dataclass(frozen=True)
-class StageTools:
-    """What a stage may need besides its task run, taken from the run's resources."""
+@contextmanager
+def beta_api() -> Iterator[None]:
+    """Dagster 1.13 calls observable source assets, and jobs that observe them, beta: the project
+    pins dagster<1.14 and its tests cover what it relies on (observation in a run, staleness), so
+    the warning is noise for users."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BetaWarning)
+        yield
 
-    settings: EtoSettings
-    inference: InferenceResource
-    envs: EnvironmentPool
 
-
-StageFn = Callable[[TaskRun, StageTools], StageResult]
+def version_inputs(settings: EtoSettings, inference: InferenceResource) -> VersionInputs:
+    return VersionInputs(settings.base_model, inference.backend, settings.data_dir)
 
 
 def check_iterations(run: TaskRun, graph_iterations: int) -> None:
@@ -71,16 +89,18 @@ def check_results(outcomes: Sequence[CheckOutcome]) -> list[AssetCheckResult]:
     ]
 
 
-def stage_checks(stage: str, run: TaskRun, iteration: int, tools: "StageTools") -> list[AssetCheckResult]:
+def run_checks(spec: StageSpec, run: TaskRun, tools: StageTools) -> list[AssetCheckResult]:
     """The stage's checks on what it wrote; a check that cannot run fails with the reason."""
+    if spec.check is None:
+        return []
     try:
-        outcomes = run_checks(stage, run, iteration, tools.inference.open)
+        outcomes = spec.check(run, tools)
     except Exception as exc:  # reported as failed checks, the materialization stands
-        outcomes = [CheckOutcome(s.name, False, f"{type(exc).__name__}: {exc}") for s in STAGE_CHECKS[stage]]
+        outcomes = [CheckOutcome(s.name, False, f"{type(exc).__name__}: {exc}") for s in spec.checks]
     return check_results(outcomes)
 
 
-def as_failure(exc: Exception, label: str, key: AssetKey) -> Failure:
+def as_failure(exc: Exception, spec: StageSpec) -> Failure:
     """``exc`` as a Failure whose description is its root cause in one line, with that cause, its
     type and the stage as metadata (the CLI prints them; the UI shows them on the failed step)."""
     if isinstance(exc, StageBusy):
@@ -88,55 +108,26 @@ def as_failure(exc: Exception, label: str, key: AssetKey) -> Failure:
     else:
         error_type, line = root_cause(exc)
     retry = exc.allow_retries if isinstance(exc, Failure) else not isinstance(exc, StageBusy)
+    label = f"{spec.key.rpartition('/')[0]}/{spec.stage}" if "/" in spec.key else spec.stage
     return Failure(
         description=line,
         metadata={
             "cause": MetadataValue.text(line),
             "error_type": MetadataValue.text(error_type),
             "stage": MetadataValue.text(label),
-            "asset": MetadataValue.text(key.to_user_string()),
+            "asset": MetadataValue.text(spec.key),
         },
         allow_retries=retry,
     )
 
 
 def tag_worker(context: AssetExecutionContext) -> None:
-    """Name this process as the run's worker (pid, host, start time), so a later sweep can tell a
-    run whose process was killed from one still going."""
-    from jobs.sweep import PID_TAG, worker_tags
-
+    """Name this process as the run's worker, so a later sweep can tell a killed run from a live one."""
     try:
         if PID_TAG not in context.run.tags:
             context.instance.add_run_tags(context.run_id, worker_tags())
     except Exception as exc:  # bookkeeping only: never fail a stage for it
         context.log.debug(f"could not tag the run's worker: {exc}")
-
-
-def preflight_or_fail(settings: EtoSettings, mlflow_tracking: MlflowTracking, inference: InferenceResource):
-    problems = preflight(
-        home=settings.home_path(),
-        backend=inference.backend,
-        base_model=settings.base_model,
-        tracking_uri=mlflow_tracking.tracking_uri,
-    )
-    if problems:
-        raise Failure(description="; ".join(problems), allow_retries=False)
-
-
-def stage_fingerprint(
-    run: TaskRun, settings: EtoSettings, inference: InferenceResource, graph_iterations: int, key: AssetKey
-) -> str:
-    """What the CLI compares to tell whether this asset is up to date (``jobs.fingerprint``)."""
-    from jobs.fingerprint import stage_fingerprints
-
-    return stage_fingerprints(
-        run.profile,
-        run.task,
-        base_model=settings.base_model,
-        backend=inference.backend,
-        iterations=graph_iterations,
-        data_dir=settings.data_dir,
-    )[key.to_user_string()]
 
 
 def open_run(task: str, settings: EtoSettings, envs: EnvironmentsResource) -> TaskRun:
@@ -152,55 +143,89 @@ def open_run(task: str, settings: EtoSettings, envs: EnvironmentsResource) -> Ta
         return open_task_run(task, profile, sources)
 
 
-def stage_asset(
-    *,
-    name: str,
-    stage: str,
-    iteration: int,
-    graph_iterations: int,
-    deps: Sequence[AssetKey],
-    kinds: set[str],
-    description: str,
-    run_stage: StageFn,
-    group: str,
-    key_prefix: str | None = None,
-    mlflow_run: bool = True,
-    skip: Callable[[TaskRun], str | None] | None = None,
-) -> AssetsDefinition:
-    """An asset running ``run_stage`` for ``iteration`` of a task partition (``stage`` names its
-    MLflow run; without ``mlflow_run`` only registered-model aliases are recorded). The stage's
-    checks (:data:`STAGE_CHECKS`) are declared on the asset and reported with each materialization.
-    ``skip`` gives the reason the profile leaves this asset out (it then materializes as a no-op),
-    as iterations past the profile's are."""
-    key = AssetKey([key_prefix, name] if key_prefix else [name])
-    specs = [
-        AssetCheckSpec(s.name, asset=key, description=s.description) for s in STAGE_CHECKS.get(stage, ())
-    ]
+class StageAssets:
+    """Builds the assets of one stage table (``table``, ``n`` unrolled iterations): each stage's
+    asset, and the settings groups as observable source assets."""
 
-    @asset(
-        name=name,
-        key_prefix=key_prefix,
-        partitions_def=TASK_PARTITIONS,
-        group_name=group,
-        deps=list(deps),
-        kinds=kinds,
-        check_specs=specs,
-        description=description,
-    )
-    def _stage(
-        context: AssetExecutionContext,
-        settings: EtoSettings,
-        mlflow_tracking: MlflowTracking,
-        inference: InferenceResource,
-        envs: EnvironmentsResource,
-    ) -> MaterializeResult:
-        label = f"{key_prefix}/{stage}" if key_prefix else stage
-        try:
-            return run_asset(context, settings, mlflow_tracking, inference, envs)
-        except Exception as exc:  # every failure as one line naming its root cause
-            raise as_failure(exc, label, key) from exc
+    def __init__(self, table: list[StageSpec], groups: list[SettingsGroup], n: int) -> None:
+        self.table, self.groups, self.n = table, {g.name: g for g in groups}, n
 
-    def run_asset(
+    def policy_versions(self, context: AssetExecutionContext, task: str) -> dict[int, str]:
+        """Iteration -> registered model version of its policy, from Dagster's latest records."""
+        out = {}
+        for spec in self.table:
+            if spec.produces_policy:
+                version = latest_metadata(context.instance, spec.key, task).get("model_version")
+                if version:
+                    out[spec.iteration] = str(version)
+        return out
+
+    def wall_seconds(self, context: AssetExecutionContext, task: str) -> dict[int, float]:
+        """Iteration -> wall time of its stages' latest materializations."""
+        out: dict[int, float] = {}
+        for spec in self.table:
+            seconds = latest_metadata(context.instance, spec.key, task).get("wall_seconds")
+            if isinstance(seconds, int | float):
+                out[spec.iteration] = out.get(spec.iteration, 0.0) + float(seconds)
+        return out
+
+    def settings_asset(self, group: SettingsGroup) -> SourceAsset:
+        with beta_api():
+            return self._settings_asset(group)
+
+    def _settings_asset(self, group: SettingsGroup) -> SourceAsset:
+        @observable_source_asset(
+            key=AssetKey.from_user_string(group.key),
+            partitions_def=TASK_PARTITIONS,
+            group_name="settings",
+            description=group.description,
+        )
+        def _observe(context, settings: EtoSettings, inference: InferenceResource) -> DataVersionsByPartition:
+            with user_errors():
+                profile = settings.load_profile()
+            inputs = version_inputs(settings, inference)
+            tasks = [context.partition_key] if context.has_partition_key else list(TASKS)
+            return DataVersionsByPartition(
+                {t: DataVersion(digest(group.value(profile, t, inputs))) for t in tasks}
+            )
+
+        return _observe
+
+    def stage_asset(self, spec: StageSpec) -> AssetsDefinition:
+        key = AssetKey.from_user_string(spec.key)
+        specs = [AssetCheckSpec(s.name, asset=key, description=s.description) for s in spec.checks]
+        deps = [
+            AssetKey.from_user_string(d) for d in (*spec.deps, *(self.groups[g].key for g in spec.settings))
+        ]
+
+        @asset(
+            key=key,
+            partitions_def=TASK_PARTITIONS,
+            group_name=spec.group,
+            deps=deps,
+            kinds=set(spec.kinds),
+            check_specs=specs,
+            description=spec.description,
+            code_version=spec.code_version,
+        )
+        def _stage(
+            context: AssetExecutionContext,
+            settings: EtoSettings,
+            mlflow_tracking: MlflowTracking,
+            inference: InferenceResource,
+            envs: EnvironmentsResource,
+        ) -> MaterializeResult:
+            try:
+                return self.materialize(spec, specs, context, settings, mlflow_tracking, inference, envs)
+            except Exception as exc:  # every failure as one line naming its root cause
+                raise as_failure(exc, spec) from exc
+
+        return _stage
+
+    def materialize(
+        self,
+        spec: StageSpec,
+        specs: list[AssetCheckSpec],
         context: AssetExecutionContext,
         settings: EtoSettings,
         mlflow_tracking: MlflowTracking,
@@ -208,69 +233,126 @@ def stage_asset(
         envs: EnvironmentsResource,
     ) -> MaterializeResult:
         tag_worker(context)
-        if stage == "expert":  # the first asset: check the settings before any heavy work
-            preflight_or_fail(settings, mlflow_tracking, inference)
-        run = open_run(context.partition_key, settings, envs)
-        check_iterations(run, graph_iterations)
         home = settings.home_path()
-        fingerprint = stage_fingerprint(run, settings, inference, graph_iterations, key)
-        skipped = skip(run) if skip is not None else None
-        if iteration > run.iterations:
-            skipped = f"profile {run.profile.name!r} runs {run.iterations} iteration(s) for {run.task}"
+        if spec.preflight:  # the first asset: check the settings before any heavy work
+            problems = preflight(
+                home=home,
+                backend=inference.backend,
+                base_model=settings.base_model,
+                tracking_uri=mlflow_tracking.tracking_uri,
+            )
+            if problems:
+                raise Failure(description="; ".join(problems), allow_retries=False)
+        run = open_run(context.partition_key, settings, envs)
+        check_iterations(run, self.n)
+        # A run whose settings differ from the last observation (a launchpad override, a selection
+        # without the settings assets) records them, so the next check sees what this run used.
+        groups = [self.groups[g] for g in spec.settings]
+        observe_settings(
+            context.instance,
+            settings_versions(groups, run.profile, run.task, version_inputs(settings, inference)),
+            run.task,
+        )
+        skipped = spec.skipped(run.profile, run.task)
         if skipped:
             checks = [AssetCheckResult(check_name=s.name, passed=True, description=skipped) for s in specs]
-            record_fingerprint(home, run.task, key.to_user_string(), fingerprint)
-            return MaterializeResult(metadata={"skipped": skipped}, check_results=checks)
-        tools = StageTools(settings, inference, envs.pool)
-        with stage_lock(home, run.task, stage, iteration, context.run_id):
-            forget_fingerprint(home, run.task, key.to_user_string())  # until this materialization succeeds
-            materialized = materialize_stage(context, run, tools, mlflow_tracking, home)
-            record_fingerprint(home, run.task, key.to_user_string(), fingerprint)
-        return materialized
+            return MaterializeResult(
+                metadata={"skipped": skipped},
+                check_results=checks,
+                data_version=DataVersion(skipped_version(skipped)),
+            )
+        tools = StageTools(
+            base_model=settings.base_model,
+            accelerate_config=settings.accelerate_config,
+            open_backend=inference.open,
+            envs=envs.pool,
+            wall_seconds=lambda: self.wall_seconds(context, run.task),
+        )
+        with stage_lock(home, run.task, spec.stage, spec.iteration, context.run_id):
+            return self.record(spec, run, tools, context, settings, mlflow_tracking, inference)
 
-    def materialize_stage(
-        context: AssetExecutionContext,
+    def record(
+        self,
+        spec: StageSpec,
         run: TaskRun,
         tools: StageTools,
+        context: AssetExecutionContext,
+        settings: EtoSettings,
         mlflow_tracking: MlflowTracking,
-        home,
+        inference: InferenceResource,
     ) -> MaterializeResult:
-        settings, inference = tools.settings, tools.inference
-        if not mlflow_run:
-            with user_errors():
-                result = run_stage(run, tools)
-            parent = mlflow_tracking.parent_run(home, run.task, context.run_id)
-            tracking.record_without_run(result, run.task, parent)
-            return MaterializeResult(metadata=dagster_metadata(result.metadata))
+        home = settings.home_path()
+        uri = mlflow_tracking.resolved_uri(home)
+        artifact_root = mlflow_tracking.artifact_root(home)
+        parent = tracking.pipeline_parent(uri, run.task, context.run_id, artifact_root)
+        tags = {
+            "dagster.run_id": context.run_id,
+            "dagster.asset_key": spec.key,
+            "dagster.partition": run.task,
+            "mlflow.parentRunId": parent,
+        }
         params = settings_params(settings, inference, run.profile, run.task)
-        with mlflow_tracking.stage_run(home, run.task, stage, iteration, context=context, params=params) as (
-            mlflow_run_,
-            link,
-        ):
+        started = time.perf_counter()
+        with tracking.stage_run(
+            uri, run.task, spec.stage, spec.iteration, artifact_root=artifact_root, tags=tags, params=params
+        ) as mlflow_run:
             try:
                 with user_errors(), MemoryPeak() as peak:
-                    result = run_stage(run, tools)
+                    result: StageResult = spec.run(run, tools)
             finally:
                 trim()  # the next stage runs in this process: hand back what this one freed
-            record_stage_seconds(run.layout, iteration, stage, peak.wall_s)
             result.metrics.update(peak.metrics())  # memory the stage needed, itself and its environments
             for warning in result.warnings:
                 context.log.warning(warning)
-            version = mlflow_tracking.record_result(result, run.task, iteration, stage, mlflow_run_)
+            version = tracking.record_result(
+                result, run.task, spec.iteration, spec.stage,
+                copy_checkpoint=mlflow_tracking.copy_checkpoints, parent_run_id=parent,
+                parent_metrics=spec.parent_metrics,
+            )  # fmt: skip
+            versions = self.policy_versions(context, run.task)
+            if version is not None:
+                versions[spec.iteration] = version
+            elif result.policy is not None and result.policy.carried_over_from in versions:
+                versions[spec.iteration] = versions[result.policy.carried_over_from]  # same weights
+            evaluated = versions.get(spec.iteration)
+            if spec.parent_metrics and evaluated and not spec.produces_policy:
+                mlflow_tracking_tags = {
+                    "eto.model_version": evaluated,
+                    "eto.model_uri": f"models:/{tracking.model_name(run.task)}/{evaluated}",
+                }
+                tracking.tag_run(uri, mlflow_run.info.run_id, mlflow_tracking_tags)
+            tracking.annotate_versions(run.task, versions, result.policy_tags, result.aliases)
+            if spec.tag_parent and result.tags:
+                tracking.tag_parent(parent, result.tags)
         metadata = dagster_metadata(result.metrics)  # the numbers first, rounded
-        if version is not None and result.policy is not None:
-            result.policy.with_registration(version, mlflow_run_.info.run_id).write(run.layout, iteration)
-            metadata["model_version"] = f"{tracking.model_name(run.task)} v{version}"
+        metadata["wall_seconds"] = round(time.perf_counter() - started, 2)
+        if spec.produces_policy and spec.iteration in versions:
+            metadata["model_version"] = versions[spec.iteration]
+            metadata["registered_model"] = f"{tracking.model_name(run.task)} v{versions[spec.iteration]}"
+        elif evaluated and spec.parent_metrics:
+            metadata["evaluated_model"] = f"{tracking.model_name(run.task)} v{evaluated}"
+        for alias, iteration in result.aliases.items():
+            if iteration in versions:
+                metadata[alias] = f"models:/{tracking.model_name(run.task)}@{alias} (v{versions[iteration]})"
         metadata.update(dagster_metadata(result.metadata))
+        link = tracking.run_url(uri, mlflow_run, mlflow_tracking.ui_url)
         metadata["mlflow_run"] = MetadataValue.url(link)  # opens the training view, not GenAI
-        metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run_.info.run_id)
-        checks = stage_checks(stage, run, iteration, tools) if specs else []
+        metadata["mlflow_run_id"] = MetadataValue.text(mlflow_run.info.run_id)
+        checks = run_checks(spec, run, tools)
         warned = [c for c in checks if not c.passed and c.severity == AssetCheckSeverity.WARN]
         if warned:
             text = "; ".join(f"{c.check_name}: {c.description}" for c in warned)
-            mlflow_tracking.tag_run(home, mlflow_run_.info.run_id, tracking.WARNING_TAG, text)
+            tracking.tag_run(uri, mlflow_run.info.run_id, {tracking.WARNING_TAG: text})
             metadata["warning"] = MetadataValue.text(text)
-            context.log.warning(f"{key.to_user_string()}: {text}")
-        return MaterializeResult(metadata=metadata, check_results=checks)
+            context.log.warning(f"{spec.key}: {text}")
+        return MaterializeResult(
+            metadata=metadata,
+            check_results=checks,
+            data_version=DataVersion(output_version(spec, run.layout)),
+        )
 
-    return _stage
+
+def build_stage_assets(table: list[StageSpec], groups: list[SettingsGroup], n: int) -> list:
+    """Every stage's asset and every settings group's observable source asset."""
+    builder = StageAssets(table, groups, n)
+    return [*(builder.settings_asset(g) for g in groups), *(builder.stage_asset(s) for s in table)]

@@ -2,14 +2,17 @@
 
 ``micro`` is the smoke test (minutes on a laptop), ``tiny`` the CPU demo, ``paper`` the paper's
 hyper-parameters for a real model on GPUs. A profile is validated once when loaded; a bad value
-raises :class:`ProfileError` naming the file and the field. This module is a leaf: it imports no
+raises :class:`ProfileError` naming the file and the field. Every field says what it does in its
+``description`` (read by ``Profile.model_json_schema()`` and rendered into ``docs/profile.md`` by
+:mod:`eto_assets.config.profile_doc`), and a closed set of choices is a ``Literal``, so pydantic
+refuses anything else when the file is loaded, not hours later. This module is a leaf: it imports no
 other part of the project and nothing heavy.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -17,7 +20,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from eto_assets.config.training import RENAMED_FIELDS, DPOTrainConfig, TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-TASKS = ("sciworld", "alfworld", "webshop")
+TaskName = Literal["sciworld", "alfworld", "webshop"]
+TASKS: tuple[str, ...] = get_args(TaskName)
+ModelKind = Literal["tiny", "pretrained"]
+MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 
 
 class ProfileError(ValueError):
@@ -31,25 +37,76 @@ class _Strict(BaseModel):
 class TaskScope(_Strict):
     """Which part of a benchmark a run uses (None = all of it)."""
 
-    task_types: list[str] | None = None
-    train_per_type: int | None = Field(default=None, ge=1)
-    eval_per_type: int | None = Field(default=None, ge=1)
-    max_steps_cap: int | None = Field(default=None, ge=1)
-    iterations: int | None = Field(default=None, ge=0, description="overrides the profile's iterations")
-    dpo_beta: float | None = Field(default=None, gt=0, description="overrides dpo.beta for this task")
-    catalog: str | None = Field(default=None, description="webshop: generated | upstream | upstream_1000")
+    task_types: list[str] | None = Field(
+        default=None,
+        description="task types to train and evaluate on, as the benchmark names them (e.g. ScienceWorld's "
+        "`find-animal`, ALFWorld's `put`); None: every type, as in ETO",
+    )
+    train_per_type: int | None = Field(
+        default=None,
+        ge=1,
+        description="train tasks kept per task type, the first N in ETO's split order (so a larger N "
+        "keeps the smaller one's tasks); None: all, as in ETO",
+    )
+    eval_per_type: int | None = Field(
+        default=None,
+        ge=1,
+        description="held-out tasks kept per task type in each of the seen and unseen splits, the first N "
+        "in ETO's order; None: all, as in ETO",
+    )
+    max_steps_cap: int | None = Field(
+        default=None,
+        ge=1,
+        description="caps the benchmark's step limit (ScienceWorld's per-type table, ALFWorld 40, WebShop "
+        "10) to shorten small runs; None: ETO's limits",
+    )
+    iterations: int | None = Field(
+        default=None, ge=0, description="ETO iterations for this task, overriding the profile's `iterations`"
+    )
+    dpo_beta: float | None = Field(
+        default=None,
+        gt=0,
+        description="DPO beta for this task, winning over `dpo.beta` and `dpo_schedule` (the paper's "
+        "ALFWorld value is 0.5)",
+    )
+    catalog: Literal["generated", "upstream", "upstream_1000"] | None = Field(
+        default=None,
+        description="WebShop only: `generated` (a small offline catalog), `upstream` (WebShop's full "
+        "catalog, the only one with ETO's split) or `upstream_1000` (its 1,000-product subset); "
+        "None: generated",
+    )
 
 
 class RolloutConfig(_Strict):
     """How exploration and evaluation play episodes (see :mod:`eto_assets.agent.rollout`)."""
 
-    concurrency: int = Field(default=16, ge=1, description="episodes in flight at once")
-    max_new_tokens: int = Field(default=128, ge=1)
-    explore_temperature: float = Field(default=0.0, ge=0, description="0 = greedy, as in ETO")
-    batch_fraction: float = Field(
-        default=0.5, gt=0, le=1, description="generate once this share of running episodes waits"
+    concurrency: int = Field(
+        default=16,
+        ge=1,
+        description="episodes in flight at once: more keeps a batching backend busy, at the cost of memory "
+        "(environments and prompts)",
     )
-    seed: int = 0
+    max_new_tokens: int = Field(
+        default=128,
+        ge=1,
+        description="most tokens the agent generates per turn (a thought and an action); the `paper` "
+        "profile allows 512, small profiles less to keep CPU runs fast",
+    )
+    explore_temperature: float = Field(
+        default=0.0, ge=0, description="sampling temperature while exploring; 0 = greedy, as in ETO"
+    )
+    batch_fraction: float = Field(
+        default=0.5,
+        gt=0,
+        le=1,
+        description="generate once this share of running episodes waits, so the model works on some "
+        "episodes while the others' environments step (1: wait for all of them)",
+    )
+    seed: int = Field(
+        default=0,
+        description="base of the per-episode, per-step sampling seeds, so a sampled episode is the same "
+        "however it was batched (greedy decoding does not use it)",
+    )
     max_episode_retries: int = Field(
         default=2,
         ge=0,
@@ -71,8 +128,8 @@ class PromptConfig(_Strict):
     )
     eto_prompt_dir: str | None = Field(
         default=None,
-        description="a folder in ETO's prompt layout (instructions/<task>_inst.txt, "
-        "icl_examples/<task>_icl.json): its instruction and first example replace the project's",
+        description="a folder in ETO's prompt layout (`instructions/<task>_inst.txt`, "
+        "`icl_examples/<task>_icl.json`): its instruction and first example replace the project's",
     )
 
 
@@ -94,39 +151,71 @@ class ExpertConfig(_Strict):
 class TinyModelConfig(_Strict):
     """Shape of the Llama-architecture model the pipeline builds when ``base_model`` is ``tiny``."""
 
-    vocab_size: int = Field(default=4096, ge=300)
-    hidden_size: int = Field(default=128, ge=8)
-    intermediate_size: int = Field(default=384, ge=8)
-    num_hidden_layers: int = Field(default=2, ge=1)
-    num_attention_heads: int = Field(default=4, ge=1)
-    max_position_embeddings: int = Field(default=4096, ge=128)
-    seed: int = 0
-
-
-MODEL_KINDS = ("tiny", "pretrained")
+    vocab_size: int = Field(
+        default=4096,
+        ge=300,
+        description="size of the byte-level BPE vocabulary trained on the run's own text (at least 300: "
+        "256 byte symbols and the special tokens)",
+    )
+    hidden_size: int = Field(default=128, ge=8, description="width of the model (embedding size)")
+    intermediate_size: int = Field(
+        default=384, ge=8, description="width of each layer's MLP, usually 3x `hidden_size`"
+    )
+    num_hidden_layers: int = Field(default=2, ge=1, description="transformer layers")
+    num_attention_heads: int = Field(
+        default=4, ge=1, description="attention heads per layer (no grouped KV); must divide `hidden_size`"
+    )
+    max_position_embeddings: int = Field(
+        default=4096,
+        ge=128,
+        description="longest sequence the model takes; keep it at least the `max_length` of `sft` and `dpo`",
+    )
+    seed: int = Field(default=0, description="seed of the model's random initialisation")
 
 
 class Profile(_Strict):
-    name: str
-    description: str = ""
-    model: str = Field(
-        default="tiny",
-        description="what the profile's hyper-parameters are for: 'tiny' (the model the pipeline "
-        "builds; large learning rates, many epochs) or 'pretrained' (a Hugging Face model folder)",
+    """A whole profile file: the run's size, the model kind it is tuned for, and how SFT, DPO and
+    the rollouts behave."""
+
+    name: str = Field(description="the profile's name; `load_profile` fills it from the file name")
+    description: str = Field(
+        default="", description="one line saying what the profile is for (logged with the run's params)"
     )
-    iterations: int = Field(default=2, ge=0)
+    model: ModelKind = Field(
+        default="tiny",
+        description="what the profile's hyper-parameters are for: `tiny` (the model the pipeline builds; "
+        "large learning rates, many epochs) or `pretrained` (a Hugging Face model folder); a run "
+        "refuses a base model of the other kind",
+    )
+    iterations: int = Field(
+        default=2,
+        ge=0,
+        description="ETO iterations (explore, pair, DPO) after SFT; ETO runs 3. The asset graph unrolls "
+        "`ETO_ITERATIONS` of them, which must be at least this",
+    )
     evaluate_base_model: bool = Field(
         default=False,
         description="also evaluate the untrained base model on the same held-out tasks (asset "
         "base_model/eval_report): the baseline SFT and ETO are measured against",
     )
-    tasks: dict[str, TaskScope] = Field(default_factory=dict)
-    tiny_model: TinyModelConfig = TinyModelConfig()
-    sft: TrainConfig
-    dpo: DPOTrainConfig
-    rollout: RolloutConfig = RolloutConfig()
-    prompt: PromptConfig = PromptConfig()
-    expert: ExpertConfig = ExpertConfig()
+    tasks: dict[TaskName, TaskScope] = Field(
+        default_factory=dict,
+        description="per-benchmark scope (task types, tasks per type, overrides); a benchmark not "
+        "listed uses all of itself",
+    )
+    tiny_model: TinyModelConfig = Field(
+        default=TinyModelConfig(), description="shape of the tiny model (used only when base_model is `tiny`)"
+    )
+    sft: TrainConfig = Field(description="SFT hyper-parameters")
+    dpo: DPOTrainConfig = Field(
+        description="DPO hyper-parameters of every iteration; `dpo_schedule` and a task's "
+        "`dpo_beta` override them"
+    )
+    rollout: RolloutConfig = Field(
+        default=RolloutConfig(), description="how exploration and evaluation play episodes"
+    )
+    prompt: PromptConfig = Field(default=PromptConfig(), description="prompt layout and text")
+    expert: ExpertConfig = Field(default=ExpertConfig(), description="where the SFT trajectories come from")
     dpo_schedule: dict[int, dict[str, Any]] = Field(
         default_factory=dict,
         description="per-iteration DPO overrides, iteration (1-based) -> fields of dpo "
@@ -182,11 +271,18 @@ class Profile(_Strict):
 
 
 def _problem(error: dict) -> str:
-    loc = ".".join(map(str, error["loc"]))
-    field = str(error["loc"][-1]) if error["loc"] else ""
+    """One pydantic error as ``field.path: message``; a refused choice also says what was given."""
+    loc = [str(part) for part in error["loc"]]
+    msg = error["msg"]
+    if loc and loc[-1] == "[key]":  # a dict key (a task name) that is not one of the choices
+        loc, msg = loc[:-1], f"unknown key: {msg}"
+    field = loc[-1] if loc else ""
+    path = ".".join(loc)
     if error["type"] == "extra_forbidden" and field in RENAMED_FIELDS:
-        return f"{loc}: renamed to {RENAMED_FIELDS[field]!r} (TRL's name)"
-    return f"{loc}: {error['msg']}"
+        return f"{path}: renamed to {RENAMED_FIELDS[field]!r} (TRL's name)"
+    if error["type"] == "literal_error":
+        msg = f"{msg}, got {error['input']!r}"
+    return f"{path}: {msg}" if path else msg
 
 
 def load_profile(name_or_path: str) -> Profile:
@@ -210,9 +306,6 @@ def load_profile(name_or_path: str) -> Profile:
     except ValidationError as exc:
         problems = "; ".join(_problem(e) for e in exc.errors())
         raise ProfileError(f"profile file {path}: {problems}") from exc
-    unknown = sorted(set(profile.tasks) - set(TASKS))
-    if unknown:
-        raise ProfileError(f"profile file {path}: unknown tasks {unknown}; known: {list(TASKS)}")
     return profile
 
 
@@ -220,8 +313,6 @@ def check_profile_for_model(profile: Profile, base_model: str) -> None:
     """Refuse a profile tuned for another kind of model (tiny-model settings would wreck a real
     model and take hours; real-model settings would leave the tiny model untrained)."""
     kind = "tiny" if base_model == "tiny" else "pretrained"
-    if profile.model not in MODEL_KINDS:
-        raise ProfileError(f"profile {profile.name!r}: model {profile.model!r} is not one of {MODEL_KINDS}")
     if profile.model == kind:
         return
     if kind == "pretrained":

@@ -1,7 +1,17 @@
 """Every environment variable the project reads, with its one default, in one table.
 
 Only the edge reads them (Dagster resources, ``definitions.py``, the CLI, the Makefile); the core
-gets typed values passed down. The README's settings table lists the same names and defaults.
+gets typed values passed down. The README's settings table lists the same names and defaults, and
+``tests/test_readme_settings.py`` checks both directions and that no other module reads the
+environment.
+
+The one exception: ``WORLD_SIZE``, ``RANK`` and ``LOCAL_RANK`` are set per process by
+``accelerate launch`` / torchrun, not by the user, and are read where training runs
+(``eto_assets/training/common.py``, under the launcher ``eto_assets/training/launch.py``). They are
+not settings: nobody chooses them, so they have no default to document here.
+
+Nothing here changes ``os.environ`` when imported; :func:`offline_environment` does, and only an
+entry point calls it (a ``main``, a script's ``__main__`` block).
 """
 
 from __future__ import annotations
@@ -10,6 +20,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 
 @dataclass(frozen=True)
@@ -17,12 +28,18 @@ class Setting:
     env: str
     default: str | None
     help: str
+    secret: bool = False  # the value is never printed, logged or shown as a default (an API key)
 
 
 SETTINGS: dict[str, Setting] = {
     s.env: s
     for s in (
         Setting("ETO_HOME", ".eto", "every generated artifact, the default MLflow store and Dagster home"),
+        Setting(
+            "DAGSTER_HOME",
+            None,
+            "Dagster instance folder (unset: $ETO_HOME/dagster); the CLI copies dagster.yaml there",
+        ),
         Setting("ETO_DATA_DIR", None, "benchmark data that is not generated (ALFWorld games, WebShop files)"),
         Setting("ETO_PROFILE", "tiny", "micro | tiny | paper | a path to a profile YAML"),
         Setting("ETO_BASE_MODEL", "tiny", "'tiny' (built by the pipeline) or a local Hugging Face folder"),
@@ -37,6 +54,18 @@ SETTINGS: dict[str, Setting] = {
             "torch intra-op threads (unset: inference cores/2, the rest left to environments; training all)",
         ),
         Setting("ETO_INFERENCE_DTYPE", "auto", "transformers backend dtype: auto|float32|bfloat16|float16"),
+        Setting(
+            "ETO_MODEL_CACHE",
+            None,
+            "models folder shared across checkouts (the tests' real model; unset: ~/.cache/eto/models)",
+        ),
+        Setting("OPENAI_BASE_URL", "https://api.openai.com/v1", "openai backend: the endpoint's base URL"),
+        Setting(
+            "OPENAI_API_KEY",
+            "EMPTY",
+            "openai backend: API key (EMPTY suits a local `vllm serve`); never printed or logged",
+            secret=True,
+        ),
         Setting("MLFLOW_TRACKING_URI", None, "MLflow tracking store (unset: sqlite under ETO_HOME)"),
         Setting("ETO_MLFLOW_UI_URL", "http://127.0.0.1:5000", "where users open the MLflow UI (run links)"),
         Setting(
@@ -46,6 +75,20 @@ SETTINGS: dict[str, Setting] = {
         ),
         Setting("ALFWORLD_DATA", None, "ALFWorld's own data folder, tried after ETO_DATA_DIR"),
     )
+}
+
+# What the launcher's processes are told by accelerate/torchrun; read in eto_assets/training/common.py.
+LAUNCHER_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+
+# No hub downloads, no telemetry, no tokenizer fork warnings: see offline_environment.
+OFFLINE_ENVIRONMENT: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "true",
+    "TOKENIZERS_PARALLELISM": "false",
 }
 
 
@@ -77,10 +120,33 @@ def read_path(name: str, environ: Mapping[str, str] | None = None) -> Path | Non
     return Path(raw).expanduser().resolve() if raw else None
 
 
+def read_folder(name: str, environ: Mapping[str, str] | None = None) -> Path | None:
+    """A folder setting: absolute, and not an existing file (which would fail later, far from its cause).
+    The folder itself need not exist yet: whoever writes there creates it."""
+    path = read_path(name, environ)
+    if path is not None and path.exists() and not path.is_dir():
+        raise SettingError(f"{name}={str(path)!r} is a file, not a folder")
+    return path
+
+
 def home(environ: Mapping[str, str] | None = None) -> Path:
     path = read_path("ETO_HOME", environ)
     assert path is not None  # it has a default
     return path
+
+
+def dagster_home(home: Path, environ: Mapping[str, str] | None = None) -> Path:
+    """The Dagster instance folder: ``DAGSTER_HOME``, else ``<home>/dagster`` (``home`` is the resolved
+    ETO_HOME, passed in because the CLI may have taken it from an option rather than the environment)."""
+    path = read_folder("DAGSTER_HOME", environ)
+    return path if path is not None else (Path(home).expanduser() / "dagster").resolve()
+
+
+def model_cache_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """A models folder shared across checkouts (the tests' converted real model): ``ETO_MODEL_CACHE``,
+    else ``~/.cache/eto/models``, so a second checkout does not download and convert again."""
+    path = read_folder("ETO_MODEL_CACHE", environ)
+    return path if path is not None else Path.home() / ".cache" / "eto" / "models"
 
 
 def iterations(environ: Mapping[str, str] | None = None) -> int:
@@ -123,6 +189,27 @@ def inference_dtype(environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
+def openai_base_url(environ: Mapping[str, str] | None = None) -> str:
+    """The OpenAI-compatible endpoint. Always a concrete URL, so the ``openai`` client never falls
+    back to reading ``OPENAI_BASE_URL`` itself (where an empty value would not mean "unset")."""
+    value = read("OPENAI_BASE_URL", environ)
+    assert value is not None  # it has a default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingError(f"OPENAI_BASE_URL={value!r} is not an http(s) URL")
+    return value
+
+
+def openai_api_key(environ: Mapping[str, str] | None = None) -> str:
+    """The endpoint's API key. A key with whitespace in it (a pasted trailing newline) would fail
+    deep in the HTTP client; the error names the variable but never shows the value."""
+    value = read("OPENAI_API_KEY", environ)
+    assert value is not None  # it has a default
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise SettingError("OPENAI_API_KEY holds whitespace or control characters (value not shown)")
+    return value
+
+
 def read_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
     """A true/false setting (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
     raw = (read(name, environ) or "").strip().lower()
@@ -132,14 +219,14 @@ def read_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
 
 
 def offline_environment() -> None:
-    """No hub downloads, no telemetry: set once at every entry point, before heavy imports."""
-    for key, value in {
-        "HF_HUB_OFFLINE": "1",
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "true",
-        "TOKENIZERS_PARALLELISM": "false",
-    }.items():
+    """No hub downloads, no telemetry: set once at every entry point, before heavy imports (the Hugging
+    Face libraries read these when imported). Never called when a library module is imported: importing
+    must not change the environment of whoever imports it. Values already set are kept."""
+    for key, value in OFFLINE_ENVIRONMENT.items():
         os.environ.setdefault(key, value)
+
+
+def use_dagster_home(path: Path) -> None:
+    """Point this process's Dagster instance at ``path``: the project's ``dagster.yaml`` names its
+    storage folders through ``DAGSTER_HOME``, so an entry point (the CLI) sets it, at run time only."""
+    os.environ["DAGSTER_HOME"] = str(path)

@@ -4,7 +4,7 @@ which ``gradient_accumulation_steps`` is derived."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -18,30 +18,81 @@ RENAMED_FIELDS = {
 }
 
 
+# transformers' learning-rate schedules (``SchedulerType``) that need no argument beyond the
+# warm-up: the profile has no ``lr_scheduler_kwargs``, so ``cosine_with_min_lr``,
+# ``cosine_warmup_with_min_lr``, ``warmup_stable_decay`` (which need one), ``reduce_lr_on_plateau``
+# and ``greedy`` (which need an evaluation loop) would only fail once training starts.
+LrSchedulerType = Literal[
+    "linear",
+    "cosine",
+    "cosine_with_restarts",
+    "polynomial",
+    "constant",
+    "constant_with_warmup",
+    "inverse_sqrt",
+]
+
+
 class TrainConfig(BaseModel):
     """Shared by SFT and DPO; the paper's values are in the ``paper`` profile."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    learning_rate: float = Field(gt=0)
-    num_train_epochs: float = Field(gt=0)
-    batch_size: int = Field(ge=1, description="global batch: per-device batch x devices x accumulation")
-    per_device_train_batch_size: int = Field(default=1, ge=1)
-    warmup_steps: float = Field(
-        default=0.03, ge=0, description="TRL's: a float in [0, 1) is a ratio of all steps, else a count"
+    learning_rate: float = Field(
+        gt=0,
+        description="peak learning rate; ETO: 2e-5 for SFT (run_eto.sh; the paper's text says "
+        "1e-5), 1e-6 for DPO in iteration 1 and 5e-7 later (see `dpo_schedule`)",
     )
-    lr_scheduler_type: str = "cosine"
-    weight_decay: float = Field(default=0.0, ge=0)
-    max_length: int = Field(default=4096, ge=64)
-    seed: int = 42
-    gradient_checkpointing: bool = False
+    num_train_epochs: float = Field(
+        gt=0, description="passes over the data; ETO: 3 for SFT and 3 in every DPO iteration"
+    )
+    batch_size: int = Field(
+        ge=1,
+        description="global batch (our one non-TRL field): per-device batch x processes x "
+        "gradient accumulation, the accumulation being derived from it; ETO: 64 for SFT, 32 for DPO",
+    )
+    per_device_train_batch_size: int = Field(
+        default=1,
+        ge=1,
+        description="sequences per device per forward pass; must divide `batch_size`: lower it to save "
+        "memory, the global batch stays the same",
+    )
+    warmup_steps: float = Field(
+        default=0.03,
+        ge=0,
+        description="TRL's: a float in [0, 1) is a ratio of all steps, else a count; ETO: 0.03 for SFT, 0.1 "
+        "for DPO (a ratio that rounds to zero steps stays zero)",
+    )
+    lr_scheduler_type: LrSchedulerType = Field(
+        default="cosine",
+        description="learning-rate schedule (transformers' name); ETO: cosine for SFT, constant_with_warmup "
+        "for DPO",
+    )
+    weight_decay: float = Field(default=0.0, ge=0, description="AdamW weight decay; ETO: 0")
+    max_length: int = Field(
+        default=4096,
+        ge=64,
+        description="tokens per training conversation; a longer one is truncated (TRL's); ETO: 4096",
+    )
+    seed: int = Field(
+        default=42, description="training seed (data order, dropout); 42 is transformers' default"
+    )
+    gradient_checkpointing: bool = Field(
+        default=False,
+        description="recompute activations in the backward pass instead of keeping them: far less "
+        "memory, slower steps; the `paper` and `small` profiles turn it on",
+    )
     bf16: bool | None = Field(default=None, description="None: bf16 on a GPU that supports it, else fp32")
-    deepspeed: str | None = Field(default=None, description="DeepSpeed config file")
+    deepspeed: str | None = Field(
+        default=None,
+        description="DeepSpeed config file for multi-GPU training (e.g. `configs/deepspeed/zero3.json`), "
+        "passed to TRL; None: no DeepSpeed",
+    )
     save_steps: int | None = Field(
         default=50,
         ge=1,
         description="save a resumable trainer checkpoint every this many optimizer steps (into "
-        "<checkpoint>.work/, removed after the final save); a killed run resumes from the last one. "
+        "`<checkpoint>.work/`, removed after the final save); a killed run resumes from the last one. "
         "None: save only at the end",
     )
 
@@ -80,4 +131,11 @@ class TrainConfig(BaseModel):
 
 
 class DPOTrainConfig(TrainConfig):
-    beta: float = Field(default=0.1, gt=0)
+    """The shared fields (same defaults) plus DPO's ``beta``."""
+
+    beta: float = Field(
+        default=0.1,
+        gt=0,
+        description="DPO's beta: how strongly the policy is held to the reference (higher = closer); "
+        "ETO: 0.1 in iteration 1, 0.5 later (see `dpo_schedule`) and 0.5 for ALFWorld in the paper",
+    )

@@ -61,22 +61,34 @@ def atomic_write_lines(path: Path, lines: Iterable[str]) -> int:
     return count
 
 
-HASH_LIMIT = 256 * 2**20  # weights up to this size are identified by content, larger by size and time
+HASH_LIMIT = 256 * 2**20  # up to this many bytes a path is identified by content, beyond by size and time
 
 
-def folder_identity(folder: str | Path) -> str:
-    """A model folder's identity: its path and its weight files, by content when they are small
-    (a rebuilt tiny model with the same bytes is the same model), else by size and modification
-    time (a retrained checkpoint at the same path differs); a name that is not a folder is itself."""
-    path = Path(folder)
-    if not path.is_dir():
-        return str(folder)
-    weights = sorted(p for p in path.iterdir() if p.suffix in (".safetensors", ".bin", ".pt") and p.is_file())
-    if sum(p.stat().st_size for p in weights) <= HASH_LIMIT:
-        files = [f"{p.name}:{sha256_file(p)}" for p in weights]
+def folder_identity(path: str | Path) -> str:
+    """The one identity of a file or folder (a checkpoint, a data file, an artifact), as 16 hex
+    digits: its resolved path and every file in it (hidden files aside), by content when they add up
+    to at most :data:`HASH_LIMIT` (a rebuilt tiny model with the same bytes is the same model), else by
+    size and modification time (a retrained checkpoint at the same path differs). A name that is not
+    on disk (``tiny``, a hub id) is its own identity."""
+    root = Path(path)
+    if not root.exists():
+        return str(path)
+    if root.is_file():
+        files = [root]
     else:
-        files = [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in weights]
-    return "|".join([str(path.resolve()), *files])
+        files = sorted(
+            f
+            for f in root.rglob("*")
+            if f.is_file() and not any(part.startswith(".") for part in f.relative_to(root).parts)
+        )
+    by_content = sum(f.stat().st_size for f in files) <= HASH_LIMIT
+    digest = hashlib.sha256(str(root.resolve()).encode())
+    for f in files:
+        name = f.name if f == root else str(f.relative_to(root))
+        stat = f.stat()
+        part = sha256_file(f) if by_content else f"{stat.st_size}:{stat.st_mtime_ns}"
+        digest.update(f"\n{name}:{part}".encode())
+    return digest.hexdigest()[:16]
 
 
 def sha256_file(path: Path) -> str:

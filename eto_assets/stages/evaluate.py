@@ -16,7 +16,7 @@ from eto_assets.data.files import atomic_write_json
 from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.stages.layout import BASE_ITERATION
-from eto_assets.stages.policy import PolicyRecord, model_name
+from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import DatasetInput, Markdown, StageResult
 from eto_assets.stages.task import TaskRun
 
@@ -161,25 +161,16 @@ def evaluate(
         "eval_failed": sum(s.failed for s in resume.values()),
     }
     resume_note = "; ".join(f"{split}: {s.resume_note}" for split, s in resume.items() if s.resume_note)
-    version_tags = {}
-    tags = {"eto.model_version": policy.model_version}
-    if policy.model_version:  # the evaluated version carries its own numbers in the registry
-        version_tags[policy.model_version] = {
-            f"eval/{k.removeprefix('eval_')}": f"{v:.4f}" for k, v in metrics.items()
-        }
-        tags["eto.model_uri"] = f"models:/{model_name(run.task)}/{policy.model_version}"
+    # the evaluated policy carries its own numbers in the registry
+    policy_tags = {iteration: {f"eval/{k.removeprefix('eval_')}": f"{v:.4f}" for k, v in metrics.items()}}
     return StageResult(
         metrics={**metrics, **resume_metrics},
         metrics_step=iteration,
         params={"checkpoint": policy.checkpoint},
-        tags=tags,
         datasets=[DatasetInput(p, f"{run.task}-{split}", split) for split, p in task_lists.items()],
-        version_tags=version_tags,
+        policy_tags=policy_tags,
         artifacts=[(p, "eval") for p in outputs],
         metadata={
-            "model_version": f"{model_name(run.task)} v{policy.model_version}"
-            if policy.model_version
-            else "",
             "per_type": Markdown(per_type_table(report)),
             "resume": resume_note or "nothing to resume",
             "path": layout.eval_report(iteration),
@@ -192,15 +183,10 @@ def evaluate_base_model(
 ) -> StageResult:
     """The untrained base model on the same held-out tasks, greedy, with the same prompts: the
     baseline SFT and ETO are measured against (``iteration`` :data:`BASE_ITERATION`). The tiny
-    model is the one the SFT stage built from the expert data."""
-    from eto_assets.stages.sft import TINY, base_model_path
+    model is the one its own stage built from the expert data."""
+    from eto_assets.stages.sft import built_base_model
 
-    path = base_model_path(run, base_model)
-    if base_model == TINY and not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"{path}: the tiny base model is built by the SFT stage; materialize sft_checkpoint first"
-        )
-    PolicyRecord(str(path)).write(run.layout, BASE_ITERATION)
+    PolicyRecord(str(built_base_model(run, base_model))).write(run.layout, BASE_ITERATION)
     result = evaluate(run, BASE_ITERATION, open_backend, envs)
     result.params["base_model"] = base_model
     return result

@@ -66,5 +66,14 @@ class ArtifactLayout:
         return self.iteration_dir(k) / "policy.json"
 
     @property
+    def report_dir(self) -> Path:
+        """The iteration report: summary, table (CSV and Markdown) and plots."""
+        return self.root / "report"
+
+    @property
     def summary_md(self) -> Path:
-        return self.root / "summary.md"
+        return self.report_dir / "summary.md"
+
+    @property
+    def report_csv(self) -> Path:
+        return self.report_dir / "iterations.csv"

@@ -29,9 +29,10 @@ class StageResult:
     ``metrics`` are logged at ``metrics_step`` (the iteration, for per-iteration charts) and shown in
     Dagster; ``history`` rows are trainer logs, logged per step under ``history_prefix``;
     ``artifacts`` are ``(file, folder)`` pairs; ``policy`` is the checkpoint the stage produced,
-    registered as a model version when ``register_policy``; ``aliases`` name registered versions
-    (``champion`` -> version) and ``version_tags`` annotate them; ``metadata`` is shown in Dagster
-    only."""
+    registered as a model version when ``register_policy``. Stages know iterations, not registry
+    versions: ``policy_tags`` annotate the policy of an iteration (iteration -> tags) and ``aliases``
+    name one (``champion`` -> iteration); the caller resolves them to model versions. ``metadata`` is
+    shown in Dagster only."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_step: int | None = None
@@ -43,7 +44,7 @@ class StageResult:
     history_prefix: str = ""
     policy: PolicyRecord | None = None
     register_policy: bool = False
-    aliases: dict[str, str] = field(default_factory=dict)
-    version_tags: dict[str, dict[str, str]] = field(default_factory=dict)  # model version -> tags
+    aliases: dict[str, int] = field(default_factory=dict)  # alias -> iteration
+    policy_tags: dict[int, dict[str, str]] = field(default_factory=dict)  # iteration -> tags
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

@@ -1,5 +1,5 @@
 """Stage 2, SFT: behavioural cloning of the base model on the expert trajectories (loss on agent
-turns only). With ``base_model='tiny'`` the base model is built here from the run's own text."""
+turns only), from the base model its own stage prepared."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from eto_assets.agent.backends import check_model_dir
 from eto_assets.agent.prompt import PromptBook, tokenizer_corpus
 from eto_assets.data.schemas import read_trajectories
+from eto_assets.stages.layout import BASE_ITERATION
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
@@ -18,28 +19,46 @@ TINY = "tiny"
 
 def base_model_path(run: TaskRun, base_model: str) -> Path:
     """Where the base model is: the task's ``base_model`` folder for ``tiny`` (built by
-    :func:`prepare_base_model`), else the user's folder, checked."""
+    :func:`build_base_model`), else the user's folder, checked."""
     if base_model == TINY:
         return run.layout.base_model_dir
     return check_model_dir(base_model, "base_model setting")
 
 
-def prepare_base_model(run: TaskRun, base_model: str) -> Path:
-    """The base model folder: built from the expert data for ``tiny``, else the user's folder."""
-    if base_model != TINY:
-        return base_model_path(run, base_model)
-    from eto_assets.training.tiny_model import build_tiny_model
+def built_base_model(run: TaskRun, base_model: str) -> Path:
+    """The base model folder, which must exist: a tiny model is built by its own stage first."""
+    path = base_model_path(run, base_model)
+    if base_model == TINY and not (path / "config.json").is_file():
+        raise FileNotFoundError(
+            f"{path}: the tiny base model is built from the expert data by its own stage; "
+            "materialize base_model/checkpoint first"
+        )
+    return path
 
-    book = PromptBook.read(run.layout.prompt_book)
-    experts = read_trajectories(run.layout.expert_jsonl)
-    return build_tiny_model(
-        tokenizer_corpus(book, experts), base_model_path(run, base_model), run.profile.tiny_model
+
+def build_base_model(run: TaskRun, base_model: str) -> StageResult:
+    """The model SFT starts from: built from the expert data for ``tiny`` (its tokenizer learns the
+    run's own text), else the user's Hugging Face folder, checked. Records which folder it is."""
+    path = base_model_path(run, base_model)
+    datasets = []
+    if base_model == TINY:
+        from eto_assets.training.tiny_model import build_tiny_model
+
+        book = PromptBook.read(run.layout.prompt_book)
+        experts = read_trajectories(run.layout.expert_jsonl)
+        build_tiny_model(tokenizer_corpus(book, experts), path, run.profile.tiny_model)
+        datasets.append(DatasetInput(run.layout.expert_jsonl, f"{run.task}-expert", "tokenizer"))
+    PolicyRecord(str(path)).write(run.layout, BASE_ITERATION)
+    return StageResult(
+        params={"base_model": base_model, "base_model_path": str(path)},
+        datasets=datasets,
+        metadata={"base_model": base_model, "path": path},
     )
 
 
 def train_sft_policy(run: TaskRun, base_model: str, accelerate_config: str | None = None) -> StageResult:
     layout = run.layout
-    base = prepare_base_model(run, base_model)
+    base = built_base_model(run, base_model)
     out_dir = layout.checkpoint_dir(0)
     spec = TrainSpec(
         "sft", str(base), str(layout.expert_jsonl), str(layout.prompt_book), str(out_dir), run.profile.sft

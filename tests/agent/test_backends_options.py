@@ -58,3 +58,56 @@ def test_inference_settings():
         env.inference_dtype({"ETO_INFERENCE_DTYPE": "half-ish"})
     with pytest.raises(Exception, match="'int4' is not one of"):
         InferenceResource(dtype="int4")
+
+
+# ------------------------------------------------------------------ the openai backend's settings
+
+
+@pytest.fixture
+def no_openai_env(monkeypatch):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    return monkeypatch
+
+
+def test_openai_backend_reads_its_settings_through_the_table(no_openai_env):
+    from eto_assets.agent.backends import OpenAIBackend
+
+    backend = OpenAIBackend("m")  # nothing set: the table's defaults, never the client's own env lookup
+    assert str(backend.client.base_url) == "https://api.openai.com/v1/" and backend.client.api_key == "EMPTY"
+    no_openai_env.setenv("OPENAI_BASE_URL", "http://127.0.0.1:8000/v1")
+    no_openai_env.setenv("OPENAI_API_KEY", "sk-from-env")
+    backend = OpenAIBackend("m")
+    assert str(backend.client.base_url) == "http://127.0.0.1:8000/v1/"
+    assert backend.client.api_key == "sk-from-env"
+    backend = OpenAIBackend("m", base_url="http://10.0.0.1:9/v1", api_key="sk-given")  # the caller's win
+    assert str(backend.client.base_url) == "http://10.0.0.1:9/v1/" and backend.client.api_key == "sk-given"
+    no_openai_env.setenv("OPENAI_BASE_URL", "")  # empty is unset, as for every setting
+    assert str(OpenAIBackend("m").client.base_url) == "https://api.openai.com/v1/"
+
+
+def test_a_bad_openai_key_is_named_but_never_shown(no_openai_env):
+    from eto_assets.agent.backends import OpenAIBackend
+
+    no_openai_env.setenv("OPENAI_API_KEY", "sk-secret-value\n")
+    with pytest.raises(SettingError, match="OPENAI_API_KEY") as caught:
+        OpenAIBackend("m")
+    assert "sk-secret-value" not in str(caught.value)
+
+
+def test_inference_resource_passes_the_openai_settings(no_openai_env):
+    from eto_assets.config import settings as env
+
+    resource = InferenceResource()
+    assert resource.openai_base_url == env.openai_base_url() and resource.openai_api_key is None
+    assert InferenceResource.model_fields["openai_api_key"].default is None  # no key in the launchpad
+
+    local = "http://127.0.0.1:8000/v1"
+    given = InferenceResource(backend="openai", openai_base_url=local, openai_api_key="sk-f")
+    assert "sk-f" not in repr(given) and "sk-f" not in str(given)
+    backend = given.open("checkpoint")
+    assert backend.model == "checkpoint" and backend.client.api_key == "sk-f"
+    assert str(backend.client.base_url) == "http://127.0.0.1:8000/v1/"
+
+    no_openai_env.setenv("OPENAI_API_KEY", "sk-late")  # unset field: the variable, read when opened
+    assert InferenceResource(backend="openai").open("checkpoint").client.api_key == "sk-late"

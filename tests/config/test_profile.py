@@ -1,9 +1,9 @@
 import pytest
 
-from eto_assets.config.profile import ProfileError, load_profile
+from eto_assets.config.profile import ProfileError, check_profile_for_model, load_profile
 
 
-@pytest.mark.parametrize("name", ["micro", "tiny", "paper"])
+@pytest.mark.parametrize("name", ["micro", "tiny", "small", "paper"])
 def test_shipped_profiles_load(name):
     profile = load_profile(name)
     assert profile.sft.learning_rate > 0
@@ -99,10 +99,83 @@ def test_unknown_field_and_task(tmp_path):
     with pytest.raises(ProfileError, match="iteratons"):
         load_profile(str(bad))
     bad.write_text(base + "tasks: {minecraft: {}}\n")
-    with pytest.raises(ProfileError, match="unknown tasks \\['minecraft'\\]"):
+    with pytest.raises(ProfileError, match=r"typo.yaml: tasks.minecraft: unknown key: .*'sciworld'") as exc:
         load_profile(str(bad))
+    assert "\n" not in str(exc.value)
 
 
 def test_unknown_profile_name():
     with pytest.raises(ProfileError, match="known profiles"):
         load_profile("huge")
+
+
+def test_nano_fixture_loads():
+    from tests.conftest import REPO
+
+    assert load_profile(str(REPO / "tests" / "fixtures" / "nano.yaml")).name == "nano"
+
+
+BASE = (
+    "sft: {learning_rate: 1, num_train_epochs: 1, batch_size: 1}\n"
+    "dpo: {learning_rate: 1, num_train_epochs: 1, batch_size: 1}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("setting", "field"),
+    [
+        ("model: huge", "model"),
+        ("expert: {on_bad_record: ignore}", "expert.on_bad_record"),
+        ("prompt: {layout: nested}", "prompt.layout"),
+        ("tasks: {webshop: {catalog: amazon}}", "tasks.webshop.catalog"),
+        (
+            "sft: {learning_rate: 1, num_train_epochs: 1, batch_size: 1, lr_scheduler_type: cosine-ish}",
+            "sft.lr_scheduler_type",
+        ),
+    ],
+)
+def test_a_refused_choice_is_one_line_naming_file_field_and_value(tmp_path, setting, field):
+    bad = tmp_path / "choice.yaml"
+    lines = [line for line in BASE.splitlines() if not line.startswith(setting.split(":")[0] + ":")]
+    bad.write_text("\n".join([*lines, setting]) + "\n")
+    with pytest.raises(ProfileError) as exc:
+        load_profile(str(bad))
+    message = str(exc.value)
+    given = setting.rstrip("}").rsplit(": ", 1)[-1]
+    assert message.startswith(f"profile file {bad}: {field}: Input should be ")
+    assert f"got {given!r}" in message and "\n" not in message
+
+
+def test_dpo_schedule_refuses_an_unknown_scheduler(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE + "dpo_schedule: {2: {lr_scheduler_type: cosine-ish}}\n")
+    with pytest.raises(ProfileError, match=r"bad.yaml: .*dpo_schedule.2: lr_scheduler_type: .*'cosine-ish'"):
+        load_profile(str(bad))
+
+
+def test_model_kind_must_match_the_base_model():
+    check_profile_for_model(load_profile("tiny"), "tiny")
+    check_profile_for_model(load_profile("paper"), "/models/llama-2-7b-chat")
+    with pytest.raises(ProfileError, match="use a profile for pretrained models"):
+        check_profile_for_model(load_profile("tiny"), "/models/llama-2-7b-chat")
+    with pytest.raises(ProfileError, match="set base_model"):
+        check_profile_for_model(load_profile("paper"), "tiny")
+
+
+def test_every_offered_lr_scheduler_builds_with_the_pipelines_arguments():
+    """The Literal offers only transformers' schedules that need nothing beyond the warm-up and the
+    step count (what the trainer passes), so a profile that loads also trains."""
+    from typing import get_args
+
+    import torch
+    from transformers import SchedulerType, get_scheduler
+
+    from eto_assets.config.training import LrSchedulerType
+
+    offered = get_args(LrSchedulerType)
+    assert set(offered) <= {s.value for s in SchedulerType}
+    for name in offered:
+        optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        scheduler = get_scheduler(name, optimizer, num_warmup_steps=1, num_training_steps=10)
+        optimizer.step()
+        scheduler.step()

@@ -13,15 +13,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from eto_assets.envs.alfworld import (
-    SHORT_TYPES,
-    AlfWorldBenchmark,
-    clean_feedback,
-    clean_intro,
-    name_entities,
-    resolve_data_dir,
-)
-from eto_assets.envs.alfworld_expert import class_of, visible_names
+from eto_assets.envs.alfworld.benchmark import SHORT_TYPES, AlfWorldBenchmark, resolve_data_dir
+from eto_assets.envs.alfworld.engine import clean_feedback, clean_intro, name_entities
+from eto_assets.envs.alfworld.expert import class_of, visible_names
 from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION, BenchmarkNotAvailable, TaskInstance
 
 

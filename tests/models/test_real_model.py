@@ -8,19 +8,24 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
+from eto_assets.config.settings import SettingError
 from eto_assets.models.real_model import (
     CHECK_MESSAGES,
     EXPECTED_TEXT,
     MARKER_NAME,
+    MODEL_FILES,
     REAL_MODEL_NAME,
     WHEEL_SHA256,
     check_model,
     ensure_real_model,
     is_finished,
+    shared_cache_dir,
 )
+from eto_assets.models.real_model import real_model_dir as folder_under_home  # the fixture has its name
 
 pytestmark = pytest.mark.slow
 
@@ -31,6 +36,29 @@ AGENT_PROMPTS = [
     ],
     [{"role": "user", "content": "Name three colours."}],
 ]
+
+
+def test_folders_come_from_the_settings_table(tmp_path, monkeypatch):
+    """ETO_HOME and ETO_MODEL_CACHE are read through config/settings.py, with its defaults."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("ETO_HOME", raising=False)
+    assert folder_under_home() == tmp_path.resolve() / ".eto" / "models" / REAL_MODEL_NAME
+    monkeypatch.setenv("ETO_HOME", str(tmp_path / "home"))
+    target = folder_under_home()
+    assert target == tmp_path.resolve() / "home" / "models" / REAL_MODEL_NAME
+    target.mkdir(parents=True)  # a finished folder: reused under ETO_HOME without downloading
+    for name in MODEL_FILES:
+        (target / name).write_text("{}")
+    (target / MARKER_NAME).write_text(json.dumps({"wheel_sha256": WHEEL_SHA256}))
+    assert ensure_real_model(log=lambda _: None) == target
+
+    monkeypatch.delenv("ETO_MODEL_CACHE", raising=False)
+    assert shared_cache_dir() == Path.home() / ".cache" / "eto" / "models"
+    monkeypatch.setenv("ETO_MODEL_CACHE", "cache")
+    assert shared_cache_dir() == tmp_path.resolve() / "cache"
+    monkeypatch.setenv("ETO_MODEL_CACHE", str(target / MARKER_NAME))
+    with pytest.raises(SettingError, match="ETO_MODEL_CACHE=.* is a file, not a folder"):
+        shared_cache_dir()
 
 
 def test_converted_folder_is_a_plain_hf_model(real_model_dir):

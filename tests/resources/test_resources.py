@@ -1,6 +1,11 @@
 """The resources: settings from one table of environment variables, a checked backend choice, the
 MLflow store under ETO_HOME, and an environment pool whose lifetime is the run's."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 from dagster import build_resources
 from pydantic import ValidationError
@@ -8,6 +13,7 @@ from pydantic import ValidationError
 from eto_assets.config import settings as env
 from eto_assets.envs.processes import RemoteEnv
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
+from tests.conftest import REPO
 
 
 def test_settings_default_to_the_environment_at_load(tmp_path):
@@ -47,11 +53,60 @@ def test_every_setting_has_one_default_and_help():
         ("ETO_ITERATIONS", "11", env.iterations),
         ("ETO_SCIWORLD_JVMS", "many", env.sciworld_jvms),
         ("ETO_ENV_PROCESSES", "-1", env.env_processes),
+        ("ETO_MODEL_CACHE", __file__, env.model_cache_dir),
+        ("OPENAI_BASE_URL", "localhost:8000", env.openai_base_url),
+        ("OPENAI_API_KEY", "sk-pasted\n", env.openai_api_key),
+        ("DAGSTER_HOME", __file__, lambda environ: env.dagster_home(Path("/h"), environ)),
     ],
 )
 def test_bad_environment_values_name_the_variable(name, value, reader):
-    with pytest.raises(env.SettingError, match=name):
+    with pytest.raises(env.SettingError, match=name) as caught:
         reader({name: value})
+    assert len(str(caught.value).splitlines()) == 1
+    if env.SETTINGS[name].secret:
+        assert value.strip() not in str(caught.value)  # a key is never shown, not even a bad one
+
+
+def test_folder_and_endpoint_readers(tmp_path):
+    assert env.dagster_home(tmp_path, {}) == tmp_path.resolve() / "dagster"
+    assert env.dagster_home(tmp_path, {"DAGSTER_HOME": ""}) == tmp_path.resolve() / "dagster"  # empty = unset
+    assert env.dagster_home(Path("rel"), {}) == Path("rel").resolve() / "dagster"
+    assert env.dagster_home(tmp_path, {"DAGSTER_HOME": str(tmp_path / "d")}) == tmp_path.resolve() / "d"
+    assert env.dagster_home(tmp_path, {"DAGSTER_HOME": "~/d"}) == Path.home().resolve() / "d"
+    assert env.model_cache_dir({}) == Path.home() / ".cache" / "eto" / "models"
+    assert env.model_cache_dir({"ETO_MODEL_CACHE": str(tmp_path)}) == tmp_path.resolve()
+    assert env.openai_base_url({}) == "https://api.openai.com/v1"
+    assert env.openai_base_url({"OPENAI_BASE_URL": "http://127.0.0.1:8000/v1"}) == "http://127.0.0.1:8000/v1"
+    assert env.openai_api_key({}) == "EMPTY" and env.openai_api_key({"OPENAI_API_KEY": "sk-x"}) == "sk-x"
+    assert [s.env for s in env.SETTINGS.values() if s.secret] == ["OPENAI_API_KEY"]
+
+
+def test_preflight_uses_the_backends_list_and_model_folder_check(tmp_path):
+    from eto_assets.agent import backends
+    from resources import preflight
+
+    assert preflight.BACKENDS is backends.BACKENDS
+    assert preflight.check_backend("openai") is None
+    assert "(ETO_BACKEND / --backend)" in preflight.check_backend("tgi")
+    missing = preflight.check_base_model(str(tmp_path / "no-model"))
+    assert "does not exist (ETO_BASE_MODEL / --base-model)" in missing and "no-model" in missing
+    assert "has no config.json (ETO_BASE_MODEL / --base-model)" in preflight.check_base_model(str(tmp_path))
+    (tmp_path / "config.json").write_text("{}")
+    assert preflight.check_base_model(str(tmp_path)) is None
+    assert backends.check_model_dir(tmp_path) == tmp_path  # what the preflight accepts, the backends load
+    assert preflight.check_base_model("tiny") is None
+
+
+def test_preflight_stays_cheap():
+    """The preflight runs before anything heavy: the backends module it uses must not pull torch,
+    transformers, vllm or openai when imported (they are imported where a backend is made)."""
+    probe = (
+        "import json, sys; import eto_assets.agent.backends; "
+        "print(json.dumps([m for m in ('torch', 'transformers', 'vllm', 'openai') if m in sys.modules]))"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout) == []
 
 
 def test_unknown_backend_is_rejected_when_configured():
@@ -80,7 +135,7 @@ def test_stage_run_tags_and_links(tmp_path):
 
 @pytest.fixture(scope="module")
 def webshop_bench(tmp_path_factory):
-    from eto_assets.envs.webshop import WebShopBenchmark
+    from eto_assets.envs.webshop.benchmark import WebShopBenchmark
     from eto_assets.envs.webshop.generator import generate_catalog
 
     return WebShopBenchmark(data_dir=generate_catalog(tmp_path_factory.mktemp("catalog")), num_test=2)

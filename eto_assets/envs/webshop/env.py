@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import eto_assets.envs.webshop.pages as pages
 from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION, StepResult, TaskInstance
-from eto_assets.envs.webshop import pages
 from eto_assets.envs.webshop.catalog import Catalog, Goal
 from eto_assets.envs.webshop.reward import NounFn, RewardBreakdown, heuristic_nouns, purchase_reward
 from eto_assets.envs.webshop.search import SearchEngine

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from eto_assets.envs.webshop import WebShopBenchmark
+from eto_assets.envs.webshop.benchmark import WebShopBenchmark
 from eto_assets.envs.webshop.catalog import Goal, Product
 from eto_assets.envs.webshop.generator import generate_catalog
 

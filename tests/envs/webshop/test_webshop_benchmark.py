@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eto_assets.envs.base import BenchmarkNotAvailable
-from eto_assets.envs.webshop import WebShopBenchmark
+from eto_assets.envs.webshop.benchmark import WebShopBenchmark
 from eto_assets.envs.webshop.catalog import GENERATED_MARKER
 from eto_assets.envs.webshop.oracle import choose_options, plan_actions
 

@@ -1,33 +1,32 @@
-"""MLflow records for every stage: one experiment per task, one run per materialization, tagged
+"""MLflow records for every stage (the asset layer calls these; the stages never do): one experiment per task, one run per materialization, tagged
 so a run can be traced to its Dagster run and asset; datasets as run inputs (lineage from expert
 data to every checkpoint), checkpoints as versions of the registered model ``eto-<task>``."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from eto_assets.config.settings import offline_environment
+import mlflow
+from mlflow.data.dataset_source_registry import resolve_dataset_source
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.tracking import MlflowClient
 
-offline_environment()
+from eto_assets.data.files import folder_identity
+from eto_assets.stages.layout import BASE_ITERATION
+from eto_assets.stages.result import StageResult
 
-import mlflow  # noqa: E402
-from mlflow.data.dataset_source_registry import resolve_dataset_source  # noqa: E402
-from mlflow.data.meta_dataset import MetaDataset  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from eto_assets.stages.layout import BASE_ITERATION  # noqa: E402
-from eto_assets.stages.policy import model_name  # noqa: E402
-from eto_assets.stages.result import StageResult  # noqa: E402
-
-STAGES = ("expert", "sft", "explore", "pairs", "dpo", "eval", "compare")
 PIP_REQUIREMENTS = ["torch", "transformers", "tokenizers", "accelerate"]
 
 
 def experiment_name(task: str) -> str:
+    return f"eto-{task}"
+
+
+def model_name(task: str) -> str:
+    """The registered model whose versions are a task's checkpoints."""
     return f"eto-{task}"
 
 
@@ -91,8 +90,6 @@ def stage_run(
     tags: Mapping[str, str] | None = None,
     params: Mapping[str, Any] | None = None,
 ) -> Iterator[mlflow.ActiveRun]:
-    if stage not in STAGES:
-        raise ValueError(f"unknown stage {stage!r}; known: {STAGES}")
     experiment_id = use_experiment(tracking_uri, task, artifact_root)
     all_tags = {"eto.task": task, "eto.stage": stage, "eto.iteration": str(iteration), **(tags or {})}
     with mlflow.start_run(
@@ -103,9 +100,11 @@ def stage_run(
         yield run
 
 
-def set_run_tag(tracking_uri: str, run_id: str, key: str, value: str) -> None:
+def tag_run(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
     """Tag a (possibly finished) run."""
-    MlflowClient(tracking_uri).set_tag(run_id, key, value[:5000])
+    client = MlflowClient(tracking_uri)
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value[:5000])
 
 
 def log_params(params: Mapping[str, Any]) -> None:
@@ -114,20 +113,10 @@ def log_params(params: Mapping[str, Any]) -> None:
         mlflow.log_params(dict(items[start : start + 100]))
 
 
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    paths = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for p in paths:
-        with p.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    return h.hexdigest()[:16]
-
-
 def log_dataset_input(path: Path, name: str, context: str) -> None:
     """Record an upstream file as a dataset input of the active run (name, digest, location)."""
     source = resolve_dataset_source(path.resolve().as_uri())
-    dataset = MetaDataset(source=source, name=name, digest=file_digest(path))
+    dataset = MetaDataset(source=source, name=name, digest=folder_identity(path))
     mlflow.log_input(dataset, context=context)
 
 
@@ -151,11 +140,11 @@ def register_checkpoint(
     ``eto-<task>``, tagged with iteration, stage and the checkpoint's path. Returns the version number.
 
     By default the model holds only a reference to the checkpoint folder (a few kilobytes; see
-    :mod:`eto_assets.policy_model`), so the folder must stay where it is and unchanged for the
+    :mod:`eto_assets.assets.policy_model`), so the folder must stay where it is and unchanged for the
     version to load. ``copy_checkpoint`` copies the whole folder into the artifact store instead."""
     import tempfile
 
-    from eto_assets.policy_model import (
+    from eto_assets.assets.policy_model import (
         CHECKPOINT_ARTIFACT,
         REFERENCE_ARTIFACT,
         REFERENCE_FILE,
@@ -199,26 +188,24 @@ def record_result(
     *,
     copy_checkpoint: bool = False,
     parent_run_id: str | None = None,
+    parent_metrics: tuple[str, ...] = (),
 ) -> str | None:
     """Log a stage's result into the active run: params, dataset inputs, trainer history, metrics
-    (``<stage>/<name>``), tags, artifacts; tag model versions; register the produced policy (by
-    reference to its checkpoint folder, or as a copy with ``copy_checkpoint``). Evaluation metrics
-    also go to the pipeline's parent run at ``step = iteration``. Returns the new model version."""
+    (``<stage>/<name>``), tags, artifacts; register the produced policy (by reference to its
+    checkpoint folder, or as a copy with ``copy_checkpoint``). Metrics starting with one of
+    ``parent_metrics`` also go to the pipeline's parent run at ``step = iteration`` (the chart of
+    held-out reward by iteration). Returns the new model version."""
     log_params({"iteration": iteration, **result.params})
     for dataset in result.datasets:
         log_dataset_input(dataset.path, dataset.name, dataset.context)
     if result.history:
         log_history(result.history, result.history_prefix)
     if result.metrics:
-        metrics = prefixed(result.metrics, stage)
-        mlflow.log_metrics(metrics, step=result.metrics_step)
-        if parent_run_id and stage == "eval":  # the held-out numbers, not the stage's memory
-            scores = prefixed({k: v for k, v in result.metrics.items() if k.startswith("eval_")}, stage)
-            for name, value in scores.items():
+        mlflow.log_metrics(prefixed(result.metrics, stage), step=result.metrics_step)
+        charted = {k: v for k, v in result.metrics.items() if k.startswith(parent_metrics)}
+        if parent_run_id and parent_metrics and charted:
+            for name, value in prefixed(charted, stage).items():
                 MlflowClient().log_metric(parent_run_id, name, value, step=iteration)
-    for version, tags in result.version_tags.items():
-        for key, value in tags.items():
-            MlflowClient().set_model_version_tag(model_name(task), version, key, value)
     if result.tags:
         mlflow.set_tags(result.tags)
     for path, folder in result.artifacts:
@@ -235,18 +222,28 @@ def record_result(
     return None
 
 
-def record_without_run(result: StageResult, task: str, parent_run_id: str | None) -> None:
-    """A stage with no run of its own (the summary): aliases and version tags on the registry,
-    its tags on the pipeline's parent run."""
+def annotate_versions(
+    task: str,
+    versions: Mapping[int, str],
+    policy_tags: Mapping[int, Mapping[str, str]],
+    aliases: Mapping[str, int],
+) -> None:
+    """Tags and aliases a stage gave by iteration, on the registered versions of those iterations'
+    policies (``versions``: iteration -> version; iterations without a version are left out)."""
     client = MlflowClient()
-    for alias, version in result.aliases.items():
-        client.set_registered_model_alias(model_name(task), alias, version)
-    for version, tags in result.version_tags.items():
-        for key, value in tags.items():
-            client.set_model_version_tag(model_name(task), version, key, value)
-    if parent_run_id:
-        for key, value in result.tags.items():
-            client.set_tag(parent_run_id, key, value)
+    for iteration, tags in policy_tags.items():
+        if iteration in versions:
+            for key, value in tags.items():
+                client.set_model_version_tag(model_name(task), versions[iteration], key, value)
+    for alias, iteration in aliases.items():
+        if iteration in versions:
+            client.set_registered_model_alias(model_name(task), alias, versions[iteration])
+
+
+def tag_parent(parent_run_id: str, tags: Mapping[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_tag(parent_run_id, key, value[:5000])
 
 
 # The MLflow UI opens experiments in its GenAI view unless the link asks for the training view.

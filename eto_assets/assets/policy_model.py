@@ -4,9 +4,9 @@
 A version holds its checkpoint in one of two ways:
 
 * by reference (the default): the model's only artifact is a small JSON file
-  (:data:`REFERENCE_ARTIFACT`) naming the checkpoint folder by absolute path, with the size and
-  modification time of every file in it. Loading reads the folder in place and refuses, saying why,
-  when it is gone or its files have changed since registration. Versions cost a few kilobytes, but
+  (:data:`REFERENCE_ARTIFACT`) naming the checkpoint folder by absolute path, with its identity
+  (:func:`~eto_assets.data.files.folder_identity`). Loading reads the folder in place and refuses,
+  saying why, when it is gone or its files have changed since registration. Versions cost a few kilobytes, but
   only a machine that sees that folder can load them.
 * by copy (``ETO_MLFLOW_COPY_CHECKPOINTS=true``): the whole folder is an artifact
   (:data:`CHECKPOINT_ARTIFACT`), so the version loads anywhere the artifact store is reachable.
@@ -20,6 +20,8 @@ from pathlib import Path
 
 import mlflow.pyfunc
 
+from eto_assets.data.files import folder_identity
+
 CHECKPOINT_ARTIFACT = "checkpoint"
 REFERENCE_ARTIFACT = "checkpoint_ref"
 REFERENCE_FILE = "checkpoint_ref.json"
@@ -29,18 +31,13 @@ class CheckpointReferenceError(RuntimeError):
     """A registered version refers to a checkpoint folder that is gone or has changed."""
 
 
-def _fingerprint(folder: Path) -> dict[str, list[int]]:
-    """``relative path -> [size, mtime_ns]`` of every file under ``folder``."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    return {str(p.relative_to(folder)): [p.stat().st_size, p.stat().st_mtime_ns] for p in files}
-
-
 def write_reference(checkpoint: Path, out: Path) -> Path:
     """Write the JSON reference to ``checkpoint`` (absolute path and file fingerprint) into ``out``."""
     checkpoint = Path(checkpoint).resolve()
     if not (checkpoint / "config.json").is_file():
         raise CheckpointReferenceError(f"{checkpoint} is not a Hugging Face model folder (no config.json)")
-    out.write_text(json.dumps({"checkpoint": str(checkpoint), "files": _fingerprint(checkpoint)}, indent=1))
+    identity = folder_identity(checkpoint)
+    out.write_text(json.dumps({"checkpoint": str(checkpoint), "identity": identity}, indent=1))
     return out
 
 
@@ -54,14 +51,9 @@ def read_reference(reference: Path) -> Path:
     )
     if not folder.is_dir():
         raise CheckpointReferenceError(f"checkpoint folder {folder} does not exist on this machine; {hint}")
-    now = _fingerprint(folder)
-    changed = sorted(
-        name for name in set(now) | set(data["files"]) if now.get(name) != data["files"].get(name)
-    )
-    if changed:
+    if folder_identity(folder) != data["identity"]:
         raise CheckpointReferenceError(
-            f"checkpoint folder {folder} changed since this version was registered "
-            f"({', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}); {hint}"
+            f"checkpoint folder {folder} changed since this version was registered; {hint}"
         )
     return folder
 

@@ -8,14 +8,20 @@ order of P(object there) / cost (a closed receptacle costs a second step to open
 object it has seen, then picks up, cleans / heats / cools, lights (examine) and places as the goal
 asks. Templated one-line thoughts mark the plan and each sub-goal, as in ReAct-style trajectories.
 The goal itself is read from the game's ``traj_data.json`` (ALFRED's task parameters).
+
+It drives an :class:`~.engine.AlfWorldEnv` and imports nothing else of the package; :mod:`.benchmark`
+calls it, so the package's imports run one way (engine <- expert <- benchmark).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from eto_assets.envs.alfworld import AlfWorldEnv, read_goal_params
+from eto_assets.envs.alfworld.engine import AlfWorldEnv
 from eto_assets.envs.base import TaskInstance
 
 # object class -> "receptacle type:percent ..." (descending): how often a receptacle of that type holds
@@ -200,6 +206,12 @@ def _article(word: str) -> str:
 
 def _listing(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + f" or {items[-1]}"
+
+
+def read_goal_params(task: TaskInstance) -> dict[str, Any]:
+    """The ALFRED goal parameters (object_target, parent_target, toggle_target, ...) of a task."""
+    traj_data = Path(task.payload["game_file"]).parent / "traj_data.json"
+    return dict(json.loads(traj_data.read_text())["pddl_params"])
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,346 @@
+"""The one stage table: every asset of a task's graph declared once, with what the Dagster assets,
+their checks and versions, the MLflow records, the CLI's skipping and the sensor are derived from.
+
+Dagster forbids cycles, so the ETO loop is unrolled into asset keys: iteration k explores with the
+policy of iteration k-1, pairs against the expert, trains DPO from that policy (also the frozen
+reference) and evaluates the result. This module is the only one that spells asset names.
+
+Adding a stage costs one :class:`StageSpec` entry here plus its stage function; a method with
+several stages adds one entry per stage (and a settings group if it has settings of its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from eto_assets import stages
+from eto_assets.config.profile import Profile
+from eto_assets.data.files import folder_identity
+from eto_assets.envs.pool import EnvironmentPool
+from eto_assets.stages import checks
+from eto_assets.stages.checks import CheckOutcome, CheckSpec
+from eto_assets.stages.layout import BASE_ITERATION, ArtifactLayout
+from eto_assets.stages.result import StageResult
+from eto_assets.stages.task import TaskRun
+
+
+@dataclass(frozen=True)
+class StageTools:
+    """What a stage may need besides its task run: the run's resources, and what the asset layer
+    knows from Dagster's records (the wall time of each iteration's stages)."""
+
+    base_model: str
+    accelerate_config: str | None
+    open_backend: Callable[[str], Any]
+    envs: EnvironmentPool
+    wall_seconds: Callable[[], Mapping[int, float]] = lambda: {}
+
+
+@dataclass(frozen=True)
+class VersionInputs:
+    """The run settings besides the profile that shape outputs (the settings groups read them)."""
+
+    base_model: str
+    backend: str
+    data_dir: str | None
+
+
+StageFn = Callable[[TaskRun, StageTools], StageResult]
+CheckFn = Callable[[TaskRun, StageTools], list[CheckOutcome]]
+SettingsFn = Callable[[Profile, str, VersionInputs], object]
+
+
+@dataclass(frozen=True)
+class SettingsGroup:
+    """A part of the settings that some stages' outputs depend on: observed as a source asset
+    (``settings/<name>``) whose data version is the digest of ``value``, so Dagster marks the stages
+    that read it unsynced when it changes. ``watched`` groups are the run's outside inputs (base
+    model, expert data): the sensor reruns a task when one of them changes."""
+
+    name: str
+    value: SettingsFn
+    description: str
+    watched: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"settings/{self.name}"
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One asset: ``key`` (``prefix/name``), the ``stage`` it runs (MLflow run name and
+    ``eto.stage`` tag, lock name) for ``iteration``; ``deps`` (stage keys) and ``settings`` (group
+    names) are what its version depends on besides ``code_version`` (bump it when the stage's output
+    changes for the same inputs); ``outputs`` are the files its data version digests (a
+    ``policy.json`` among them also counts the checkpoint it names)."""
+
+    key: str
+    stage: str
+    iteration: int
+    group: str
+    description: str
+    run: StageFn
+    outputs: Callable[[ArtifactLayout], list[Path]]
+    deps: tuple[str, ...] = ()
+    settings: tuple[str, ...] = ()
+    kinds: frozenset[str] = frozenset({"python", "mlflow"})
+    checks: tuple[CheckSpec, ...] = ()
+    check: CheckFn | None = None
+    code_version: str = "1"
+    produces_policy: bool = False  # its policy.json names the iteration's policy (a model version)
+    parent_metrics: tuple[str, ...] = ()  # metric prefixes charted on the pipeline's parent run
+    tag_parent: bool = False  # its tags also go on the pipeline's parent run
+    preflight: bool = False  # check the settings before it runs (the first stage)
+    skip: Callable[[Profile, str], str | None] | None = None  # why the profile leaves it out, if it does
+
+    def skipped(self, profile: Profile, task: str) -> str | None:
+        """Why this asset is a no-op for ``task`` under ``profile`` (None: it runs): iterations past
+        the profile's, or the stage's own rule."""
+        runs = profile.iterations_for(task)
+        if self.iteration > runs:
+            return f"profile {profile.name!r} runs {runs} iteration(s) for {task}"
+        return self.skip(profile, task) if self.skip is not None else None
+
+
+def inactive_keys(table: list[StageSpec], profile: Profile, task: str) -> set[str]:
+    """The assets ``profile`` leaves out for ``task`` (they materialize as no-ops and write nothing)."""
+    return {spec.key for spec in table if spec.skipped(profile, task)}
+
+
+# ------------------------------------------------------------------------------------ settings groups
+
+
+def _section(profile: Profile, name: str) -> object:
+    value = getattr(profile, name)
+    return value.model_dump() if hasattr(value, "model_dump") else value
+
+
+def _expert_settings(profile: Profile, task: str, inputs: VersionInputs) -> object:
+    source = profile.expert.source
+    return {
+        "task": task,
+        "scope": profile.scope(task).model_dump(),
+        "expert": _section(profile, "expert"),
+        "source": folder_identity(source) if source != "generated" else source,
+        "prompt": _section(profile, "prompt"),
+        "data_dir": str(Path(inputs.data_dir).expanduser().resolve()) if inputs.data_dir else None,
+    }
+
+
+def _base_model_settings(profile: Profile, task: str, inputs: VersionInputs) -> object:
+    tiny = inputs.base_model == "tiny"
+    return {
+        "base_model": folder_identity(inputs.base_model),
+        "tiny_model": _section(profile, "tiny_model") if tiny else None,
+    }
+
+
+def _rollout_settings(profile: Profile, task: str, inputs: VersionInputs) -> object:
+    return {
+        "rollout": _section(profile, "rollout"),
+        "prompt": _section(profile, "prompt"),
+        "backend": inputs.backend,
+    }
+
+
+def _iteration_settings(k: int) -> SettingsFn:
+    return lambda profile, task, inputs: {"runs": k <= profile.iterations_for(task)}
+
+
+def _dpo_settings(k: int) -> SettingsFn:
+    return lambda profile, task, inputs: profile.dpo_for(task, k).model_dump()
+
+
+def settings_groups(n: int) -> list[SettingsGroup]:
+    groups = [
+        SettingsGroup(
+            "expert", _expert_settings, "Where the expert data comes from, the task scope and the prompt "
+            "layout (profile sections expert, prompt, tasks; the data folder).", watched=True,
+        ),
+        SettingsGroup(
+            "base_model", _base_model_settings, "The base model folder (by its files) or the tiny model's "
+            "shape (ETO_BASE_MODEL, profile section tiny_model).", watched=True,
+        ),
+        SettingsGroup("sft", lambda p, t, i: _section(p, "sft"), "SFT hyper-parameters (profile section sft)."),
+        SettingsGroup(
+            "rollout", _rollout_settings, "How exploration and evaluation play episodes (profile sections "
+            "rollout and prompt; the inference backend).",
+        ),
+        SettingsGroup(
+            "evaluate_base_model", lambda p, t, i: p.evaluate_base_model,
+            "Whether the untrained base model is evaluated (profile setting evaluate_base_model).",
+        ),
+    ]  # fmt: skip
+    for k in range(1, n + 1):
+        groups.append(
+            SettingsGroup(
+                f"iteration_{k}", _iteration_settings(k),
+                f"Whether the profile runs ETO iteration {k} for the task (iterations, tasks.<task>.iterations).",
+            )
+        )  # fmt: skip
+        groups.append(
+            SettingsGroup(
+                f"dpo_{k}", _dpo_settings(k),
+                f"DPO hyper-parameters of iteration {k} (profile sections dpo and dpo_schedule, a task's dpo_beta).",
+            )
+        )  # fmt: skip
+    return groups
+
+
+# ------------------------------------------------------------------------------------ the stages
+
+EXPERT = "expert_trajectories"
+BASE_MODEL = "base_model/checkpoint"
+BASE_EVAL = "base_model/eval_report"
+SFT = "sft_checkpoint"
+REPORT = "iteration_report"
+
+
+def policy_key(k: int) -> str:
+    """The asset whose ``policy.json`` names the policy of iteration ``k`` (SFT for 0)."""
+    return SFT if k == 0 else f"iteration_{k}/dpo_checkpoint"
+
+
+def eval_key(k: int) -> str:
+    return BASE_EVAL if k == BASE_ITERATION else f"iteration_{k}/eval_report"
+
+
+def _policy_outputs(k: int) -> Callable[[ArtifactLayout], list[Path]]:
+    return lambda layout: [layout.policy_json(k)]
+
+
+def _eval_outputs(k: int) -> Callable[[ArtifactLayout], list[Path]]:
+    return lambda layout: [layout.eval_report(k), *(layout.eval_jsonl(k, s) for s in stages.EVAL_SPLITS)]
+
+
+def _skip_base_eval(profile: Profile, task: str) -> str | None:
+    if profile.evaluate_base_model:
+        return None
+    return f"profile {profile.name!r} does not evaluate the base model (evaluate_base_model: false)"
+
+
+EVAL_CHECKS = (checks.COVERS_SPLITS, checks.VALID_ACTIONS, checks.NO_REGRESSION)
+CHECKPOINT_CHECKS = (checks.CHECKPOINT_GENERATES,)
+
+
+def eval_spec(k: int) -> StageSpec:
+    return StageSpec(
+        key=eval_key(k), stage="eval", iteration=k, group=f"iteration_{k}",
+        description=f"Greedy evaluation of the iteration-{k} policy on the held-out seen/unseen splits.",
+        run=lambda run, tools: stages.evaluate(run, k, tools.open_backend, tools.envs),
+        outputs=_eval_outputs(k), deps=(policy_key(k), EXPERT),
+        settings=("rollout",) if k == 0 else ("rollout", f"iteration_{k}"),
+        checks=EVAL_CHECKS, check=lambda run, tools: checks.check_evaluation(run, k),
+        parent_metrics=("eval_",),
+    )  # fmt: skip
+
+
+def iteration_specs(k: int) -> list[StageSpec]:
+    if k < 1:
+        raise ValueError("ETO iterations are numbered from 1 (iteration 0 is SFT)")
+    runs = f"iteration_{k}"
+    explore = f"iteration_{k}/exploration_rollouts"
+    pairs = f"iteration_{k}/preference_pairs"
+    return [
+        StageSpec(
+            key=explore, stage="explore", iteration=k, group=f"iteration_{k}",
+            description=f"The iteration-{k - 1} policy plays every training instruction (1-shot prompt); "
+            "each finished episode is appended at once, so a rerun resumes.",
+            run=lambda run, tools: stages.explore(run, k, tools.open_backend, tools.envs),
+            outputs=lambda layout: [layout.rollouts_jsonl(k)],
+            deps=(policy_key(k - 1), EXPERT), settings=("rollout", runs),
+            checks=(checks.REWARDS_IN_RANGE, checks.NO_EMPTY, checks.VALID_ACTIONS),
+            check=lambda run, tools: checks.check_exploration(run, k),
+        ),
+        StageSpec(
+            key=pairs, stage="pairs", iteration=k, group=f"iteration_{k}",
+            description="Expert vs explored trajectory of the same instruction; higher reward chosen, ties "
+            "dropped, a losing trajectory cut to the expert's length + 5 rounds (never for ALFWorld). Also "
+            "exported in ETO's DPO JSON layout.",
+            run=lambda run, tools: stages.make_pairs(run, k),
+            outputs=lambda layout: [layout.pairs_jsonl(k)],
+            deps=(explore, EXPERT), settings=(runs,),
+            checks=(checks.PAIRS_ORDERED, checks.PAIRS_PRESENT),
+            check=lambda run, tools: checks.check_pairs(run, k),
+        ),
+        StageSpec(
+            key=policy_key(k), stage="dpo", iteration=k, group=f"iteration_{k}",
+            description=f"DPO on the iteration-{k} pairs from the iteration-{k - 1} policy, which is also the "
+            "frozen reference; only action tokens count in the log-probabilities.",
+            run=lambda run, tools: stages.train_dpo_policy(run, k, tools.accelerate_config),
+            outputs=_policy_outputs(k), deps=(pairs, policy_key(k - 1)), settings=(runs, f"dpo_{k}"),
+            kinds=frozenset({"pytorch", "mlflow"}), checks=CHECKPOINT_CHECKS,
+            check=lambda run, tools: checks.check_checkpoint(run, k, tools.open_backend),
+            produces_policy=True,
+        ),
+        eval_spec(k),
+    ]  # fmt: skip
+
+
+def stage_table(n: int) -> list[StageSpec]:
+    """Every asset of a graph with ``n`` unrolled ETO iterations, upstream first."""
+    table = [
+        StageSpec(
+            key=EXPERT, stage="expert", iteration=0, group="expert",
+            description="Expert trajectories (replayed through the real environment, failed replays dropped, "
+            "or imported from an ETO-layout SFT file), ETO's splits, and the prompt book. Partitions: sciworld "
+            "(needs Java 17; ETO's split lists from the data folder), alfworld (needs the ALFWorld games in "
+            "the data folder, ETO_DATA_DIR), webshop (generated catalog; the upstream one from the data folder).",
+            run=lambda run, tools: stages.generate_expert_data(run, tools.envs),
+            outputs=lambda layout: [layout.expert_jsonl, layout.prompt_book, layout.splits_json],
+            settings=("expert",), checks=(checks.EXPERT_REWARDS, checks.NO_EMPTY),
+            check=lambda run, tools: checks.check_expert(run), preflight=True,
+        ),
+        StageSpec(
+            key=BASE_MODEL, stage="base_model", iteration=BASE_ITERATION, group="base_model",
+            description="The model SFT starts from: with base_model 'tiny' a small Llama whose tokenizer is "
+            "trained on the expert data, else the user's Hugging Face folder, checked.",
+            run=lambda run, tools: stages.build_base_model(run, tools.base_model),
+            outputs=_policy_outputs(BASE_ITERATION), deps=(EXPERT,), settings=("base_model",),
+            kinds=frozenset({"pytorch", "mlflow"}),
+        ),
+        StageSpec(
+            key=SFT, stage="sft", iteration=0, group="iteration_0",
+            description="SFT (behavioural cloning) of the base model on the expert trajectories, loss on agent "
+            "turns only.",
+            run=lambda run, tools: stages.train_sft_policy(run, tools.base_model, tools.accelerate_config),
+            outputs=_policy_outputs(0), deps=(EXPERT, BASE_MODEL), settings=("sft",),
+            kinds=frozenset({"pytorch", "mlflow"}), checks=CHECKPOINT_CHECKS,
+            check=lambda run, tools: checks.check_checkpoint(run, 0, tools.open_backend),
+            produces_policy=True,
+        ),
+        StageSpec(
+            key=BASE_EVAL, stage="eval", iteration=BASE_ITERATION, group="base_model",
+            description="Greedy evaluation of the untrained base model on the same held-out tasks and prompts "
+            "(profile setting evaluate_base_model; a no-op otherwise): the baseline for SFT and ETO.",
+            run=lambda run, tools: stages.evaluate_base_model(run, tools.base_model, tools.open_backend, tools.envs),
+            outputs=_eval_outputs(BASE_ITERATION), deps=(BASE_MODEL, EXPERT),
+            settings=("rollout", "evaluate_base_model"), checks=EVAL_CHECKS,
+            check=lambda run, tools: checks.check_evaluation(run, BASE_ITERATION),
+            parent_metrics=("eval_",), skip=_skip_base_eval,
+        ),
+        eval_spec(0),
+    ]  # fmt: skip
+    for k in range(1, n + 1):
+        table.extend(iteration_specs(k))
+    table.append(
+        StageSpec(
+            key=REPORT, stage="report", iteration=0, group="report",
+            description="Every policy side by side (the base model where evaluated, held-out reward and success "
+            "per split, steps, pairs, training loss, wall time) as Markdown and CSV, the best iteration "
+            "marked (by the seen split) and given the registered model's 'champion' alias, with plots: "
+            "reward by iteration, the efficiency curve and explored rewards with pair counts.",
+            run=lambda run, tools: stages.report_iterations(run.layout, n, tools.wall_seconds()),
+            outputs=lambda layout: [layout.summary_md, layout.report_csv],
+            deps=(BASE_EVAL, *(eval_key(k) for k in range(n + 1))), tag_parent=True,
+        )
+    )  # fmt: skip
+    return table
+
+
+def by_key(table: list[StageSpec]) -> dict[str, StageSpec]:
+    return {spec.key: spec for spec in table}
