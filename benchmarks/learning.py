@@ -86,10 +86,12 @@ def one_seed(
         base_report = base_run.layout.eval_report(BASE_ITERATION)
         if not base_report.exists():
             log("expert data", lambda: stages.generate_expert_data(base_run, envs))
+            log("base model", lambda: stages.build_base_model(base_run, base_model))
             log("eval base", lambda: stages.evaluate_base_model(base_run, base_model, open_backend, envs))
         scores["base"] = stages.EvalReport.read(base_report).metrics()
         run = stages.open_task_run(task, profile, BenchmarkSources(home=home, data_dir=data_dir))
         shutil.copytree(base_run.layout.expert_dir, run.layout.expert_dir, dirs_exist_ok=True)
+        log("base model", lambda: stages.build_base_model(run, base_model))
         log("sft", lambda: stages.train_sft_policy(run, base_model))
         scores["sft"] = log("eval sft", lambda: stages.evaluate(run, 0, open_backend, envs)).metrics
         log("explore", lambda: stages.explore(run, 1, open_backend, envs))

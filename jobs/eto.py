@@ -26,7 +26,7 @@ from dagster import (
 
 from eto_assets.assets.stage_asset import beta_api, version_inputs
 from eto_assets.assets.table import EXPERT, SettingsGroup, StageSpec, inactive_keys
-from eto_assets.assets.versions import observe_settings, recorded_version, settings_versions, stale_assets
+from eto_assets.assets.versions import has_materialization, observe_settings, settings_versions, stale_assets
 from eto_assets.config.profile import TASKS, ProfileError
 from eto_assets.stages.layout import ArtifactLayout
 from resources import EtoSettings, InferenceResource
@@ -81,7 +81,7 @@ def inputs_sensor(table: list[StageSpec], groups: list[SettingsGroup]) -> Sensor
         asset_graph = context.repository_def.asset_graph
         requests = []
         for task in TASKS:
-            if recorded_version(context.instance, EXPERT, task) is None:
+            if not has_materialization(context.instance, EXPERT, task):
                 continue  # never run: nothing to bring up to date
             changed = observe_settings(
                 context.instance, settings_versions(watched, profile, task, inputs), task

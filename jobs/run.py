@@ -144,10 +144,12 @@ def select_assets(
 ) -> tuple[list[str], dict[str, str]]:
     """Record the run's settings as observations, then the assets to run (table order) and, for each
     asset, why it runs or is skipped: what Dagster calls stale or missing, and what follows."""
+    from dagster import Definitions
+
     from eto_assets.assets.table import VersionInputs, inactive_keys, settings_groups, stage_table
     from eto_assets.assets.versions import observe_settings, settings_versions, stale_assets
     from eto_assets.config.profile import load_profile
-    from eto_assets.definitions import build_definitions
+    from eto_assets.assets.graph import build_assets
     from eto_assets.stages.layout import ArtifactLayout
 
     profile = load_profile(args.profile)
@@ -156,7 +158,7 @@ def select_assets(
     observe_settings(instance, settings_versions(groups, profile, args.task, inputs), args.task)
     if args.force:
         return [spec.key for spec in table], {spec.key: "--force" for spec in table}
-    asset_graph = build_definitions(iterations).resolve_asset_graph()
+    asset_graph = Definitions(assets=build_assets(iterations)).resolve_asset_graph()
     layout = ArtifactLayout(home, args.task)
     return stale_assets(
         instance, asset_graph, table, args.task, layout, inactive_keys(table, profile, args.task)

@@ -1,62 +1,93 @@
-"""The core's subpackages import each other in one direction only, and ``config`` is a leaf:
-loading a profile must not pull in torch, transformers or any other part of the project."""
+"""Layers, checked on every module of the project, imports inside functions included:
 
-import ast
+``definitions`` -> ``assets`` (the Dagster layer: the stage table, the wrapper, checks, tracking,
+locks, errors, meters) -> ``stages`` -> the core (``config`` -> ``data`` -> ``envs`` -> ``agent`` ->
+``training`` -> ``models``). Nothing below the Dagster layer imports dagster, mlflow, ``resources`` or
+``jobs``; ``resources`` hold settings and core objects only; ``jobs`` import the asset layer, never the
+reverse; and no module is in an import circle."""
+
 import subprocess
 import sys
-from collections import defaultdict
 
-from tests.conftest import REPO
+import pytest
 
-CORE = REPO / "eto_assets"
-# The order data flows in: a subpackage may import only from those before it.
-LAYERS = ["config", "data", "envs", "agent", "training", "stages"]
+from tests.import_graph import REPO, external_imports, find_cycle, import_graph, module_name
+
+CORE = ["config", "data", "envs", "agent", "training", "models", "stages"]  # the order data flows in
+FRAMEWORKS = {"dagster", "dagster_webserver", "mlflow"}
+FOLDERS = [REPO / "eto_assets", REPO / "resources", REPO / "jobs"]
 
 
-def subpackage_imports() -> dict[str, set[str]]:
-    """Subpackage -> subpackages it imports (module level and inside functions)."""
-    graph: dict[str, set[str]] = defaultdict(set)
-    for path in CORE.rglob("*.py"):
-        parts = path.relative_to(CORE).parts
-        if len(parts) < 2 or parts[0] not in LAYERS:
+def layer(module: str) -> str:
+    bits = module.split(".")
+    if bits[0] == "eto_assets":
+        return bits[1] if len(bits) > 1 else "eto_assets"
+    return bits[0]
+
+
+@pytest.fixture(scope="module")
+def graph() -> dict[str, set[str]]:
+    return import_graph(FOLDERS)
+
+
+def project_modules() -> dict[str, object]:
+    return {module_name(p): p for folder in FOLDERS for p in sorted(folder.rglob("*.py"))}
+
+
+def test_no_import_circle_anywhere(graph):
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+def test_the_core_imports_in_one_direction(graph):
+    for module, imported in graph.items():
+        if layer(module) not in CORE:
             continue
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = []
-            if isinstance(node, ast.ImportFrom) and node.module:
-                names = [node.module]
-            elif isinstance(node, ast.Import):
-                names = [a.name for a in node.names]
-            for name in names:
-                bits = name.split(".")
-                if bits[0] == "eto_assets" and len(bits) > 1 and bits[1] != parts[0]:
-                    graph[parts[0]].add(bits[1])
-    return graph
+        allowed = set(CORE[: CORE.index(layer(module)) + 1]) | {"eto_assets"}
+        wrong = sorted(m for m in imported if layer(m) not in allowed)
+        assert not wrong, f"{module} imports {wrong}"
 
 
-def test_core_subpackages_import_in_one_direction():
-    graph = subpackage_imports()
-    for package, imported in graph.items():
-        allowed = set(LAYERS[: LAYERS.index(package)])
-        assert imported <= allowed, f"{package} imports {sorted(imported - allowed)}"
-    assert "config" not in graph  # a leaf
+def test_nothing_below_the_dagster_layer_imports_dagster_or_mlflow():
+    for module, path in project_modules().items():
+        if layer(module) in CORE or module == "eto_assets":
+            heavy = {name for name in external_imports(path) if name.split(".")[0] in FRAMEWORKS}
+            assert not heavy, f"{module} imports {sorted(heavy)}"
 
 
-def test_no_import_cycle_among_core_subpackages():
-    graph = subpackage_imports()
-    visiting, done = set(), set()
+def test_resources_hold_settings_and_core_objects_only(graph):
+    for module, imported in graph.items():
+        if layer(module) == "resources":
+            wrong = sorted(m for m in imported if layer(m) in {"assets", "definitions", "jobs"})
+            assert not wrong, f"{module} imports {wrong}"
 
-    def visit(node, path):
-        assert node not in visiting, f"import cycle: {' -> '.join([*path, node])}"
-        if node in done:
-            return
-        visiting.add(node)
-        for nxt in graph.get(node, ()):
-            visit(nxt, [*path, node])
-        visiting.discard(node)
-        done.add(node)
 
-    for node in list(graph):
-        visit(node, [])
+def test_the_asset_layer_never_imports_jobs_or_the_definitions(graph):
+    for module, imported in graph.items():
+        if layer(module) == "assets":
+            wrong = sorted(m for m in imported if layer(m) in {"jobs", "definitions"})
+            assert not wrong, f"{module} imports {wrong}"
+
+
+def test_jobs_sit_below_the_definitions(graph):
+    for module, imported in graph.items():
+        if layer(module) == "jobs":
+            assert not [m for m in imported if layer(m) == "definitions"], module
+
+
+def test_a_broken_rule_is_caught():
+    """The checkers see a function-level import that crosses a layer or closes a circle."""
+    sneaky = "def later():\n    from jobs.run import main\n"
+    table = "eto_assets.assets.table"
+    path = REPO / "eto_assets" / "assets" / "table.py"
+    graph = import_graph(FOLDERS, {table: path.read_text() + sneaky})
+    assert "jobs.run" in graph[table]
+    assert find_cycle(graph) is not None  # jobs.run -> ... -> assets.table -> jobs.run
+
+
+def run_python(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+    return out.stdout.strip()
 
 
 def test_loading_a_profile_imports_nothing_heavy():
@@ -67,5 +98,12 @@ def test_loading_a_profile_imports_nothing_heavy():
         "ours = [m for m in sys.modules if m.startswith('eto_assets.') and 'config' not in m]; "
         "print(heavy, ours)"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
-    assert out.stdout.strip() == "[] []"
+    assert run_python(code) == "[] []"
+
+
+def test_the_stages_run_without_dagster_or_mlflow():
+    code = (
+        "import sys, eto_assets.stages; "
+        "print([m for m in ('dagster', 'mlflow', 'resources', 'jobs') if m in sys.modules])"
+    )
+    assert run_python(code) == "[]"

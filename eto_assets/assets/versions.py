@@ -75,7 +75,7 @@ def _latest_tag(records) -> str | None:
         data = event.event_specific_data
         materialization = getattr(data, "materialization", None) or getattr(data, "asset_observation", None)
         if materialization is not None:
-            return materialization.tags.get(DATA_VERSION_TAG)
+            return (materialization.tags or {}).get(DATA_VERSION_TAG)
     return None
 
 
@@ -93,6 +93,13 @@ def recorded_version(instance: DagsterInstance, key: str, task: str) -> str | No
         AssetRecordsFilter(asset_key=AssetKey.from_user_string(key), asset_partitions=[task]), limit=1
     )
     return _latest_tag(found.records)
+
+
+def has_materialization(instance: DagsterInstance, key: str, task: str) -> bool:
+    found = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey.from_user_string(key), asset_partitions=[task]), limit=1
+    )
+    return bool(found.records)
 
 
 def latest_metadata(instance: DagsterInstance, key: str, task: str) -> dict:

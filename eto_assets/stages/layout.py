@@ -48,7 +48,7 @@ class ArtifactLayout:
 
     def checkpoint_dir(self, k: int) -> Path:
         """Policy of iteration ``k``: SFT for 0, DPO for k >= 1."""
-        return self.iteration_dir(k) / ("sft_checkpoint" if k == 0 else "dpo_checkpoint")
+        return self.iteration_dir(k) / "checkpoint"
 
     def rollouts_jsonl(self, k: int) -> Path:
         return self.iteration_dir(k) / "exploration_rollouts.jsonl"

@@ -5,13 +5,14 @@ import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 from mlflow.tracking import MlflowClient
 
-from eto_assets.assets import build_assets
+from eto_assets.assets.graph import build_assets
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
 from tests.conftest import REPO
 
 NANO = str(REPO / "tests" / "fixtures" / "nano.yaml")
 ORDER = [
     ("expert_trajectories", "expert"),
+    ("base_model/checkpoint", "base_model"),
     ("sft_checkpoint", "sft"),
     ("base_model/eval_report", "eval"),
     ("iteration_0/eval_report", "eval"),
@@ -19,7 +20,7 @@ ORDER = [
     ("iteration_1/preference_pairs", "pairs"),
     ("iteration_1/dpo_checkpoint", "dpo"),
     ("iteration_1/eval_report", "eval"),
-    ("iteration_summary", None),
+    ("iteration_report", "report"),
 ]
 
 
@@ -57,7 +58,7 @@ def materialized(tmp_path_factory):
     root = tmp_path_factory.mktemp("assets")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     assets = build_assets(1)
-    results, checks = {}, {}
+    results, checks, versions = {}, {}, {}
     with DagsterInstance.ephemeral() as instance:
         for key, _ in ORDER:
             result = materialize(
@@ -70,19 +71,21 @@ def materialized(tmp_path_factory):
             assert result.success, key
             [event] = result.get_asset_materialization_events()
             results[key] = event.materialization.metadata
+            tags = event.materialization.tags
+            versions[key] = (tags.get("dagster/code_version"), tags.get("dagster/data_version"))
             checks[key] = {e.check_name: e for e in result.get_asset_check_evaluations()}
-    return root, uri, results, checks
+    return root, uri, results, checks, versions
 
 
 @pytest.mark.parametrize(("key", "stage"), ORDER)
 def test_each_asset_records_its_stage(materialized, key, stage):
-    _, uri, results, _ = materialized
+    _, uri, results, *_ = materialized
     metadata = results[key]
-    if stage is None:  # the summary opens no run; it names the best iteration and sets the alias
+    if stage == "report":  # it names the best iteration and gives its version the alias
         assert metadata["best_iteration"].value in (0, 1)
         best = MlflowClient(uri).get_model_version_by_alias("eto-sciworld", "champion")
         assert best.tags["eto.iteration"] == str(metadata["best_iteration"].value)
-        return
+        assert metadata["champion"].value.endswith(f"(v{best.version})")
     run = MlflowClient(uri).get_run(metadata["mlflow_run_id"].value)
     assert run.data.tags["eto.stage"] == stage and run.data.tags["dagster.asset_key"] == key
     assert run.data.params["profile"] == NANO and run.data.params["backend"] == "transformers"
@@ -92,10 +95,30 @@ def test_each_asset_records_its_stage(materialized, key, stage):
 
 
 def test_checkpoints_are_registered_versions(materialized):
-    _, uri, results, _ = materialized
-    assert results["sft_checkpoint"]["model_version"].value == "eto-sciworld v1"
+    _, uri, results, *_ = materialized
+    assert results["sft_checkpoint"]["model_version"].value == "1"
+    assert results["sft_checkpoint"]["registered_model"].value == "eto-sciworld v1"
     versions = MlflowClient(uri).search_model_versions("name='eto-sciworld'")
     assert ("sft", "0") in {(v.tags["eto.stage"], v.tags["eto.iteration"]) for v in versions}
+    # the stage's own files name the checkpoint only: the version lives in MLflow and Dagster
+    policy = (
+        root_of(materialized) / "home" / "artifacts" / "sciworld" / "iteration_0" / "policy.json"
+    ).read_text()
+    assert "model_version" not in policy and "mlflow" not in policy
+    # the evaluation of iteration 1 names the version it evaluated, and that version carries its numbers
+    evaluated = results["iteration_1/eval_report"]["evaluated_model"].value
+    v1 = MlflowClient(uri).get_model_version("eto-sciworld", evaluated.rpartition(" v")[2])
+    assert v1.tags["eto.iteration"] == "1" and "eval/seen_avg_reward" in v1.tags
+
+
+def root_of(materialized):
+    return materialized[0]
+
+
+def test_every_materialization_reports_code_and_data_versions(materialized):
+    _, _, _, _, versions = materialized
+    for key, (code, data) in versions.items():
+        assert code == "1" and data and len(data) == 16, key
 
 
 def test_more_iterations_than_the_graph_stop_at_once(tmp_path):
@@ -127,7 +150,7 @@ EXPECTED_CHECKS = {
 
 @pytest.mark.parametrize("key", sorted(EXPECTED_CHECKS))
 def test_each_stage_reports_its_checks(materialized, key):
-    *_, checks = materialized
+    *_, checks, _ = materialized
     assert set(checks[key]) == EXPECTED_CHECKS[key]
     for name, evaluation in checks[key].items():
         # WARN checks: may flag, never fail the run
@@ -146,7 +169,7 @@ def test_the_base_model_evaluation_is_a_no_op_unless_the_profile_asks(tmp_path):
 
 
 def test_metadata_is_rounded_and_tables_are_markdown(materialized):
-    _, _, results, _ = materialized
+    _, _, results, *_ = materialized
     report = results["iteration_1/eval_report"]
     assert report["per_type"].value.startswith("| split | task type |")
     for entry in report.values():

@@ -12,7 +12,7 @@ from eto_assets.data.eto_format import EtoFormatError
 from eto_assets.data.schemas import read_trajectories
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.registry import BenchmarkSources
-from eto_assets.stages import generate_expert_data, open_task_run, train_sft_policy
+from eto_assets.stages import build_base_model, generate_expert_data, open_task_run, train_sft_policy
 from eto_assets.stages.expert import COMPARABLE_TAG
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "eto_layout"
@@ -40,6 +40,7 @@ def test_eto_sft_file_imports_and_trains_on_micro(tmp_path, data_dir):
     # the book takes the records' instruction (as ETO trains with it) and ETO's layout
     book = json.loads(run.layout.prompt_book.read_text())
     assert book["instruction"] == records[0]["conversations"][0]["value"] and book["layout"] == "eto"
+    build_base_model(run, "tiny")
     sft = train_sft_policy(run, "tiny")
     assert sft.metadata["examples"] == 3
     assert (Path(sft.policy.checkpoint) / "config.json").is_file()

@@ -14,7 +14,7 @@ from tests.conftest import REPO, micro_run_config
 
 pytestmark = pytest.mark.slow
 
-STAGES = {"expert", "sft", "explore", "pairs", "dpo", "eval", "compare"}
+STAGES = {"expert", "base_model", "sft", "explore", "pairs", "dpo", "eval", "report"}
 # Micro-profile sizes per task: experts on the train tasks, seen-split eval episodes, eval splits.
 EXPECTED = {
     "sciworld": (6, 4, {"seen", "unseen"}),
@@ -39,20 +39,27 @@ def test_run_succeeds_and_writes_artifacts(pipeline_run):
     art = root / "home" / "artifacts" / task
     experts = [json.loads(line) for line in (art / "expert" / "expert_trajectories.jsonl").open()]
     assert len(experts) == n_experts and all(e["reward"] >= 0.95 for e in experts)
-    assert (art / "iteration_0" / "sft_checkpoint" / "model.safetensors").is_file()
+    assert (art / "iteration_0" / "checkpoint" / "model.safetensors").is_file()
     assert (art / "iteration_1" / "exploration_rollouts.jsonl").is_file()
     assert (art / "iteration_1" / "preference_pairs.eto.json").is_file()
     for k in (0, 1):
         report = json.loads((art / f"iteration_{k}" / "eval_report.json").read_text())
         assert set(report["splits"]) == eval_splits
         assert report["splits"]["seen"]["episodes"] == n_seen
-    assert "| 0" in (art / "summary.md").read_text()
+    assert "| 0" in (art / "report" / "summary.md").read_text()
 
 
 def test_dagster_instance_records_every_asset(pipeline_run):
     task, result, _, _, instance, defs = pipeline_run
-    for key in defs.resolve_asset_graph().get_all_asset_keys():
+    graph = defs.resolve_asset_graph()
+    for key in graph.materializable_asset_keys:
         [record] = instance.fetch_materializations(key, limit=1).records
+        assert record.run_id == result.run_id and record.partition_key == task
+        # every materialization carries its code version and the data version of its files
+        tags = record.asset_materialization.tags
+        assert tags["dagster/code_version"] == graph.get(key).code_version and tags["dagster/data_version"]
+    for key in graph.observable_asset_keys:  # the run recorded the settings it was made with
+        [record] = instance.fetch_observations(key, limit=1).records
         assert record.run_id == result.run_id and record.partition_key == task
     [expert] = instance.fetch_materializations(AssetKey("expert_trajectories"), limit=1).records
     meta = expert.asset_materialization.metadata
@@ -110,7 +117,7 @@ def test_mlflow_runs_tags_metrics_inputs_and_models(pipeline_run):
     # the parent's chart is the iteration comparison: eval metrics at step = iteration
     history = client.get_metric_history(parent.info.run_id, "eval/seen_avg_reward")
     assert sorted(m.step for m in history) == [0, 1]
-    assert parent.data.tags.get("eto.champion", "").startswith("v")
+    assert parent.data.tags.get("eto.champion", "").startswith("iteration ")
 
     expert = by_stage["expert"][0]
     assert expert.data.metrics["expert/count"] == n_experts and expert.data.metrics["expert/dropped"] == 0
@@ -175,5 +182,5 @@ def test_bad_base_model_fails_with_a_clear_message(pipeline_run, tmp_path):
     message = failure.event_specific_data.error.message
     assert "base_model setting" in message and "no-model" in message
     # nothing already produced is lost
-    checkpoint = root / "home" / "artifacts" / task / "iteration_0" / "sft_checkpoint"
+    checkpoint = root / "home" / "artifacts" / task / "iteration_0" / "checkpoint"
     assert (checkpoint / "config.json").is_file()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-STAGES = ("expert", "sft", "eval0", "explore", "pairs", "dpo", "eval1")
+STAGES = ("expert", "base_model", "sft", "eval0", "explore", "pairs", "dpo", "eval1")
 NANO = Path(__file__).resolve().parents[1] / "fixtures" / "nano.yaml"
 
 
@@ -26,6 +26,8 @@ def run_stage(home: Path, stage: str) -> None:
     with EnvironmentPool() as envs:
         if stage == "expert":
             stages.generate_expert_data(run, envs)
+        elif stage == "base_model":
+            stages.build_base_model(run, "tiny")
         elif stage == "sft":
             stages.train_sft_policy(run, "tiny")
         elif stage.startswith("eval"):

@@ -9,9 +9,9 @@ import time
 import pytest
 from dagster import AssetKey, DagsterInstance, materialize
 
-from eto_assets.assets import build_assets
-from eto_assets.stages.errors import root_cause
-from eto_assets.stages.locks import StageBusy, stage_lock
+from eto_assets.assets.errors import root_cause
+from eto_assets.assets.graph import build_assets
+from eto_assets.assets.locks import StageBusy, stage_lock
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
 from tests.conftest import REPO
 
@@ -166,7 +166,7 @@ def test_a_stage_held_by_another_process_refuses_at_once(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from eto_assets.stages.locks import stage_lock\n"
+            "import sys, time; from pathlib import Path; from eto_assets.assets.locks import stage_lock\n"
             f"with stage_lock(Path({str(home)!r}), 'sciworld', 'expert', 0, 'holder-run-1234'):\n"
             "    print('held', flush=True); time.sleep(120)",
         ],

@@ -60,8 +60,8 @@ def test_an_unwritable_home_is_refused_at_once(monkeypatch, tmp_path, capsys):
 
 def test_two_runs_at_once_in_a_fresh_home_both_get_an_instance(tmp_path):
     code = (
-        "import sys; from pathlib import Path; from jobs.run import open_instance, prepare_environment\n"
-        "home = prepare_environment(Path(sys.argv[1]))\n"
+        "import sys; from pathlib import Path; from jobs.run import open_instance, prepare_instance_home\n"
+        "home = prepare_instance_home(Path(sys.argv[1]))\n"
         "with open_instance(home) as instance: print('ok', len(instance.get_runs()))"
     )
     for attempt in range(2):
@@ -101,7 +101,6 @@ def test_sweep_fails_dead_runs_kills_their_mlflow_runs_and_tags_orphan_versions(
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()  # a pid that is gone
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    home = tmp_path / "home"
     client = MlflowClient(uri)
     experiment = client.create_experiment("eto-sciworld")
     with DagsterInstance.get() as instance:
@@ -119,16 +118,13 @@ def test_sweep_fails_dead_runs_kills_their_mlflow_runs_and_tags_orphan_versions(
                 experiment, tags={"dagster.run_id": run_id, "eto.task": "sciworld", "eto.stage": "sft"}
             )
             runs[name] = (run_id, mlflow_run.info.run_id)
-        # the killed run registered a version that no policy.json refers to; another version is in use
+        # the killed stage run registered a version its materialization never recorded; the live
+        # run's version is still being recorded
         client.create_registered_model("eto-sciworld")
         orphan = client.create_model_version("eto-sciworld", "file:///x", run_id=runs["killed"][1])
-        (home / "artifacts" / "sciworld" / "iteration_0").mkdir(parents=True)
-        kept = client.create_model_version("eto-sciworld", "file:///y", run_id=runs["killed"][1])
-        (home / "artifacts" / "sciworld" / "iteration_0" / "policy.json").write_text(
-            f'{{"checkpoint": "x", "model_version": "{kept.version}"}}'
-        )
+        kept = client.create_model_version("eto-sciworld", "file:///y", run_id=runs["alive"][1])
 
-        report = sweep(instance, uri, home)
+        report = sweep(instance, uri)
 
         status = {name: instance.get_run_by_id(run_id).status for name, (run_id, _) in runs.items()}
         assert status == {
@@ -141,7 +137,7 @@ def test_sweep_fails_dead_runs_kills_their_mlflow_runs_and_tags_orphan_versions(
         assert client.get_model_version("eto-sciworld", orphan.version).tags.get(ORPHAN_TAG) == "true"
         assert ORPHAN_TAG not in client.get_model_version("eto-sciworld", kept.version).tags
         assert report.failed_runs == [runs["killed"][0]] and len(report.lines()) == 3
-        assert sweep(instance, uri, home).lines() == []  # idempotent
+        assert sweep(instance, uri).lines() == []  # idempotent
 
 
 # ------------------------------------------------------------------ skipping, invalid actions (one real run)
@@ -202,32 +198,44 @@ def test_a_second_run_skips_up_to_date_assets(one_token_run):
 def test_a_changed_sft_learning_rate_reruns_sft_and_downstream_only(one_token_run, monkeypatch):
     import argparse
 
-    from jobs.run import select_assets
+    from jobs.run import open_instance, prepare_instance_home, select_assets
 
     root, profile, code, _ = one_token_run
     assert code == 0
+    home = root / "home"
+    monkeypatch.setenv("ETO_DATA_DIR", os.environ.get("ETO_DATA_DIR", ""))
+    monkeypatch.setenv("DAGSTER_HOME", "")
     changed = root / "nano-1tok-lr.yaml"
     changed.write_text(profile.read_text().replace("learning_rate: 3.0e-3", "learning_rate: 1.0e-3"))
-    monkeypatch.setenv("ETO_DATA_DIR", os.environ.get("ETO_DATA_DIR", ""))
     args = argparse.Namespace(
         task="sciworld", profile=str(changed), base_model="tiny", backend="transformers", force=False
     )
-    selected, reasons = select_assets(args, root / "home", 1)
-    assert "expert_trajectories" not in selected
-    assert selected[:2] == ["sft_checkpoint", "iteration_0/eval_report"]
-    assert "iteration_1/dpo_checkpoint" in selected and "iteration_summary" in selected
-    assert reasons["sft_checkpoint"] == "inputs or settings changed"
-    forced, _ = select_assets(argparse.Namespace(**{**vars(args), "force": True}), root / "home", 1)
-    assert "expert_trajectories" in forced
-    # an artifact removed by hand reruns its asset and everything after it
-    (root / "home" / "artifacts" / "sciworld" / "iteration_1" / "preference_pairs.jsonl").rename(
-        root / "pairs.bak"
-    )
-    selected, reasons = select_assets(
-        argparse.Namespace(**{**vars(args), "profile": str(profile)}), root / "home", 1
-    )
-    (root / "pairs.bak").rename(
-        root / "home" / "artifacts" / "sciworld" / "iteration_1" / "preference_pairs.jsonl"
-    )
-    assert selected[0] == "iteration_1/preference_pairs" and "artifact missing" in reasons[selected[0]]
-    assert "iteration_1/dpo_checkpoint" in selected and "sft_checkpoint" not in selected
+    with open_instance(prepare_instance_home(home)) as instance:
+        selected, reasons = select_assets(args, home, instance, 1)
+        assert "expert_trajectories" not in selected and "base_model/checkpoint" not in selected
+        assert selected[:2] == ["sft_checkpoint", "iteration_0/eval_report"]
+        assert "iteration_1/dpo_checkpoint" in selected and "iteration_report" in selected
+        # Dagster itself calls SFT stale, naming the settings that changed
+        assert reasons["sft_checkpoint"] == "stale: has a new dependency data version (settings/sft)"
+        forced, _ = select_assets(argparse.Namespace(**{**vars(args), "force": True}), home, instance, 1)
+        assert "expert_trajectories" in forced
+        # back to the profile the run used: up to date again
+        same = argparse.Namespace(**{**vars(args), "profile": str(profile)})
+        assert select_assets(same, home, instance, 1)[0] == []
+        # a file removed or edited by hand reruns its asset and everything after it
+        pairs = home / "artifacts" / "sciworld" / "iteration_1" / "preference_pairs.jsonl"
+        pairs.rename(root / "pairs.bak")
+        selected, reasons = select_assets(same, home, instance, 1)
+        (root / "pairs.bak").rename(pairs)
+        assert (
+            selected[0] == "iteration_1/preference_pairs"
+            and "files changed or are missing" in reasons[selected[0]]
+        )
+        assert "iteration_1/dpo_checkpoint" in selected and "sft_checkpoint" not in selected
+        summary = home / "artifacts" / "sciworld" / "report" / "summary.md"
+        text = summary.read_text()
+        summary.write_text(text + "edited\n")
+        selected, _ = select_assets(same, home, instance, 1)
+        summary.write_text(text)
+        assert selected == ["iteration_report"]
+        assert select_assets(same, home, instance, 1)[0] == []

@@ -22,12 +22,14 @@ def open_backend(path: str):
 
 @pytest.fixture(scope="module")
 def iteration(tmp_path_factory):
-    """Expert data, SFT, evaluation, then one ETO iteration, each stage's result kept."""
+    """Expert data, the base model, SFT, evaluation, then one ETO iteration and the report, each
+    stage's result kept."""
     home = tmp_path_factory.mktemp("stages")
     run = stages.open_task_run("sciworld", load_profile(NANO), BenchmarkSources(home=home))
     results = {}
     with EnvironmentPool() as envs:
         results["expert"] = stages.generate_expert_data(run, envs)
+        results["base_model"] = stages.build_base_model(run, "tiny")
         results["sft"] = stages.train_sft_policy(run, "tiny")
         results["base"] = stages.evaluate_base_model(run, "tiny", open_backend, envs)
         results["eval0"] = stages.evaluate(run, 0, open_backend, envs)
@@ -36,8 +38,7 @@ def iteration(tmp_path_factory):
         results["dpo"] = stages.train_dpo_policy(run, 1)
         results["eval1"] = stages.evaluate(run, 1, open_backend, envs)
         assert envs.idle(), "environments went back to the pool for the next stage"
-    results["summary"] = stages.summarize_iterations(run.layout, 1)
-    results["compare"] = stages.compare_iterations(run.layout, 1)
+    results["report"] = stages.report_iterations(run.layout, 1)
     return run, results
 
 
@@ -57,10 +58,19 @@ def test_expert_stage_writes_experts_splits_and_prompt_book(iteration):
     assert result.tags["eto.comparable_with_paper"].startswith("false: generated expert trajectories")
 
 
-def test_sft_stage_builds_the_tiny_model_and_records_the_policy(iteration):
+def test_base_model_stage_builds_the_tiny_model_and_records_it(iteration):
+    run, results = iteration
+    result = results["base_model"]
+    assert (run.layout.base_model_dir / "tokenizer.json").is_file()
+    assert (run.layout.base_model_dir / "config.json").is_file()
+    assert result.params == {"base_model": "tiny", "base_model_path": str(run.layout.base_model_dir)}
+    assert [d.context for d in result.datasets] == ["tokenizer"]  # built from the expert data
+    assert stages.PolicyRecord.read(run.layout, -1).checkpoint == str(run.layout.base_model_dir)
+
+
+def test_sft_stage_trains_from_the_base_model_and_records_the_policy(iteration):
     run, results = iteration
     result = results["sft"]
-    assert (run.layout.base_model_dir / "tokenizer.json").is_file()
     assert result.policy.checkpoint == str(run.layout.checkpoint_dir(0)) and result.register_policy
     assert stages.PolicyRecord.read(run.layout, 0).checkpoint == result.policy.checkpoint
     assert result.metrics["sft_train_loss"] > 0 and result.history and result.history_prefix == "sft"
@@ -109,6 +119,10 @@ def test_evaluation_covers_both_held_out_splits_greedily(iteration):
         assert result.metrics["eval_discarded"] == 0 and result.metadata["resume"] == "nothing to resume"
         report = stages.EvalReport.read(run.layout.eval_report(k))
         assert {s: m.episodes for s, m in report.splits.items()} == {"seen": 1, "unseen": 1}
+        # the numbers go on the iteration's policy (the asset layer resolves it to a model version)
+        assert set(result.policy_tags) == {k}
+        seen = f"{result.metrics['eval_seen_avg_reward']:.4f}"
+        assert result.policy_tags[k]["eval/seen_avg_reward"] == seen
 
 
 def test_the_untrained_model_is_evaluated_on_the_same_tasks_and_compared(iteration):
@@ -119,24 +133,31 @@ def test_the_untrained_model_is_evaluated_on_the_same_tasks_and_compared(iterati
         sft_tasks = [t.task_id for t in read_trajectories(run.layout.eval_jsonl(0, split))]
         assert [t.task_id for t in read_trajectories(run.layout.eval_jsonl(-1, split))] == sft_tasks
     assert run.layout.eval_report(-1).parent.name == "base_model_eval"
-    rows = (run.layout.root / "comparison" / "iterations.csv").read_text().splitlines()
+    rows = run.layout.report_csv.read_text().splitlines()
+    assert run.layout.report_csv == run.layout.root / "report" / "iterations.csv"
     assert [r.split(",")[:2] for r in rows[1:]] == [["base", "base"], ["0", "sft"], ["1", "eto-1"]]
     seen = f"{base.metrics['eval_seen_avg_reward']:.3f}"
-    assert f"| base | base | {seen} |" in results["compare"].metadata["table"]
+    assert f"| base | base | {seen} |" in results["report"].metadata["table"]
 
 
-def test_the_base_model_evaluation_needs_the_tiny_model_built_by_sft(tmp_path):
+@pytest.mark.parametrize("stage", ["sft", "base_eval"])
+def test_sft_and_the_base_model_evaluation_need_the_base_model_stage(tmp_path, stage):
     run = stages.open_task_run("sciworld", load_profile(NANO), BenchmarkSources(home=tmp_path))
-    with pytest.raises(FileNotFoundError, match="built by the SFT stage"):
-        stages.evaluate_base_model(run, "tiny", open_backend, EnvironmentPool())
+    with pytest.raises(FileNotFoundError, match="materialize base_model/checkpoint first"):
+        if stage == "sft":
+            stages.train_sft_policy(run, "tiny")
+        else:
+            stages.evaluate_base_model(run, "tiny", open_backend, EnvironmentPool())
 
 
-def test_summary_marks_the_best_iteration_by_the_seen_split(iteration):
+def test_report_marks_the_best_iteration_by_the_seen_split(iteration):
     run, results = iteration
-    result = results["summary"]
+    result = results["report"]
     assert "| 0" in result.metadata["table"] and "| 1" in result.metadata["table"]
     seen = [results[f"eval{k}"].metrics["eval_seen_avg_reward"] for k in (0, 1)]
-    assert result.metadata["best_iteration"] == (1 if seen[1] > seen[0] else 0)
+    best = 1 if seen[1] > seen[0] else 0
+    assert result.metadata["best_iteration"] == best and result.aliases == {"champion": best}
+    assert run.layout.summary_md == run.layout.root / "report" / "summary.md"
     assert run.layout.summary_md.read_text().startswith("# ETO on sciworld")
 
 
@@ -149,7 +170,9 @@ def test_dpo_without_pairs_carries_the_policy_over(iteration, tmp_path):
     assert stages.PolicyRecord.read(run.layout, 1).checkpoint == str(run.layout.checkpoint_dir(0))
 
 
-def test_a_stage_without_its_input_names_the_missing_asset(tmp_path):
+def test_a_stage_without_its_input_names_what_is_missing(tmp_path):
     run = stages.open_task_run("sciworld", load_profile(NANO), BenchmarkSources(home=tmp_path))
-    with pytest.raises(FileNotFoundError, match="materialize sft_checkpoint first"):
+    with pytest.raises(FileNotFoundError, match="no policy for iteration 0 of sciworld") as raised:
         stages.evaluate(run, 0, open_backend, EnvironmentPool())
+    assert str(run.layout.policy_json(0)) in str(raised.value)
+    assert "materialize that iteration's checkpoint first" in str(raised.value)

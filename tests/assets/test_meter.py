@@ -6,8 +6,8 @@ import sys
 import numpy as np
 import psutil
 
+from eto_assets.assets.meter import GB, MemoryPeak
 from eto_assets.config.memory import trim
-from eto_assets.stages.meter import GB, MemoryPeak
 
 
 def test_peak_counts_this_process_and_its_children_separately():
