@@ -146,10 +146,10 @@ def select_assets(
     asset, why it runs or is skipped: what Dagster calls stale or missing, and what follows."""
     from dagster import Definitions
 
+    from eto_assets.assets.graph import build_assets
     from eto_assets.assets.table import VersionInputs, inactive_keys, settings_groups, stage_table
     from eto_assets.assets.versions import observe_settings, settings_versions, stale_assets
     from eto_assets.config.profile import load_profile
-    from eto_assets.assets.graph import build_assets
     from eto_assets.stages.layout import ArtifactLayout
 
     profile = load_profile(args.profile)

@@ -12,8 +12,16 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from eto_assets.config import settings as env
-from eto_assets.config.profile import Profile, load_profile
+from eto_assets.config.profile import CONFIG_DIR, Profile, load_profile
 from eto_assets.stages.layout import ArtifactLayout
+
+
+def profile_reference() -> str:
+    """What a profile holds, for the launchpad: the shipped profiles and each top-level field's
+    description (every field of every section is in ``docs/profile.md``)."""
+    shipped = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    fields = "; ".join(f"{name}: {f.description}" for name, f in Profile.model_fields.items())
+    return f"Shipped profiles: {shipped}. Fields (docs/profile.md has them all): {fields}"
 
 
 def _from_env(name: str):
@@ -26,7 +34,10 @@ class EtoSettings(ConfigurableResource):
     generated (ALFWorld games, WebShop files), laid out like the project's ``shared/data``."""
 
     home: str = _from_env("ETO_HOME")
-    profile: str = _from_env("ETO_PROFILE")
+    profile: str = Field(
+        default=env.read("ETO_PROFILE"),
+        description=f"ETO_PROFILE: {env.SETTINGS['ETO_PROFILE'].help}. {profile_reference()}",
+    )
     base_model: str = _from_env("ETO_BASE_MODEL")
     accelerate_config: str | None = _from_env("ETO_ACCELERATE_CONFIG")
     data_dir: str | None = _from_env("ETO_DATA_DIR")

@@ -8,11 +8,11 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from eto_assets.assets import tracking
 from eto_assets.agent.backends import GenerationConfig, TransformersBackend
 from eto_assets.agent.prompt import build_conversation
-from eto_assets.config.settings import SettingError
+from eto_assets.assets import tracking
 from eto_assets.assets.policy_model import CheckpointReferenceError
+from eto_assets.config.settings import SettingError
 from resources.mlflow_tracking import MlflowTracking
 
 TASK = "sciworld"

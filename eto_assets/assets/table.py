@@ -158,36 +158,51 @@ def _dpo_settings(k: int) -> SettingsFn:
 def settings_groups(n: int) -> list[SettingsGroup]:
     groups = [
         SettingsGroup(
-            "expert", _expert_settings, "Where the expert data comes from, the task scope and the prompt "
-            "layout (profile sections expert, prompt, tasks; the data folder).", watched=True,
+            "expert",
+            _expert_settings,
+            "Where the expert data comes from, the task scope and the prompt "
+            "layout (profile sections expert, prompt, tasks; the data folder).",
+            watched=True,
         ),
         SettingsGroup(
-            "base_model", _base_model_settings, "The base model folder (by its files) or the tiny model's "
-            "shape (ETO_BASE_MODEL, profile section tiny_model).", watched=True,
+            "base_model",
+            _base_model_settings,
+            "The base model folder (by its files) or the tiny model's "
+            "shape (ETO_BASE_MODEL, profile section tiny_model).",
+            watched=True,
         ),
-        SettingsGroup("sft", lambda p, t, i: _section(p, "sft"), "SFT hyper-parameters (profile section sft)."),
         SettingsGroup(
-            "rollout", _rollout_settings, "How exploration and evaluation play episodes (profile sections "
+            "sft", lambda p, t, i: _section(p, "sft"), "SFT hyper-parameters (profile section sft)."
+        ),
+        SettingsGroup(
+            "rollout",
+            _rollout_settings,
+            "How exploration and evaluation play episodes (profile sections "
             "rollout and prompt; the inference backend).",
         ),
         SettingsGroup(
-            "evaluate_base_model", lambda p, t, i: p.evaluate_base_model,
+            "evaluate_base_model",
+            lambda p, t, i: p.evaluate_base_model,
             "Whether the untrained base model is evaluated (profile setting evaluate_base_model).",
         ),
-    ]  # fmt: skip
+    ]
     for k in range(1, n + 1):
         groups.append(
             SettingsGroup(
-                f"iteration_{k}", _iteration_settings(k),
-                f"Whether the profile runs ETO iteration {k} for the task (iterations, tasks.<task>.iterations).",
+                f"iteration_{k}",
+                _iteration_settings(k),
+                f"Whether the profile runs ETO iteration {k} for the task "
+                "(iterations, tasks.<task>.iterations).",
             )
-        )  # fmt: skip
+        )
         groups.append(
             SettingsGroup(
-                f"dpo_{k}", _dpo_settings(k),
-                f"DPO hyper-parameters of iteration {k} (profile sections dpo and dpo_schedule, a task's dpo_beta).",
+                f"dpo_{k}",
+                _dpo_settings(k),
+                f"DPO hyper-parameters of iteration {k} "
+                "(profile sections dpo and dpo_schedule, a task's dpo_beta).",
             )
-        )  # fmt: skip
+        )
     return groups
 
 
@@ -229,14 +244,19 @@ CHECKPOINT_CHECKS = (checks.CHECKPOINT_GENERATES,)
 
 def eval_spec(k: int) -> StageSpec:
     return StageSpec(
-        key=eval_key(k), stage="eval", iteration=k, group=f"iteration_{k}",
+        key=eval_key(k),
+        stage="eval",
+        iteration=k,
+        group=f"iteration_{k}",
         description=f"Greedy evaluation of the iteration-{k} policy on the held-out seen/unseen splits.",
         run=lambda run, tools: stages.evaluate(run, k, tools.open_backend, tools.envs),
-        outputs=_eval_outputs(k), deps=(policy_key(k), EXPERT),
+        outputs=_eval_outputs(k),
+        deps=(policy_key(k), EXPERT),
         settings=("rollout",) if k == 0 else ("rollout", f"iteration_{k}"),
-        checks=EVAL_CHECKS, check=lambda run, tools: checks.check_evaluation(run, k),
+        checks=EVAL_CHECKS,
+        check=lambda run, tools: checks.check_evaluation(run, k),
         parent_metrics=("eval_",),
-    )  # fmt: skip
+    )
 
 
 def iteration_specs(k: int) -> list[StageSpec]:
@@ -247,98 +267,146 @@ def iteration_specs(k: int) -> list[StageSpec]:
     pairs = f"iteration_{k}/preference_pairs"
     return [
         StageSpec(
-            key=explore, stage="explore", iteration=k, group=f"iteration_{k}",
+            key=explore,
+            stage="explore",
+            iteration=k,
+            group=f"iteration_{k}",
             description=f"The iteration-{k - 1} policy plays every training instruction (1-shot prompt); "
             "each finished episode is appended at once, so a rerun resumes.",
             run=lambda run, tools: stages.explore(run, k, tools.open_backend, tools.envs),
             outputs=lambda layout: [layout.rollouts_jsonl(k)],
-            deps=(policy_key(k - 1), EXPERT), settings=("rollout", runs),
+            deps=(policy_key(k - 1), EXPERT),
+            settings=("rollout", runs),
             checks=(checks.REWARDS_IN_RANGE, checks.NO_EMPTY, checks.VALID_ACTIONS),
             check=lambda run, tools: checks.check_exploration(run, k),
         ),
         StageSpec(
-            key=pairs, stage="pairs", iteration=k, group=f"iteration_{k}",
+            key=pairs,
+            stage="pairs",
+            iteration=k,
+            group=f"iteration_{k}",
             description="Expert vs explored trajectory of the same instruction; higher reward chosen, ties "
             "dropped, a losing trajectory cut to the expert's length + 5 rounds (never for ALFWorld). Also "
             "exported in ETO's DPO JSON layout.",
             run=lambda run, tools: stages.make_pairs(run, k),
             outputs=lambda layout: [layout.pairs_jsonl(k)],
-            deps=(explore, EXPERT), settings=(runs,),
+            deps=(explore, EXPERT),
+            settings=(runs,),
             checks=(checks.PAIRS_ORDERED, checks.PAIRS_PRESENT),
             check=lambda run, tools: checks.check_pairs(run, k),
         ),
         StageSpec(
-            key=policy_key(k), stage="dpo", iteration=k, group=f"iteration_{k}",
-            description=f"DPO on the iteration-{k} pairs from the iteration-{k - 1} policy, which is also the "
+            key=policy_key(k),
+            stage="dpo",
+            iteration=k,
+            group=f"iteration_{k}",
+            description=f"DPO on the iteration-{k} pairs from the iteration-{k - 1} policy, which is also "
+            "the "
             "frozen reference; only action tokens count in the log-probabilities.",
             run=lambda run, tools: stages.train_dpo_policy(run, k, tools.accelerate_config),
-            outputs=_policy_outputs(k), deps=(pairs, policy_key(k - 1)), settings=(runs, f"dpo_{k}"),
-            kinds=frozenset({"pytorch", "mlflow"}), checks=CHECKPOINT_CHECKS,
+            outputs=_policy_outputs(k),
+            deps=(pairs, policy_key(k - 1)),
+            settings=(runs, f"dpo_{k}"),
+            kinds=frozenset({"pytorch", "mlflow"}),
+            checks=CHECKPOINT_CHECKS,
             check=lambda run, tools: checks.check_checkpoint(run, k, tools.open_backend),
             produces_policy=True,
         ),
         eval_spec(k),
-    ]  # fmt: skip
+    ]
 
 
 def stage_table(n: int) -> list[StageSpec]:
     """Every asset of a graph with ``n`` unrolled ETO iterations, upstream first."""
     table = [
         StageSpec(
-            key=EXPERT, stage="expert", iteration=0, group="expert",
-            description="Expert trajectories (replayed through the real environment, failed replays dropped, "
-            "or imported from an ETO-layout SFT file), ETO's splits, and the prompt book. Partitions: sciworld "
+            key=EXPERT,
+            stage="expert",
+            iteration=0,
+            group="expert",
+            description="Expert trajectories (replayed through the real environment, failed replays "
+            "dropped, or imported from an ETO-layout SFT file), ETO's splits, and the prompt book. "
+            "Partitions: sciworld "
             "(needs Java 17; ETO's split lists from the data folder), alfworld (needs the ALFWorld games in "
-            "the data folder, ETO_DATA_DIR), webshop (generated catalog; the upstream one from the data folder).",
+            "the data folder, ETO_DATA_DIR), webshop (generated catalog; the upstream one from the data "
+            "folder).",
             run=lambda run, tools: stages.generate_expert_data(run, tools.envs),
             outputs=lambda layout: [layout.expert_jsonl, layout.prompt_book, layout.splits_json],
-            settings=("expert",), checks=(checks.EXPERT_REWARDS, checks.NO_EMPTY),
-            check=lambda run, tools: checks.check_expert(run), preflight=True,
+            settings=("expert",),
+            checks=(checks.EXPERT_REWARDS, checks.NO_EMPTY),
+            check=lambda run, tools: checks.check_expert(run),
+            preflight=True,
         ),
         StageSpec(
-            key=BASE_MODEL, stage="base_model", iteration=BASE_ITERATION, group="base_model",
+            key=BASE_MODEL,
+            stage="base_model",
+            iteration=BASE_ITERATION,
+            group="base_model",
             description="The model SFT starts from: with base_model 'tiny' a small Llama whose tokenizer is "
             "trained on the expert data, else the user's Hugging Face folder, checked.",
             run=lambda run, tools: stages.build_base_model(run, tools.base_model),
-            outputs=_policy_outputs(BASE_ITERATION), deps=(EXPERT,), settings=("base_model",),
+            outputs=_policy_outputs(BASE_ITERATION),
+            deps=(EXPERT,),
+            settings=("base_model",),
             kinds=frozenset({"pytorch", "mlflow"}),
         ),
         StageSpec(
-            key=SFT, stage="sft", iteration=0, group="iteration_0",
-            description="SFT (behavioural cloning) of the base model on the expert trajectories, loss on agent "
+            key=SFT,
+            stage="sft",
+            iteration=0,
+            group="iteration_0",
+            description="SFT (behavioural cloning) of the base model on the expert trajectories, loss on "
+            "agent "
             "turns only.",
             run=lambda run, tools: stages.train_sft_policy(run, tools.base_model, tools.accelerate_config),
-            outputs=_policy_outputs(0), deps=(EXPERT, BASE_MODEL), settings=("sft",),
-            kinds=frozenset({"pytorch", "mlflow"}), checks=CHECKPOINT_CHECKS,
+            outputs=_policy_outputs(0),
+            deps=(EXPERT, BASE_MODEL),
+            settings=("sft",),
+            kinds=frozenset({"pytorch", "mlflow"}),
+            checks=CHECKPOINT_CHECKS,
             check=lambda run, tools: checks.check_checkpoint(run, 0, tools.open_backend),
             produces_policy=True,
         ),
         StageSpec(
-            key=BASE_EVAL, stage="eval", iteration=BASE_ITERATION, group="base_model",
-            description="Greedy evaluation of the untrained base model on the same held-out tasks and prompts "
+            key=BASE_EVAL,
+            stage="eval",
+            iteration=BASE_ITERATION,
+            group="base_model",
+            description="Greedy evaluation of the untrained base model on the same held-out tasks and "
+            "prompts "
             "(profile setting evaluate_base_model; a no-op otherwise): the baseline for SFT and ETO.",
-            run=lambda run, tools: stages.evaluate_base_model(run, tools.base_model, tools.open_backend, tools.envs),
-            outputs=_eval_outputs(BASE_ITERATION), deps=(BASE_MODEL, EXPERT),
-            settings=("rollout", "evaluate_base_model"), checks=EVAL_CHECKS,
+            run=lambda run, tools: stages.evaluate_base_model(
+                run, tools.base_model, tools.open_backend, tools.envs
+            ),
+            outputs=_eval_outputs(BASE_ITERATION),
+            deps=(BASE_MODEL, EXPERT),
+            settings=("rollout", "evaluate_base_model"),
+            checks=EVAL_CHECKS,
             check=lambda run, tools: checks.check_evaluation(run, BASE_ITERATION),
-            parent_metrics=("eval_",), skip=_skip_base_eval,
+            parent_metrics=("eval_",),
+            skip=_skip_base_eval,
         ),
         eval_spec(0),
-    ]  # fmt: skip
+    ]
     for k in range(1, n + 1):
         table.extend(iteration_specs(k))
     table.append(
         StageSpec(
-            key=REPORT, stage="report", iteration=0, group="report",
-            description="Every policy side by side (the base model where evaluated, held-out reward and success "
+            key=REPORT,
+            stage="report",
+            iteration=0,
+            group="report",
+            description="Every policy side by side (the base model where evaluated, held-out reward and "
+            "success "
             "per split, steps, pairs, training loss, wall time) as Markdown and CSV, the best iteration "
             "marked (by the seen split) and given the registered model's 'champion' alias, with plots: "
             "reward by iteration, the efficiency curve and explored rewards with pair counts.",
             run=lambda run, tools: stages.report_iterations(run.layout, n, tools.wall_seconds()),
             outputs=lambda layout: [layout.summary_md, layout.report_csv],
-            deps=(BASE_EVAL, *(eval_key(k) for k in range(n + 1))), tag_parent=True,
+            deps=(BASE_EVAL, *(eval_key(k) for k in range(n + 1))),
+            tag_parent=True,
         )
-    )  # fmt: skip
+    )
     return table
 
 

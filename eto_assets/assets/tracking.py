@@ -1,6 +1,7 @@
-"""MLflow records for every stage (the asset layer calls these; the stages never do): one experiment per task, one run per materialization, tagged
-so a run can be traced to its Dagster run and asset; datasets as run inputs (lineage from expert
-data to every checkpoint), checkpoints as versions of the registered model ``eto-<task>``."""
+"""MLflow records for every stage (the asset layer calls these; the stages never do): one
+experiment per task, one run per materialization, tagged so a run can be traced to its Dagster run
+and asset; datasets as run inputs (lineage from expert data to every checkpoint), checkpoints as
+versions of the registered model ``eto-<task>``."""
 
 from __future__ import annotations
 

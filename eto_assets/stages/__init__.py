@@ -1,7 +1,7 @@
-"""The ETO stages as plain functions: no Dagster, no MLflow (the asset layer above records them). Each takes a :class:`TaskRun` (and a
-backend opener or environment pool where it plays episodes), writes its artifacts under the task's
-:class:`~eto_assets.stages.layout.ArtifactLayout`, and returns one :class:`StageResult`. A notebook runs an
-ETO iteration by calling them in order::
+"""The ETO stages as plain functions: no Dagster, no MLflow (the asset layer above records them).
+Each takes a :class:`TaskRun` (and a backend opener or environment pool where it plays episodes),
+writes its artifacts under the task's :class:`~eto_assets.stages.layout.ArtifactLayout`, and returns
+one :class:`StageResult`. A notebook runs an ETO iteration by calling them in order::
 
     run = open_task_run("sciworld", load_profile("micro"), BenchmarkSources(home=Path(".eto")))
     with EnvironmentPool() as envs:

@@ -81,6 +81,54 @@ def test_asset_graph_shows_the_iteration_chain(uis):
     assert "sciworld" in body
 
 
+VERSIONS_QUERY = """
+query Versions($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    codeVersion
+    dataVersion(partition: "sciworld")
+    staleStatus(partition: "sciworld")
+  }
+}
+"""
+
+
+def graphql(dagster: str, query: str, variables: dict) -> dict:
+    import json
+    import urllib.request
+
+    body = json.dumps({"query": query, "variables": variables}).encode()
+    request = urllib.request.Request(f"{dagster}/graphql", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        return json.loads(response.read())["data"]
+
+
+def test_assets_show_their_code_and_data_versions(uis):
+    """What the UI reads for an asset (its GraphQL): the stage table's code version, the data version
+    of its files, and up to date (FRESH) right after the run; the asset page shows both versions."""
+    page, dagster, _, _, _, shots = uis
+    keys = [
+        {"path": ["sft_checkpoint"]},
+        {"path": ["iteration_1", "dpo_checkpoint"]},
+        {"path": ["settings", "sft"]},
+    ]
+    nodes = {
+        "/".join(n["assetKey"]["path"]): n
+        for n in graphql(dagster, VERSIONS_QUERY, {"keys": keys})["assetNodes"]
+    }
+    for key in ("sft_checkpoint", "iteration_1/dpo_checkpoint"):
+        assert nodes[key]["codeVersion"] == "1" and len(nodes[key]["dataVersion"]) == 16, nodes[key]
+        assert nodes[key]["staleStatus"] == "FRESH", nodes[key]
+    assert nodes["settings/sft"]["dataVersion"]  # the settings the run observed
+    body = visit(
+        page,
+        f"{dagster}/assets/sft_checkpoint?partition=sciworld",
+        "Code version",
+        shot=shots / "dagster_versions.png",
+    )
+    assert nodes["sft_checkpoint"]["dataVersion"][:8] in body or "Data version" in body
+
+
 def test_job_run_list_contains_the_pipeline_run(uis):
     page, dagster, _, result, _, shots = uis
     visit(

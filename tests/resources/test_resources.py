@@ -121,14 +121,19 @@ def test_mlflow_store_defaults_to_sqlite_under_home(tmp_path, monkeypatch):
 
 
 def test_stage_run_tags_and_links(tmp_path):
+    """The resource holds the settings; the asset layer's tracking module opens runs and links them."""
+    from eto_assets.assets import tracking as mlflow_records
+
     tracking = MlflowTracking(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", ui_url="http://ui:5000/")
-    with tracking.stage_run(tmp_path, "sciworld", "sft", 0, params={"a": 1}) as (run, link):
-        pass
+    uri = tracking.resolved_uri(tmp_path)
+    root = tracking.artifact_root(tmp_path)
+    with mlflow_records.stage_run(uri, "sciworld", "sft", 0, artifact_root=root, params={"a": 1}) as run:
+        link = mlflow_records.run_url(uri, run, tracking.ui_url)
     runs = f"http://ui:5000/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id}"
     assert link == f"{runs}?workflowType=machine_learning"  # the training view, not GenAI
     from mlflow.tracking import MlflowClient
 
-    stored = MlflowClient(tracking.tracking_uri).get_run(run.info.run_id)
+    stored = MlflowClient(uri).get_run(run.info.run_id)
     assert stored.info.run_name == "sciworld-it0-sft" and stored.data.params == {"a": "1"}
     assert stored.data.tags["eto.stage"] == "sft" and stored.data.tags["eto.iteration"] == "0"
 
