@@ -7,17 +7,21 @@ fewer for a task (the extra iterations then materialize as explicit no-ops), nev
 
 from __future__ import annotations
 
-from dagster import Definitions
-
-from eto_assets.assets.graph import build_assets
-from eto_assets.assets.table import settings_groups, stage_table
 from eto_assets.config import settings
-from jobs.eto import build_jobs_and_schedules
-from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
+
+# The code location's entry point (Dagster imports this module as others run a main): no hub
+# downloads, no telemetry, set before the imports below load transformers and MLflow.
+settings.offline_environment()
+
+from dagster import Definitions  # noqa: E402
+
+from eto_assets.assets.graph import build_assets  # noqa: E402
+from eto_assets.assets.table import settings_groups, stage_table  # noqa: E402
+from jobs.eto import build_jobs_and_schedules  # noqa: E402
+from resources import default_resources  # noqa: E402
 
 
 def build_definitions(iterations: int | None = None) -> Definitions:
-    settings.offline_environment()  # no hub downloads, no telemetry, before any model or run loads
     n = settings.iterations() if iterations is None else iterations
     jobs, schedules, sensors = build_jobs_and_schedules(stage_table(n), settings_groups(n))
     return Definitions(
@@ -25,12 +29,7 @@ def build_definitions(iterations: int | None = None) -> Definitions:
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
-        resources={
-            "settings": EtoSettings(),
-            "mlflow_tracking": MlflowTracking(),
-            "inference": InferenceResource(),
-            "envs": EnvironmentsResource(),
-        },
+        resources=default_resources(),
     )
 
 

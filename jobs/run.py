@@ -151,6 +151,7 @@ def select_assets(
     from eto_assets.assets.versions import observe_settings, settings_versions, stale_assets
     from eto_assets.config.profile import load_profile
     from eto_assets.stages.layout import ArtifactLayout
+    from resources import default_resources
 
     profile = load_profile(args.profile)
     table, groups = stage_table(iterations), settings_groups(iterations)
@@ -158,7 +159,9 @@ def select_assets(
     observe_settings(instance, settings_versions(groups, profile, args.task, inputs), args.task)
     if args.force:
         return [spec.key for spec in table], {spec.key: "--force" for spec in table}
-    asset_graph = Definitions(assets=build_assets(iterations)).resolve_asset_graph()
+    asset_graph = Definitions(
+        assets=build_assets(iterations), resources=default_resources()
+    ).resolve_asset_graph()
     layout = ArtifactLayout(home, args.task)
     return stale_assets(
         instance, asset_graph, table, args.task, layout, inactive_keys(table, profile, args.task)

@@ -29,9 +29,12 @@ CHILD_ENVIRONMENTS: dict[tuple[str, str], str] = {}
 # (test_allow_lists_hold_no_stale_entries fails on a stale one). Empty since jobs/run.py uses
 # settings.dagster_home(home) and settings.use_dagster_home(path).
 OWNED_ELSEWHERE: dict[tuple[str, str], str] = {}
-# Modules that still call offline_environment() when imported, same rule. Empty since the tracking
-# module (now eto_assets/assets/tracking.py) stopped; definitions.py calls it in build_definitions().
-CHANGES_ENVIRONMENT_AT_IMPORT: dict[str, str] = {}
+# Modules that call offline_environment() when imported: entry points only, never a library module.
+CHANGES_ENVIRONMENT_AT_IMPORT: dict[str, str] = {
+    # Dagster imports the code location as its main: the offline variables must be set before this
+    # module's imports load transformers and MLflow (huggingface_hub reads HF_HUB_OFFLINE at import).
+    "eto_assets/definitions.py": "the code location's entry point",
+}
 ENV_ATTRIBUTES = {"environ", "environb", "getenv", "getenvb", "putenv", "unsetenv"}
 WRITES = {"setdefault", "pop", "popitem", "update", "clear", "__setitem__", "__delitem__"}
 COPIES = {"copy", "items", "keys", "values", "__iter__"}

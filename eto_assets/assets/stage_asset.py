@@ -345,10 +345,12 @@ class StageAssets:
             tracking.tag_run(uri, mlflow_run.info.run_id, {tracking.WARNING_TAG: text})
             metadata["warning"] = MetadataValue.text(text)
             context.log.warning(f"{spec.key}: {text}")
+        data_version = output_version(spec, run.layout)
+        metadata["data_version"] = MetadataValue.text(data_version)  # the files' digest, shown in the UI
         return MaterializeResult(
             metadata=metadata,
             check_results=checks,
-            data_version=DataVersion(output_version(spec, run.layout)),
+            data_version=DataVersion(data_version),
         )
 
 

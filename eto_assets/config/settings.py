@@ -41,7 +41,7 @@ SETTINGS: dict[str, Setting] = {
             "Dagster instance folder (unset: $ETO_HOME/dagster); the CLI copies dagster.yaml there",
         ),
         Setting("ETO_DATA_DIR", None, "benchmark data that is not generated (ALFWorld games, WebShop files)"),
-        Setting("ETO_PROFILE", "tiny", "micro | tiny | paper | a path to a profile YAML"),
+        Setting("ETO_PROFILE", "tiny", "micro | tiny | small | paper | a path to a profile YAML"),
         Setting("ETO_BASE_MODEL", "tiny", "'tiny' (built by the pipeline) or a local Hugging Face folder"),
         Setting("ETO_BACKEND", "transformers", "inference backend: transformers | vllm | openai"),
         Setting("ETO_ACCELERATE_CONFIG", None, "accelerate config: SFT/DPO run under `accelerate launch`"),

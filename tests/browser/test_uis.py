@@ -85,7 +85,7 @@ VERSIONS_QUERY = """
 query Versions($keys: [AssetKeyInput!]) {
   assetNodes(assetKeys: $keys) {
     assetKey { path }
-    codeVersion
+    opVersion
     dataVersion(partition: "sciworld")
     staleStatus(partition: "sciworld")
   }
@@ -117,16 +117,20 @@ def test_assets_show_their_code_and_data_versions(uis):
         for n in graphql(dagster, VERSIONS_QUERY, {"keys": keys})["assetNodes"]
     }
     for key in ("sft_checkpoint", "iteration_1/dpo_checkpoint"):
-        assert nodes[key]["codeVersion"] == "1" and len(nodes[key]["dataVersion"]) == 16, nodes[key]
+        assert nodes[key]["opVersion"] == "1" and len(nodes[key]["dataVersion"]) == 16, nodes[key]
         assert nodes[key]["staleStatus"] == "FRESH", nodes[key]
     assert nodes["settings/sft"]["dataVersion"]  # the settings the run observed
     body = visit(
         page,
         f"{dagster}/assets/sft_checkpoint?partition=sciworld",
-        "Code version",
-        shot=shots / "dagster_versions.png",
+        "data_version",
+        "Compute details",
+        shot=shots / "dagster_data_version.png",
     )
-    assert nodes["sft_checkpoint"]["dataVersion"][:8] in body or "Data version" in body
+    assert nodes["sft_checkpoint"]["dataVersion"] in body  # the metadata names the digest
+    page.get_by_text("Compute details").first.click()
+    page.get_by_text("Code version").first.wait_for(timeout=30_000)
+    page.screenshot(path=str(shots / "dagster_code_version.png"), full_page=True)
 
 
 def test_job_run_list_contains_the_pipeline_run(uis):

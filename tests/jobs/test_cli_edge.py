@@ -93,7 +93,8 @@ def test_sweep_fails_dead_runs_kills_their_mlflow_runs_and_tags_orphan_versions(
     from dagster._core.storage.dagster_run import DagsterRun
     from mlflow.tracking import MlflowClient
 
-    from jobs.sweep import HOST_TAG, ORPHAN_TAG, PID_TAG, sweep, worker_tags
+    from eto_assets.assets.workers import HOST_TAG, PID_TAG, worker_tags
+    from jobs.sweep import ORPHAN_TAG, sweep
 
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster"))
     (tmp_path / "dagster").mkdir()
