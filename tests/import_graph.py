@@ -45,9 +45,7 @@ def imported_modules(source: str, name: str, is_package: bool, known: set[str]) 
     return (out & known) - {name}
 
 
-def import_graph(
-    folders: list[Path], overrides: dict[str, str] | None = None
-) -> dict[str, set[str]]:
+def import_graph(folders: list[Path], overrides: dict[str, str] | None = None) -> dict[str, set[str]]:
     """Module -> the modules under ``folders`` it imports; ``overrides`` replaces the source of a
     module (by dotted name) to test the checker itself."""
     paths = {module_name(p): p for folder in folders for p in sorted(folder.rglob("*.py"))}
@@ -81,8 +79,6 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         if cycle:
             return cycle
     return None
-
-
 
 
 def external_imports(path: Path) -> set[str]:

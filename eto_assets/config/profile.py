@@ -1,12 +1,12 @@
 """Profiles (``configs/<name>.yaml``): how big a run is and how it trains.
 
 ``micro`` is the smoke test (minutes on a laptop), ``tiny`` the CPU demo, ``small`` SmolLM2 on a
-CPU, ``paper`` the paper's hyper-parameters for a real model on GPUs. A profile is validated once when loaded; a bad value
-raises :class:`ProfileError` naming the file and the field. Every field says what it does in its
-``description`` (read by ``Profile.model_json_schema()`` and rendered into ``docs/profile.md`` by
-:mod:`eto_assets.config.profile_doc`), and a closed set of choices is a ``Literal``, so pydantic
-refuses anything else when the file is loaded, not hours later. Within the project it imports only
-``config.training`` (the SFT/DPO sections), and nothing heavy.
+CPU, ``paper`` the paper's hyper-parameters for a real model on GPUs. A profile is validated once
+when loaded; a bad value raises :class:`ProfileError` naming the file and the field. Every field
+says what it does in its ``description`` (read by ``Profile.model_json_schema()`` and rendered into
+``docs/profile.md`` by :mod:`eto_assets.config.profile_doc`), and a closed set of choices is a
+``Literal``, so pydantic refuses anything else when the file is loaded, not hours later. Within the
+project it imports only ``config.training`` (the SFT/DPO sections), and nothing heavy.
 """
 
 from __future__ import annotations
