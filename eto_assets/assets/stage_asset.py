@@ -7,6 +7,7 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import NamedTuple
 
 from dagster import (
     AssetCheckResult,
@@ -59,6 +60,15 @@ def beta_api() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BetaWarning)
         yield
+
+
+class RunResources(NamedTuple):
+    """The run's resources, as the wrapper passes them along."""
+
+    settings: EtoSettings
+    mlflow_tracking: MlflowTracking
+    inference: InferenceResource
+    envs: EnvironmentsResource
 
 
 def version_inputs(settings: EtoSettings, inference: InferenceResource) -> VersionInputs:
@@ -215,8 +225,9 @@ class StageAssets:
             inference: InferenceResource,
             envs: EnvironmentsResource,
         ) -> MaterializeResult:
+            resources = RunResources(settings, mlflow_tracking, inference, envs)
             try:
-                return self.materialize(spec, specs, context, settings, mlflow_tracking, inference, envs)
+                return self.materialize(spec, specs, context, resources)
             except Exception as exc:  # every failure as one line naming its root cause
                 raise as_failure(exc, spec) from exc
 
@@ -227,11 +238,9 @@ class StageAssets:
         spec: StageSpec,
         specs: list[AssetCheckSpec],
         context: AssetExecutionContext,
-        settings: EtoSettings,
-        mlflow_tracking: MlflowTracking,
-        inference: InferenceResource,
-        envs: EnvironmentsResource,
+        resources: RunResources,
     ) -> MaterializeResult:
+        settings, mlflow_tracking, inference, envs = resources
         tag_worker(context)
         home = settings.home_path()
         if spec.preflight:  # the first asset: check the settings before any heavy work
@@ -269,7 +278,7 @@ class StageAssets:
             wall_seconds=lambda: self.wall_seconds(context, run.task),
         )
         with stage_lock(home, run.task, spec.stage, spec.iteration, context.run_id):
-            return self.record(spec, run, tools, context, settings, mlflow_tracking, inference)
+            return self.record(spec, run, tools, context, resources)
 
     def record(
         self,
@@ -277,10 +286,9 @@ class StageAssets:
         run: TaskRun,
         tools: StageTools,
         context: AssetExecutionContext,
-        settings: EtoSettings,
-        mlflow_tracking: MlflowTracking,
-        inference: InferenceResource,
+        resources: RunResources,
     ) -> MaterializeResult:
+        settings, mlflow_tracking, inference, _ = resources
         home = settings.home_path()
         uri = mlflow_tracking.resolved_uri(home)
         artifact_root = mlflow_tracking.artifact_root(home)
