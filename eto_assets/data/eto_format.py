@@ -53,14 +53,24 @@ RecordId = str | int
 # --------------------------------------------------------------------------- records and reports
 
 
+ProblemKind = Literal["malformed", "unknown", "held_out"]
+PROBLEM_KINDS: tuple[ProblemKind, ...] = ("malformed", "unknown", "held_out")
+
+
 @dataclass(frozen=True)
 class RecordProblem:
-    """Why one record is bad: its position in the file, its id when readable, the field at fault."""
+    """Why one record is bad: its position in the file, its id when readable, the field at fault.
+
+    ``kind`` separates a record that cannot be read (``malformed``), one naming no task of the engine
+    (``unknown``) and one whose task is held out for evaluation (``held_out``: training on it would
+    train on the evaluation), so a report can count each.
+    """
 
     index: int
     record_id: RecordId | None
     field: str
     reason: str
+    kind: ProblemKind = "malformed"
 
     def describe(self) -> str:
         who = (
@@ -76,10 +86,26 @@ class EtoFormatError(DataFormatError):
 
     def __init__(self, path: Path, problems: Sequence[RecordProblem], total: int) -> None:
         self.path = path
-        self.problems = list(problems)
+        self.problems = sorted(problems, key=lambda p: p.index)
         bad = len({p.index for p in self.problems})
+        kinds = {k: len({p.index for p in self.problems if p.kind == k}) for k in PROBLEM_KINDS}
+        summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.items() if n)
         lines = "\n".join("  " + p.describe() for p in self.problems)
-        super().__init__(f"{path}: {bad} of {total} records are malformed:\n{lines}")
+        super().__init__(f"{path}: {bad} of {total} records are bad ({summary}):\n{lines}")
+
+
+@dataclass(frozen=True)
+class OutsideRecord:
+    """A kept record whose task exists in the engine but is not in the benchmark's train list.
+
+    ETO trains on every record of its SFT file, so such a record is kept; it is counted and listed
+    because our train split (and so the expert count) no longer equals the file's tasks.
+    """
+
+    index: int
+    record_id: RecordId
+    task_id: str
+    task_type: str
 
 
 @dataclass
@@ -92,10 +118,25 @@ class ReadReport:
     skipped: int
     problems: list[RecordProblem] = field(default_factory=list)
     duplicate_ids: dict[str, int] = field(default_factory=dict)  # id -> occurrences (> 1)
+    outside: list[OutsideRecord] = field(default_factory=list)  # kept, but not in the train list
 
     def reasons(self) -> Counter[str]:
         """Problem counts by field (e.g. ``conversations[3].from``), for a log line."""
         return Counter(p.field for p in self.problems)
+
+    def count(self, kind: ProblemKind) -> int:
+        """Records with a problem of ``kind`` (a record counts once however many fields are bad)."""
+        return len({p.index for p in self.problems if p.kind == kind})
+
+    @property
+    def refused(self) -> int:
+        """Records refused because their task is held out (dev or test): never trained on."""
+        return self.count("held_out")
+
+    @property
+    def bad(self) -> int:
+        """Records that name no task (unknown) or cannot be read (malformed)."""
+        return len({p.index for p in self.problems if p.kind != "held_out"})
 
 
 @dataclass(frozen=True)
@@ -519,23 +560,60 @@ def eto_record_key(record: EtoSftRecord | EtoDpoRecord, benchmark: Benchmark) ->
     raise ValueError(f"unknown benchmark {benchmark!r}; known: sciworld, webshop, alfworld")
 
 
+TaskStatus = Literal["train", "outside", "held_out", "unknown"]
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a record's key names, as the benchmark's engine and split lists see it.
+
+    * ``train``: a task of the train list (``task_id``), kept;
+    * ``outside``: a task the engine has but the train list lacks (``task_id``, ``task_type``); kept,
+      because ETO trains on every record of its SFT file, and counted;
+    * ``held_out``: a task of the dev or test split; refused, ``reason`` names the split, because
+      training on it would train on the evaluation;
+    * ``unknown``: the engine has no such task or variation; ``reason`` says which part is missing.
+    """
+
+    status: TaskStatus
+    task_id: str | None = None
+    task_type: str | None = None
+    reason: str = ""
+
+
+Resolver = Mapping[str, str] | Callable[[str], "str | Resolution | None"]
+
+
+def _as_resolution(found: str | Resolution | None, key: str, benchmark: str) -> Resolution:
+    # A plain task id (or None) is the older resolver contract: a train task, or an unknown one.
+    if isinstance(found, Resolution):
+        return found
+    if found is None:
+        return Resolution("unknown", reason=f"unknown task id {key!r}: no {benchmark} task has it")
+    return Resolution("train", found)
+
+
 def match_records(
     records: Sequence[R],
-    resolve: Mapping[str, str] | Callable[[str], str | None],
+    resolve: Resolver,
     *,
     benchmark: Benchmark,
     path: Path,
     on_bad_record: OnBadRecord = "fail",
 ) -> tuple[list[tuple[R, str]], ReadReport]:
     """Pair each record with our task id: ``resolve`` maps the record's key (see
-    :func:`eto_record_key`) to a task id, or returns None / lacks it for an unknown task.
+    :func:`eto_record_key`) to a :class:`Resolution`, or to a task id / None (train task / unknown).
 
-    Unknown tasks are bad records ("unknown task id", naming ``path``, the record id and the field
-    used: ``id``, or ``game_file`` for ALFWorld) and follow the same fail / skip policy as the readers.
+    Records of the train list and records outside it (kept, listed in ``report.outside``) are
+    matched; unknown and held-out ones are bad records naming ``path``, the record id and the field
+    used (``id``, or ``game_file`` for ALFWorld), under the same fail / skip policy as the readers.
     """
-    lookup: Callable[[str], str | None] = resolve.get if isinstance(resolve, Mapping) else resolve
+    lookup: Callable[[str], str | Resolution | None] = (
+        resolve.get if isinstance(resolve, Mapping) else resolve
+    )
     matched: list[tuple[R, str]] = []
     problems: list[RecordProblem] = []
+    outside: list[OutsideRecord] = []
     for pos, record in enumerate(records):
         index = record.index if record.index >= 0 else pos
         try:
@@ -543,12 +621,14 @@ def match_records(
         except ValueError as exc:
             problems.append(RecordProblem(index, record.id, "game_file", str(exc)))
             continue
-        task_id = lookup(key)
-        if task_id is None:
-            reason = f"unknown task id {key!r}: no {benchmark} task has it"
-            problems.append(RecordProblem(index, record.id, key_field, reason))
+        found = _as_resolution(lookup(key), key, benchmark)
+        if found.status in ("unknown", "held_out") or found.task_id is None:
+            kind: ProblemKind = "held_out" if found.status == "held_out" else "unknown"
+            problems.append(RecordProblem(index, record.id, key_field, found.reason, kind))
             continue
-        matched.append((record, task_id))
+        if found.status == "outside":
+            outside.append(OutsideRecord(index, record.id, found.task_id, found.task_type or ""))
+        matched.append((record, found.task_id))
     if problems and on_bad_record == "fail":
         raise EtoFormatError(Path(path), problems, len(records))
     counts = Counter(task_id for _, task_id in matched)
@@ -559,5 +639,34 @@ def match_records(
         skipped=len(problems),
         problems=problems,
         duplicate_ids={k: n for k, n in counts.items() if n > 1},
+        outside=outside,
+    )
+    return matched, report
+
+
+def read_and_match_sft(
+    path: Path, resolve: Resolver, *, benchmark: Benchmark, on_bad_record: OnBadRecord = "fail"
+) -> tuple[list[tuple[EtoSftRecord, str]], ReadReport]:
+    """Read an SFT file and match its records to tasks, judging every record before deciding.
+
+    Reading and matching separately would let the reader's error (``fail``) hide the records that
+    are well formed but name an unknown or held-out task; here one :class:`EtoFormatError` lists
+    every bad record of the file, whatever the reason, in file order. The report's ``total`` is the
+    file's record count and ``skipped`` counts each bad record once.
+    """
+    if on_bad_record not in ("fail", "skip"):
+        raise ValueError(f"on_bad_record must be 'fail' or 'skip', got {on_bad_record!r}")
+    records, read_report = read_eto_sft(path, "skip")
+    matched, match_report = match_records(
+        records, resolve, benchmark=benchmark, path=path, on_bad_record="skip"
+    )
+    problems = sorted([*read_report.problems, *match_report.problems], key=lambda p: p.index)
+    if problems and on_bad_record == "fail":
+        raise EtoFormatError(Path(path), problems, read_report.total)
+    report = replace(
+        match_report,
+        total=read_report.total,
+        skipped=len({p.index for p in problems}),
+        problems=problems,
     )
     return matched, report

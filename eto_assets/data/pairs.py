@@ -6,7 +6,9 @@ its own record's (WebShop's experts can score below 1, so the agent's trajectory
 chosen one). When the expert is chosen, the agent's (rejected) trajectory is cut to the expert's
 length plus 10 messages (5 rounds), except on ALFWorld, where ETO keeps it whole; an expert that
 loses is never cut. A trailing observation of the agent's trajectory is dropped, and a pair whose
-sides do not both end on an agent turn is dropped, as in ETO's ``construct_preference.py``.
+sides do not both end on an agent turn is dropped, as in ETO's ``construct_preference.py``. The
+prompt is the chosen side's task turn (ETO's lines 90 and 98); an expert whose task text differs from
+the agent's (an imported file) still pairs, and the stats count such pairs.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class PairStats:
     dropped_no_expert: int = 0
     dropped_empty: int = 0
     agent_chosen: int = 0
+    task_text_differs: int = 0  # pairs whose expert and agent task turns differ (kept, as in ETO)
 
 
 def _drop_trailing_observation(messages: list[Message]) -> list[Message]:
@@ -48,11 +51,10 @@ def make_pair(expert: Trajectory, agent: Trajectory, truncate_rejected: bool = T
         return None
     expert_won = expert.reward > agent.reward
     chosen, rejected = (expert, agent) if expert_won else (agent, expert)
+    # The prompt is the chosen side's task turn, as in ETO's construct_preference.py: an imported
+    # expert's task text may differ from the engine's (ETO's file, another engine release), and
+    # ETO pairs them anyway, so a differing text does not stop the pair.
     prompt = chosen.messages[:1]
-    if rejected.messages[:1] != prompt:
-        raise ValueError(
-            f"{expert.task_id}: expert and agent trajectories start from different task messages"
-        )
     agent_turns = _drop_trailing_observation(agent.messages)[1:]
     expert_turns = expert.messages[1:]
     if expert_won:
@@ -96,6 +98,7 @@ def build_preference_pairs(
             stats.dropped_empty += 1
             continue
         stats.agent_chosen += pair.chosen_source != "expert"
+        stats.task_text_differs += expert.messages[:1] != agent.messages[:1]
         pairs.append(pair)
     stats.pairs = len(pairs)
     return pairs, stats

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from eto_assets.agent.backends import GenerationConfig, ModelPathError, TransformersBackend
+from eto_assets.agent.parsing import truncate_at_stop
 from eto_assets.agent.rollout import RolloutStats, load_finished, run_rollouts
 from eto_assets.config.profile import RolloutConfig
 
@@ -103,3 +104,70 @@ def test_bad_model_path_is_named(tmp_path):
         TransformersBackend(tmp_path)
     with pytest.raises(ModelPathError, match="is not a directory"):
         TransformersBackend(tmp_path / "missing")
+
+
+class _Recorder:
+    """A backend that notes every request and the answer the real backend gave."""
+
+    def __init__(self, inner: TransformersBackend) -> None:
+        self.inner = inner
+        self.calls: list[tuple[list, GenerationConfig, list[str | None]]] = []
+
+    def generate(self, conversations, config, **kwargs):
+        answers = self.inner.generate(conversations, config, **kwargs)
+        self.calls.extend(
+            (conv, config, [answer]) for conv, answer in zip(conversations, answers, strict=True)
+        )
+        return answers
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+def _greedy_answer(model, tok, conversation, max_new_tokens: int) -> str:
+    """The argmax continuation, decoded independently of the engine by Hugging Face's generate."""
+    import torch
+
+    text = tok.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    ids = torch.tensor([tok(text, add_special_tokens=False)["input_ids"]])
+    with torch.no_grad():
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=tok.pad_token_id,
+        )
+    return truncate_at_stop(tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True))
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_temperature_zero_plays_the_argmax_action(
+    sciworld_small, tiny_model_dir, sharp_model_dir, tmp_path, temperature
+):
+    """At temperature 0 (ETO's exploration and evaluation) every action the engine plays is the
+    model's argmax continuation; at temperature 1 some are not, so the check can tell them apart."""
+    bench, _ = sciworld_small
+    _, book = tiny_model_dir
+    recorder = _Recorder(TransformersBackend(sharp_model_dir, max_batch_size=3))
+    config = RolloutConfig(concurrency=3, max_new_tokens=12, seed=7)
+    played = run_rollouts(
+        tasks(bench), bench.make_env, recorder, book, tmp_path / "r.jsonl", config, temperature=temperature
+    )
+    actions = [m.content for t in played for m in t.messages if m.role == "assistant"]
+    assert sorted(actions) == sorted(a.strip() for _, _, [a] in recorder.calls if a is not None)
+    tok, model = recorder.inner.tokenizer, recorder.inner.model
+    greedy = [
+        answer == _greedy_answer(model, tok, conv, config.max_new_tokens)
+        for conv, _, [answer] in recorder.calls
+    ]
+    if temperature == 0.0:
+        assert all(greedy), (
+            f"{greedy.count(False)} of {len(greedy)} actions at temperature 0 were not the argmax"
+        )
+    else:
+        assert not all(greedy), (
+            "sampling at temperature 1 gave the argmax every time: the check proves nothing"
+        )
+    asked = {c.temperature for _, c, _ in recorder.calls}
+    assert asked == {temperature}, f"the engine asked the backend for temperature {asked}, not {temperature}"

@@ -18,7 +18,10 @@ def test_paper_profile_follows_etos_protocol():
     assert all(p.iterations_for(t) == 3 for t in ("sciworld", "alfworld", "webshop"))
     schedule = [(p.dpo_for("sciworld", k).beta, p.dpo_for("sciworld", k).learning_rate) for k in (1, 2, 3)]
     assert schedule == [(0.1, 1e-6), (0.5, 5e-7), (0.5, 5e-7)]
-    assert p.dpo_for("alfworld", 1).beta == 0.5  # the task's own beta wins over the schedule
+    # run_eto.sh's schedule for every task, ALFWorld included (the paper's text says 0.5 for it)
+    assert [p.dpo_for("alfworld", k).beta for k in (1, 2, 3)] == [0.1, 0.5, 0.5]
+    paper_beta = type(p).model_validate({**p.model_dump(), "tasks": {"alfworld": {"dpo_beta": 0.5}}})
+    assert paper_beta.dpo_for("alfworld", 1).beta == 0.5  # a task's own beta wins over the schedule
     assert p.rollout.max_new_tokens == 512 and p.prompt.layout == "eto"
     assert p.scope("webshop").catalog == "upstream"
 

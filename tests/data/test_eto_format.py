@@ -154,7 +154,7 @@ def test_fail_lists_every_bad_record_in_one_error(tmp_path):
     with pytest.raises(EtoFormatError) as info:
         read_eto_sft(path)
     err = info.value
-    assert str(err).startswith(f"{path}: 3 of 5 records are malformed")
+    assert str(err).startswith(f"{path}: 3 of 5 records are bad (3 malformed):")
     assert [(p.index, p.record_id, p.field) for p in err.problems] == [
         (1, "b", "conversations"),
         (3, "d", "conversations"),
@@ -299,3 +299,32 @@ def test_unknown_task_id_names_file_record_and_field():
     alf, _ = read_eto_sft(FIXTURES / "alfworld_sft.json")
     with pytest.raises(EtoFormatError, match=r"record 1 \(index 1\), field 'game_file': unknown task id"):
         match_records(alf, {}, benchmark="alfworld", path=Path("a.json"))
+
+
+def test_read_and_match_lists_every_bad_record_whatever_the_reason(tmp_path):
+    """A record naming an unknown task is judged even when other records are malformed."""
+    from eto_assets.data.eto_format import Resolution, read_and_match_sft
+
+    def resolve(key: str) -> Resolution:
+        known = {
+            "a": Resolution("train", "t/a", "t"),
+            "out": Resolution("outside", "t/out", "t"),
+            "dev": Resolution("held_out", reason="in the dev split"),
+        }
+        return known.get(key, Resolution("unknown", reason=f"unknown task id {key!r}"))
+
+    records = [good("a"), {"id": "b"}, good("nope"), good("dev"), good("out"), 7]
+    path = write(tmp_path, records, "mixed.json")
+    with pytest.raises(EtoFormatError) as info:
+        read_and_match_sft(path, resolve, benchmark="sciworld")
+    err = info.value
+    assert str(err).startswith(f"{path}: 4 of 6 records are bad (2 malformed, 1 unknown, 1 held out):")
+    assert [(p.index, p.record_id, p.kind) for p in err.problems] == [
+        (1, "b", "malformed"),
+        (2, "nope", "unknown"),
+        (3, "dev", "held_out"),
+        (5, None, "malformed"),
+    ]
+    matched, report = read_and_match_sft(path, resolve, benchmark="sciworld", on_bad_record="skip")
+    assert [t for _, t in matched] == ["t/a", "t/out"] and [o.record_id for o in report.outside] == ["out"]
+    assert (report.total, report.kept, report.skipped, report.refused, report.bad) == (6, 2, 4, 1, 3)

@@ -84,6 +84,9 @@ def test_bad_records_fail_listing_each(tmp_path, data_dir):
         generate_expert_data(run, envs)
     assert "bad_sft.json" in str(err.value) and "'20_61'" in str(err.value)
     assert "conversations[3].from" in str(err.value)
+    # the unknown id is listed too, though matching runs after reading (one error, every bad record)
+    assert "record '11_99999' (index 1), field 'id': unknown task id" in str(err.value)
+    assert sorted({p.index for p in err.value.problems}) == [1, 2]
 
 
 def test_bad_records_skipped_and_counted(tmp_path, data_dir):

@@ -43,12 +43,24 @@ def test_rejected_cut_to_chosen_length_plus_ten():
     assert len(pair.rejected) == len(pair.chosen) + REJECTED_EXTRA_MESSAGES  # 13 is odd: ends on agent
 
 
-def test_both_end_on_agent_turn():
-    chosen = episode("1", 3, 1.0, "expert")
-    rejected = episode("1", 30, 0.1, "agent")
-    rejected.messages.append(Message("user", "Observation: trailing"))
-    pair = make_pair(chosen, rejected)
-    assert pair.chosen[-1].role == "assistant" and pair.rejected[-1].role == "assistant"
+@pytest.mark.parametrize(
+    ("expert_reward", "agent_reward", "truncate", "agent_steps"),
+    [(1.0, 0.1, True, 2), (0.5, 1.0, True, 2), (1.0, 0.0, False, 20)],
+    ids=["agent-rejected", "agent-chosen", "alfworld-untruncated"],
+)
+def test_both_end_on_agent_turn(expert_reward, agent_reward, truncate, agent_steps):
+    """The agent's trailing observation is dropped, and only it: the agent's side is its whole
+    episode but the last message, short enough (or untruncated) that the cut to expert + 10
+    messages cannot be what removed it."""
+    expert = episode("1", 3, expert_reward, "expert", "e")
+    agent = episode("1", agent_steps, agent_reward, "agent", "a")
+    agent.messages.append(Message("user", "Observation: trailing"))
+    assert len(agent.messages) - 1 < len(expert.messages) - 1 + REJECTED_EXTRA_MESSAGES or not truncate
+    pair = make_pair(expert, agent, truncate_rejected=truncate)
+    assert pair is not None, "the trailing observation was kept, so the agent's side did not end on its turn"
+    agent_side = pair.chosen if pair.chosen_source == "agent" else pair.rejected
+    assert agent_side == agent.messages[1:-1], "the agent's side is not its episode minus the observation"
+    assert pair.chosen[-1].role == pair.rejected[-1].role == "assistant"
 
 
 def test_missing_expert_is_counted():
@@ -101,3 +113,18 @@ def test_side_not_ending_on_agent_turn_drops_the_pair():
     expert.messages.append(Message("user", "Observation: dangling"))  # a malformed expert side
     pairs, stats = build_preference_pairs([expert], [episode("1", 3, 0.0, "agent")])
     assert pairs == [] and stats.dropped_empty == 1
+
+
+def test_expert_with_different_task_text_still_pairs():
+    # ETO's construct_preference.py takes the chosen side's task turn as the prompt and never
+    # compares the two task turns; an imported expert's text may differ from the engine's.
+    expert = episode("1", 3, 1.0, "expert", "e")
+    expert.messages[0] = Message("user", "Your task is to find an animal. (as worded in ETO's file)")
+    agent = episode("1", 3, 0.0, "agent", "a")
+    pairs, stats = build_preference_pairs([expert], [agent])
+    assert stats.pairs == 1 and stats.task_text_differs == 1
+    assert pairs[0].prompt == expert.messages[:1] and pairs[0].chosen_source == "expert"
+    loser = episode("1", 3, 0.0, "expert", "e")
+    loser.messages[0] = Message("user", "another wording")
+    won = make_pair(loser, episode("1", 2, 1.0, "agent", "a"))
+    assert won.prompt == [Message("user", "task 1")]  # the agent won: its own task turn, as in ETO

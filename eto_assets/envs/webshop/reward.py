@@ -7,9 +7,12 @@
   else agrees; 0.1 below 10% noun overlap; 0.0 with none.
 * attributes: a goal attribute counts when a product attribute fuzzy-matches it (token-set ratio
   above 85) or it appears verbatim in the title, features or description.
-* options: each selected option counts when it fuzzy-matches a goal option (sizes must match
-  exactly), or appears verbatim in the product text; colours are reduced to their base colour first.
-  Unlike WebShop, the count is capped at the number of goal options so the total stays in [0, 1].
+* options: a goal option counts when some selected option fuzzy-matches it (token-set ratio above
+  85, every option group alike), colours reduced to their base colour first. Only the goal's options
+  are matched, as in ETO's copy of WebShop (``envs/webshop/src/webshop/web_agent_site/engine/goal.py``
+  ``get_option_reward``): a selected value that merely appears in the product text earns nothing, so
+  an agent cannot score options by picking any value the page mentions. Each goal option counts at
+  most once, which keeps the total in [0, 1] without a cap.
 * r_price: 1 when the price paid is at most the goal's bound.
 
 WebShop finds title nouns with spaCy's tagger. spaCy's English models are not on PyPI, so when no
@@ -31,7 +34,6 @@ from rapidfuzz.utils import default_process
 from eto_assets.envs.webshop.catalog import Goal, Product
 
 FUZZY_THRESHOLD = 85
-EXACT_MATCH_OPTIONS = frozenset({"size"})
 CATEGORY_SEP = "›"
 
 NounFn = Callable[[str], Sequence[str]]
@@ -151,22 +153,15 @@ def attribute_reward(product: Product, goal: Goal) -> tuple[float | None, int]:
     return (matches / len(goal.attributes) if goal.attributes else None), matches
 
 
-def option_reward(
-    product: Product, goal_options: Sequence[str], selected: dict[str, str]
-) -> tuple[float | None, int]:
-    """(fraction of goal options hit by the selected options, how many); None without goal options."""
+def option_reward(goal_options: Sequence[str], selected: dict[str, str]) -> tuple[float | None, int]:
+    """(fraction of goal options hit by the selected options, how many); None without goal options.
+
+    ETO's rule: for each goal option, is there a selected option that fuzzy-matches it? The product
+    is not consulted, because the options are what the agent chose, not what the page lists.
+    """
     wanted = [normalize_color(o.lower()) for o in goal_options]
-    texts = _product_text(product)
-    matches = 0
-    for group, value in selected.items():
-        value = normalize_color(value.lower())
-        if group.lower() in EXACT_MATCH_OPTIONS:
-            hit = value in wanted
-        else:
-            hit = any(fuzzy_match(w, value) for w in wanted)
-        if hit or any(value in t for t in texts):
-            matches += 1
-    matches = min(matches, len(wanted))
+    chosen = [normalize_color(v.lower()) for v in selected.values()]
+    matches = sum(1 for w in wanted if any(fuzzy_match(c, w) for c in chosen))
     return (matches / len(wanted) if wanted else None), matches
 
 
@@ -203,7 +198,7 @@ def purchase_reward(
     kind = type_reward(product, goal, nouns)
     r_att, n_att = attribute_reward(product, goal)
     goal_options = goal.option_values
-    r_option, n_opt = option_reward(product, goal_options, selected)
+    r_option, n_opt = option_reward(goal_options, selected)
     r_price = price_reward(price, goal.price_upper)
     total = total_reward(n_att, n_opt, r_price, len(goal.attributes), len(goal_options), kind.r_type)
     return RewardBreakdown(total, kind.r_type, r_att, r_option, r_price, kind)

@@ -8,7 +8,7 @@ import pytest
 
 from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION, Environment, TaskInstance
 from eto_assets.envs.webshop.oracle import search_query
-from eto_assets.envs.webshop.reward import purchase_reward
+from eto_assets.envs.webshop.reward import fuzzy_match, purchase_reward
 
 
 @pytest.fixture(scope="module")
@@ -143,3 +143,33 @@ def test_no_hit_search_shows_an_empty_results_page(env, task):
     result = env.step("search[qqqzzz xxyyzz]")
     assert "Page 1 (Total results: 0) [SEP] Next >" in result.observation
     assert env.page.clickables == ("back to search", "next >")
+
+
+def test_only_the_goal_options_earn_the_option_reward(env, task):
+    """ETO's option rule through the real env: the goal product bought with a non-goal value in every
+    option group scores 0 for options; with the goal's values it scores all of them."""
+    env.reset(task)
+    goal, product = env.goal, env.world.catalog.by_asin[env.goal.asin]
+    wanted = goal.option_values
+    assert wanted, "the task fixture's goal has options"
+    env.step(f"search[{search_query(goal.instruction_text)}]")
+    env.step(f"click[{goal.asin}]")
+    for values in product.options.values():
+        other = next((v for v in values if not any(fuzzy_match(v, w) for w in wanted)), None)
+        if other is not None:
+            env.step(f"click[{other}]")
+    wrong = env.step("click[Buy Now]")
+    breakdown = env.reward_breakdown
+    assert breakdown is not None and breakdown.r_option == 0.0
+    n_att = round((breakdown.r_att or 0.0) * len(goal.attributes))
+    expected = (n_att + 0 + breakdown.r_price) / (len(goal.attributes) + len(wanted) + 1) * breakdown.r_type
+    assert wrong.reward == pytest.approx(expected) and wrong.reward < 1.0
+
+    env.reset(task)
+    env.step(f"search[{search_query(goal.instruction_text)}]")
+    env.step(f"click[{goal.asin}]")
+    for value in wanted:
+        env.step(f"click[{value}]")
+    right = env.step("click[Buy Now]")
+    assert env.reward_breakdown is not None and env.reward_breakdown.r_option == 1.0
+    assert right.reward > wrong.reward

@@ -120,29 +120,51 @@ def test_normalize_color():
     assert normalize_color("9.5") == "9.5"
 
 
-def test_option_reward_colour_and_exact_size(make_product):
-    assert option_reward(make_product(), ["grey", "9"], {"color": "heather grey", "size": "9"}) == (1.0, 2)
+def test_option_reward_colour_and_size():
+    assert option_reward(["grey", "9"], {"color": "heather grey", "size": "9"}) == (1.0, 2)
 
 
-def test_option_reward_size_needs_exact_value(make_product):
-    assert option_reward(make_product(), ["grey", "9"], {"size": "9.5"}) == (0.0, 0)
-    product = make_product(options={"size": ["6.76 fl oz (pack of 1)"], "style": ["6.76 fl oz (pack of 1)"]})
-    assert option_reward(product, ["6.76 fl oz"], {"size": "6.76 fl oz (pack of 1)"}) == (0.0, 0)
-    assert option_reward(product, ["6.76 fl oz"], {"style": "6.76 fl oz (pack of 1)"}) == (1.0, 1)  # fuzzy
+def test_option_reward_is_fuzzy_for_every_group_as_in_eto():
+    # ETO's goal.py fuzzy-matches every option group alike, so a size "9.5" hits the goal's "9"
+    # (token-set ratio 100: "9" is a subset of "9 5") and "pack of 1" still hits "6.76 fl oz"
+    assert option_reward(["9"], {"size": "9.5"}) == (1.0, 1)
+    assert option_reward(["6.76 fl oz"], {"size": "6.76 fl oz (pack of 1)"}) == (1.0, 1)
+    assert option_reward(["grey", "9"], {"size": "10"}) == (0.0, 0)
 
 
-def test_option_reward_counts_values_named_in_the_product_text(make_product):
-    product = make_product(title="Lumora Running Shoes, Navy Blue")
-    assert option_reward(product, ["grey"], {"color": "navy blue"}) == (1.0, 1)  # WebShop's text fallback
+def test_option_reward_matches_only_the_goal_options_not_the_product_text(make_product, make_goal):
+    """Goal "red", size "large" chosen, "large" written in the title: 0 for options, as in ETO."""
+    product = make_product(
+        title="Lumora Running Shoes for Men, Large Toe Box",
+        options={"color": ["red", "black"], "size": ["medium", "large"]},
+    )
+    goal = make_goal(goal_options=["red"], attributes=["arch support"], price_upper=60.0)
+    assert option_reward(goal.option_values, {"size": "large"}) == (0.0, 0)
+    result = purchase_reward(product, goal, 49.99, {"size": "large"})
+    # same product type (r_type 1), "arch support" in its attribute list (1 of 1), no goal option
+    # chosen (0 of 1), 49.99 <= 60 (price 1): (1 + 0 + 1) / (1 + 1 + 1) = 2/3, not the 1.0 that
+    # counting "large" because the title mentions it would give
+    assert (result.r_type, result.r_att, result.r_option, result.r_price) == (1.0, 1.0, 0.0, 1.0)
+    assert result.total == pytest.approx(2 / 3)
 
 
-def test_option_reward_is_capped_at_the_goal_options(make_product):
-    product = make_product(description="Available in size 9 only")
-    assert option_reward(product, ["grey"], {"color": "grey", "size": "9"}) == (1.0, 1)
+def test_option_reward_counts_a_matched_goal_option(make_product, make_goal):
+    product = make_product(options={"color": ["bright red", "black"], "size": ["medium", "large"]})
+    goal = make_goal(goal_options=["red", "large"], attributes=["arch support"], price_upper=60.0)
+    chosen = {"color": "bright red", "size": "large"}  # "bright red" -> base colour "red"
+    assert option_reward(goal.option_values, chosen) == (1.0, 2)
+    assert option_reward(goal.option_values, {"size": "large"}) == (0.5, 1)
+    assert purchase_reward(product, goal, 49.99, chosen).total == 1.0  # (1 + 2 + 1) / (1 + 2 + 1)
 
 
-def test_option_reward_without_goal_options(make_product):
-    assert option_reward(make_product(), [], {}) == (None, 0)
+def test_option_reward_counts_each_goal_option_once():
+    # two chosen values hitting one goal option count once, so the total stays in [0, 1]
+    assert option_reward(["grey"], {"color": "grey", "pattern": "grey stripes"}) == (1.0, 1)
+
+
+def test_option_reward_without_goal_options():
+    assert option_reward([], {}) == (None, 0)
+    assert option_reward([], {"size": "large"}) == (None, 0)
 
 
 # -- price and total -------------------------------------------------------------------------------
