@@ -7,7 +7,12 @@ from dataclasses import dataclass
 
 _ACTION = re.compile(r"Action\s*:\s*(.+)", re.IGNORECASE)
 _THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*Action\s*:|\Z)", re.IGNORECASE | re.DOTALL)
-STOP_STRINGS = ("\nObservation", "Observation:")
+# ETO's stop list, verbatim (eval_agent/agents/base.py:14, passed as ``stop=`` in
+# openai_lm_agent.py:37 and fastchat_agent.py:62-67): the agent must not write the environment's
+# reply (``\nObservation:``), the next task (``\nTask:``) or the prompt's section rule (``\n---``).
+# Each needs its leading newline, as in ETO: an "Observation:" inside the action line is not a
+# hallucinated turn, and ETO keeps it too (tests/agent/test_parsing.py).
+STOP_STRINGS = ("\nObservation:", "\nTask:", "\n---")
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ import zlib
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm.auto import tqdm
@@ -37,7 +37,13 @@ from eto_assets.agent.prompt import PromptBook, build_conversation
 from eto_assets.config.profile import RolloutConfig
 from eto_assets.data.files import folder_identity
 from eto_assets.data.schemas import DataFormatError, Message, Trajectory, append_jsonl, write_jsonl
-from eto_assets.envs.base import Environment, StepResult, TaskInstance, format_observation
+from eto_assets.envs.base import (
+    Environment,
+    StepResult,
+    TaskInstance,
+    format_observation,
+    is_invalid_format,
+)
 
 
 @dataclass
@@ -65,6 +71,7 @@ class _Episode:
     step_rewards: list[float] = field(default_factory=list)  # episode reward after each step
     attempt: int = 0  # 0 = first try; each environment fault restarts the episode from scratch
     failed: str = ""  # why the episode was given up (set only after the last retry)
+    invalid_turn: bool = False  # the step in flight answers an invalid-format turn
 
     @property
     def key(self) -> str:
@@ -82,7 +89,7 @@ def seed_for(*parts: object) -> int:
 
 # RolloutConfig fields that change what an episode plays (concurrency, batching, retries and
 # timeouts do not: results are the same whatever the batch).
-FINGERPRINT_FIELDS = ("max_new_tokens", "seed")
+FINGERPRINT_FIELDS = ("max_new_tokens", "seed", "invalid_format_reward")
 
 
 def rollout_fingerprint(
@@ -330,7 +337,7 @@ def run_rollouts(
                             False,
                         )
                         continue
-                    _record(ep, result)
+                    _record(ep, result, config.invalid_format_reward)
                     if ep.ended_by:
                         retire(ep)
                     else:
@@ -358,7 +365,9 @@ def run_rollouts(
                     continue
                 ep.messages.append(Message("assistant", answer.strip()))
                 ep.steps += 1
-                submit(ep, ep.env.step, parse_answer(answer).action)
+                action = parse_answer(answer).action
+                ep.invalid_turn = is_invalid_format(action)
+                submit(ep, ep.env.step, action)
             admit()
     finally:
         progress.close()
@@ -372,11 +381,18 @@ def run_rollouts(
     return [finished[episode_key(t.task_id, s)] for t, s in order]
 
 
-def _record(ep: _Episode, result: str | StepResult) -> None:
-    """Apply an environment reply: the task message after a reset, else a step's result."""
+def _record(ep: _Episode, result: str | StepResult, invalid_format_reward: str = "zero") -> None:
+    """Apply an environment reply: the task message after a reset, else a step's result.
+
+    The one place of the invalid-format reward rule, for every benchmark: under ``"zero"`` (ETO's
+    ``step``, which sets the episode reward to 0 on such a turn) that step's reward is 0, so an
+    episode ending there scores 0; a later valid step takes the environment's reward again. Under
+    ``"keep"`` the environment's reward (the running maximum) stands."""
     if isinstance(result, str):
         ep.messages.append(Message("user", result))
         return
+    if ep.invalid_turn and invalid_format_reward == "zero":
+        result = replace(result, reward=0.0)
     ep.last = result
     ep.step_rewards.append(result.reward)
     ep.messages.append(Message("user", format_observation(result.observation)))

@@ -116,6 +116,13 @@ class RolloutConfig(_Strict):
     step_timeout_s: float | None = Field(
         default=120.0, gt=0, description="seconds one environment call may take (None: no limit)"
     )
+    invalid_format_reward: Literal["zero", "keep"] = Field(
+        default="zero",
+        description="episode reward after a turn with no parsable action: zero (ETO's rule: that turn "
+        "sets it to 0, so an episode ending there scores 0 and a later valid step scores afresh) or "
+        "keep (the project's earlier rule: the running maximum stays); it decides ties and pair "
+        "direction for weak policies",
+    )
 
 
 class PromptConfig(_Strict):

@@ -45,7 +45,7 @@ class Environment(Protocol):
         """Start ``task``; return the first user message (task description and first observation)."""
 
     def step(self, action: str) -> StepResult:
-        """Apply one parsed action (or an invalid-format marker, see :data:`INVALID_ACTION`)."""
+        """Apply one parsed action (or the invalid-format marker, see :func:`is_invalid_format`)."""
 
     def close(self) -> None: ...
 
@@ -81,6 +81,14 @@ class Benchmark(Protocol):
 INVALID_FORMAT_OBSERVATION = (
     "Invalid format. Answer with one line 'Action: <action>' (optionally preceded by 'Thought: ...')."
 )
+
+
+def is_invalid_format(action: str | None) -> bool:
+    """Whether a parsed action is the invalid-format marker (the answer had no ``Action:`` line).
+
+    Every environment answers it with :data:`INVALID_FORMAT_OBSERVATION`; the rollout engine uses it
+    to apply the profile's ``rollout.invalid_format_reward`` rule to that turn's reward."""
+    return not (action or "").strip()
 
 
 def format_agent_turn(action: str, thought: str | None) -> str:

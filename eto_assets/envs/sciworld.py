@@ -24,7 +24,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from eto_assets.data.schemas import Trajectory
+from eto_assets.data.schemas import Message, Trajectory
 from eto_assets.envs.base import (
     INVALID_FORMAT_OBSERVATION,
     BenchmarkNotAvailable,
@@ -35,6 +35,21 @@ from eto_assets.envs.base import (
 )
 
 SIMPLIFICATION = "easy"
+
+# ETO's ScienceWorld task turn is the engine's ``info["taskDesc"]`` as is (eval_agent/envs/
+# sciworld_env.py:95-97), which the engine writes as this prefix plus the task; ETO's golden
+# (SFT) records and its preference prompts carry the task without it (construct_preference.py:74,
+# :141 strip it from explored episodes before pairing).
+TASK_TURN_PREFIX = "Task Description:\n"
+
+
+def golden_task_turn(task_turn: str) -> str:
+    """The task turn in the form of ETO's golden records: without ``TASK_TURN_PREFIX``, so expert
+    episodes read like the imported ETO data (construct_preference.py:74)."""
+    if task_turn.startswith(TASK_TURN_PREFIX):
+        return task_turn[len(TASK_TURN_PREFIX) :].strip()
+    return task_turn
+
 
 # Step limits per task type (the engine's short task names), as in ETO's evaluation.
 MAX_STEPS: dict[str, int] = {
@@ -345,7 +360,8 @@ class SciWorldEnv:
         self._reattach_if_dead()
         with self._call(f"reset of task {task.task_id}"):
             self._load(task, gold=False)
-            return str(self._server.getTaskDescription()).strip()
+            # What ETO's agent reads (sciworld_env.py:96): "Task Description:\n" and the task.
+            return str(self._server.freeActionTaskDesc())
 
     def step(self, action: str) -> StepResult:
         if self._done:
@@ -492,4 +508,8 @@ class SciWorldBenchmark:
             task.task_id, task.task_type, task.split, max(task.max_steps, len(gold)), task.payload
         )
         trajectory = replay_actions(env, full, [(None, a) for a in gold])
-        return trajectory if trajectory.success else None
+        if not trajectory.success:
+            return None
+        first = trajectory.messages[0]
+        trajectory.messages[0] = Message(first.role, golden_task_turn(first.content))
+        return trajectory

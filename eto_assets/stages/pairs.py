@@ -3,12 +3,24 @@ ties dropped (rules in :mod:`eto_assets.data.pairs`). Also exported in ETO's DPO
 
 from __future__ import annotations
 
+import dataclasses
+
 from eto_assets.agent.prompt import PromptBook
 from eto_assets.data.eto_format import dpo_records, write_json
 from eto_assets.data.pairs import build_preference_pairs, truncates_rejected
-from eto_assets.data.schemas import read_trajectories, write_jsonl
+from eto_assets.data.schemas import Message, Trajectory, read_trajectories, write_jsonl
+from eto_assets.envs.sciworld import golden_task_turn
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
+
+
+def golden_form(trajectory: Trajectory) -> Trajectory:
+    """``trajectory`` with its task turn in the golden records' form (no ``Task Description:``)."""
+    first = trajectory.messages[0] if trajectory.messages else None
+    if first is None or first.role != "user" or golden_task_turn(first.content) == first.content:
+        return trajectory
+    messages = [Message("user", golden_task_turn(first.content)), *trajectory.messages[1:]]
+    return dataclasses.replace(trajectory, messages=messages)
 
 
 def make_pairs(run: TaskRun, iteration: int) -> StageResult:
@@ -20,6 +32,9 @@ def make_pairs(run: TaskRun, iteration: int) -> StageResult:
     # in task order, not the order episodes happened to finish in: DPO sees the same data order
     # (and so trains the same model) however the rollouts were scheduled
     explored = sorted((t for t in explored if not t.metadata.get("failed")), key=lambda t: t.task_id)
+    # ETO strips "Task Description:" from explored episodes so they read like its golden records
+    # (construct_preference.py:74, :141): a chosen agent episode's prompt then matches the expert's
+    explored = [golden_form(t) for t in explored]
     book = PromptBook.read(layout.prompt_book)
     pairs, stats = build_preference_pairs(experts, explored, truncates_rejected(run.task))
     out = layout.pairs_jsonl(iteration)

@@ -111,3 +111,52 @@ def test_inference_resource_passes_the_openai_settings(no_openai_env):
 
     no_openai_env.setenv("OPENAI_API_KEY", "sk-late")  # unset field: the variable, read when opened
     assert InferenceResource(backend="openai").open("checkpoint").client.api_key == "sk-late"
+
+
+def test_openai_backend_sends_etos_stop_strings_and_cuts_what_comes_back(no_openai_env):
+    """A real OpenAI client against a local chat-completions endpoint: the request carries ETO's
+    stop list (ETO eval_agent/agents/openai_lm_agent.py:37, ``stop=self.stop_words`` from
+    agents/base.py:14), and a server that ignores it still has its hallucinated task cut."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from eto_assets.agent.backends import OpenAIBackend
+
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server hook's name
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            message = {"role": "assistant", "content": "Action: look around\nTask: find a frog"}
+            body = json.dumps(
+                {
+                    "id": "c",
+                    "object": "chat.completion",
+                    "created": 0,
+                    "model": "m",
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend("m", base_url=f"http://127.0.0.1:{server.server_port}/v1", api_key="sk-x")
+        got = backend.generate(
+            [[{"role": "user", "content": "Task Description:\nYour task is x"}]], GenerationConfig(8)
+        )
+        backend.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got == ["Action: look around"]
+    assert seen[0]["stop"] == ["\nObservation:", "\nTask:", "\n---"]

@@ -68,6 +68,39 @@ def test_generation_stops_at_the_first_stop_string(backends):
     assert text.startswith("Action: look around")
 
 
+@pytest.mark.parametrize("stop", ["\nObservation:", "\nTask:", "\n---"])  # ETO agents/base.py:14
+def test_engine_stops_at_each_eto_stop_string(backends, tiny_model_dir, expert_sample, stop):
+    """The real model, steered by a forward hook to write an answer, then ``stop``, then more
+    turns: the engine must stop decoding on the token that completes ``stop`` (not run on to
+    ``max_new_tokens``), and the backend must hand back the answer without the hallucinated rest."""
+    plain, _ = backends
+    _, book = tiny_model_dir
+    answer = "Thought: the animal may be outside.\nAction: teleport to outside"
+    script = f"{answer}{stop} You see a frog.\nAction: focus on frog\nAction: wait"
+    ids = plain.tokenizer(script, add_special_tokens=False)["input_ids"]
+    assert plain.tokenizer.decode(ids) == script  # real decoded text, not a hand-made string
+    first_stop = next(n for n in range(1, len(ids) + 1) if stop in plain.tokenizer.decode(ids[:n]))
+    calls: list[int] = []
+
+    def steer(module, args, kwargs, output):
+        step = len(calls)
+        calls.append(step)
+        if step < len(ids):
+            output.logits[:, -1, :] = -1e9
+            output.logits[:, -1, ids[step]] = 0.0
+        return output
+
+    handle = plain.model.register_forward_hook(steer, with_kwargs=True)
+    try:
+        episode = expert_sample[0]
+        conv = build_conversation(book, episode.task_type, episode.messages[:1])
+        got = plain.generate([conv], GenerationConfig(max_new_tokens=len(ids) + 8))
+    finally:
+        handle.remove()
+    assert got == [answer]
+    assert len(calls) == first_stop < len(ids)  # one prefill plus one step per further token
+
+
 def test_kv_store_evicts_least_recently_used_past_its_budget():
     import torch
 

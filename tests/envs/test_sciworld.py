@@ -3,11 +3,12 @@
 import collections
 import json
 import os
+from pathlib import Path
 
 import pytest
 
 from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION
-from eto_assets.envs.sciworld import MAX_STEPS, compute_splits
+from eto_assets.envs.sciworld import MAX_STEPS, TASK_TURN_PREFIX, compute_splits, golden_task_turn
 
 
 def test_gold_path_replay_scores_100(sciworld_small):
@@ -160,3 +161,40 @@ def test_missing_eto_splits_fall_back_loudly(tmp_path):
     with pytest.warns(UserWarning, match="FALLING BACK"):
         assert bench.split_source == "engine-sampled"
     assert bench.tasks("unseen") and all(t.task_type == "find-animal" for t in bench.tasks("unseen"))
+
+
+def test_task_turn_is_etos_task_description(sciworld_small):
+    """ETO's agent reads the engine's ``info["taskDesc"]`` as its task turn
+    (ETO eval_agent/envs/sciworld_env.py:95-97), which starts with ``Task Description:\\n``;
+    the expert episode keeps the form of ETO's golden records, which lack it
+    (ETO construct_preference.py:74 strips it from explored episodes)."""
+    bench, env = sciworld_small
+    task = bench.tasks("train")[0]
+    turn = env.reset(task)
+    assert turn.startswith(TASK_TURN_PREFIX + "Your task is to")
+    expert = bench.expert_trajectory(env, task)
+    assert expert is not None
+    assert expert.messages[0].content == golden_task_turn(turn) == turn[len(TASK_TURN_PREFIX) :].strip()
+
+
+def test_imported_eto_record_and_our_episodes_have_the_same_task_turn_form(sciworld_small, tmp_path):
+    """An imported ETO ScienceWorld record's task turn, our expert's and our agent's with ETO's
+    prefix removed (as construct_preference.py:74 does) all read "Your task is to ...": the
+    importer keeps the text as is, and pairing our episodes with imported ones compares like with
+    like once the prefix is stripped."""
+    from eto_assets.data.eto_format import read_eto_sft, to_eto_turns
+
+    fixture = Path(__file__).parents[1] / "fixtures/eto_layout/data/record_kinds_sciworld_sft.json"
+    records, _ = read_eto_sft(fixture, on_bad_record="skip")
+    assert records
+    bench, env = sciworld_small
+    task = bench.tasks("train")[0]
+    agent_turn = env.reset(task)
+    expert = bench.expert_trajectory(env, task)
+    assert expert is not None
+    ours = [to_eto_turns(expert.messages)[0]["value"], golden_task_turn(agent_turn)]
+    theirs = [r.messages[0].content for r in records]
+    for text in ours + theirs:
+        assert text.startswith("Your task is to") and not text.startswith(TASK_TURN_PREFIX), text
+    assert to_eto_turns(records[0].messages)[0]["from"] == to_eto_turns(expert.messages)[0]["from"]
+    assert agent_turn == TASK_TURN_PREFIX + expert.messages[0].content
