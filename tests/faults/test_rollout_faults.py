@@ -207,7 +207,15 @@ def test_a_hung_step_times_out_and_the_episode_is_recorded_failed(
     bench, _ = sciworld_small
     _, book = tiny_model_dir
     todo = tasks(bench, 2)
-    config = RolloutConfig(concurrency=2, max_new_tokens=4, step_timeout_s=1.0, max_episode_retries=1)
+    # the fake environment's reward is what counts here: a 4-token reply may have no valid action,
+    # and ETO's invalid-format rule (tests/envs/test_invalid_format_reward.py) would score it 0
+    config = RolloutConfig(
+        concurrency=2,
+        max_new_tokens=4,
+        step_timeout_s=1.0,
+        max_episode_retries=1,
+        invalid_format_reward="keep",
+    )
     stats = RolloutStats()
     started = time.perf_counter()
     trajs = run_rollouts(
