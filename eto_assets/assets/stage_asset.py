@@ -34,10 +34,10 @@ from eto_assets.assets.locks import StageBusy, stage_lock
 from eto_assets.assets.meter import MemoryPeak
 from eto_assets.assets.table import SettingsGroup, StageSpec, StageTools, VersionInputs
 from eto_assets.assets.versions import (
-    digest,
     latest_metadata,
     observe_settings,
     output_version,
+    settings_version,
     settings_versions,
     skipped_version,
 )
@@ -196,7 +196,7 @@ class StageAssets:
             inputs = version_inputs(settings, inference)
             tasks = [context.partition_key] if context.has_partition_key else list(TASKS)
             return DataVersionsByPartition(
-                {t: DataVersion(digest(group.value(profile, t, inputs))) for t in tasks}
+                {t: DataVersion(settings_version(group, profile, t, inputs)) for t in tasks}
             )
 
         return _observe
@@ -331,7 +331,7 @@ class StageAssets:
                 tracking.tag_run(uri, mlflow_run.info.run_id, mlflow_tracking_tags)
             tracking.annotate_versions(run.task, versions, result.policy_tags, result.aliases)
             if spec.tag_parent and result.tags:
-                tracking.tag_parent(parent, result.tags)
+                tracking.tag_run(uri, parent, result.tags)
         metadata = dagster_metadata(result.metrics)  # the numbers first, rounded
         metadata["wall_seconds"] = round(time.perf_counter() - started, 2)
         if spec.produces_policy and spec.iteration in versions:

@@ -204,7 +204,7 @@ def record_result(
     if result.metrics:
         mlflow.log_metrics(prefixed(result.metrics, stage), step=result.metrics_step)
         charted = {k: v for k, v in result.metrics.items() if k.startswith(parent_metrics)}
-        if parent_run_id and parent_metrics and charted:
+        if parent_run_id and charted:
             for name, value in prefixed(charted, stage).items():
                 MlflowClient().log_metric(parent_run_id, name, value, step=iteration)
     if result.tags:
@@ -239,12 +239,6 @@ def annotate_versions(
     for alias, iteration in aliases.items():
         if iteration in versions:
             client.set_registered_model_alias(model_name(task), alias, versions[iteration])
-
-
-def tag_parent(parent_run_id: str, tags: Mapping[str, str]) -> None:
-    client = MlflowClient()
-    for key, value in tags.items():
-        client.set_tag(parent_run_id, key, value[:5000])
 
 
 # The MLflow UI opens experiments in its GenAI view unless the link asks for the training view.

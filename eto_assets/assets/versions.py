@@ -40,7 +40,12 @@ def settings_versions(
     groups: Iterable[SettingsGroup], profile: Profile, task: str, inputs: VersionInputs
 ) -> dict[str, str]:
     """Settings group key -> the data version of that part of the settings for ``task``."""
-    return {g.key: digest(g.value(profile, task, inputs)) for g in groups}
+    return {g.key: settings_version(g, profile, task, inputs) for g in groups}
+
+
+def settings_version(group: SettingsGroup, profile: Profile, task: str, inputs: VersionInputs) -> str:
+    """The data version of ``group``'s part of the settings for ``task``."""
+    return digest(group.value(profile, task, inputs))
 
 
 def output_version(spec: StageSpec, layout: ArtifactLayout) -> str:
@@ -69,48 +74,39 @@ def skipped_version(reason: str) -> str:
     return digest({"skipped": reason})
 
 
-def _latest_tag(records) -> str | None:
-    for record in records:
-        event = record.event_log_entry.dagster_event
-        data = event.event_specific_data
-        materialization = getattr(data, "materialization", None) or getattr(data, "asset_observation", None)
-        if materialization is not None:
-            return (materialization.tags or {}).get(DATA_VERSION_TAG)
-    return None
-
-
 def observed_version(instance: DagsterInstance, key: str, task: str) -> str | None:
     """The data version of the latest observation of the source asset ``key`` for ``task``."""
     found = instance.fetch_observations(
         AssetRecordsFilter(asset_key=AssetKey.from_user_string(key), asset_partitions=[task]), limit=1
     )
-    return _latest_tag(found.records)
+    observation = found.records[0].asset_observation if found.records else None
+    return (observation.tags or {}).get(DATA_VERSION_TAG) if observation else None
+
+
+def _latest_materialization(instance: DagsterInstance, key: str, task: str):
+    """The latest materialization of ``key`` for ``task`` (None: never materialized)."""
+    found = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey.from_user_string(key), asset_partitions=[task]), limit=1
+    )
+    return found.records[0].asset_materialization if found.records else None
 
 
 def recorded_version(instance: DagsterInstance, key: str, task: str) -> str | None:
     """The data version of the latest materialization of ``key`` for ``task``."""
-    found = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey.from_user_string(key), asset_partitions=[task]), limit=1
-    )
-    return _latest_tag(found.records)
+    materialization = _latest_materialization(instance, key, task)
+    return (materialization.tags or {}).get(DATA_VERSION_TAG) if materialization else None
 
 
 def has_materialization(instance: DagsterInstance, key: str, task: str) -> bool:
-    found = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey.from_user_string(key), asset_partitions=[task]), limit=1
-    )
-    return bool(found.records)
+    return _latest_materialization(instance, key, task) is not None
 
 
 def latest_metadata(instance: DagsterInstance, key: str, task: str) -> dict:
     """The metadata of the latest materialization of ``key`` for ``task`` (values unwrapped)."""
-    found = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey.from_user_string(key), asset_partitions=[task]), limit=1
-    )
-    for record in found.records:
-        data = record.event_log_entry.dagster_event.event_specific_data
-        return {k: getattr(v, "value", v) for k, v in data.materialization.metadata.items()}
-    return {}
+    materialization = _latest_materialization(instance, key, task)
+    if materialization is None:
+        return {}
+    return {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
 
 
 def observe_settings(instance: DagsterInstance, versions: Mapping[str, str], task: str) -> list[str]:

@@ -16,6 +16,7 @@ step, which the agent never sees and which costs most of the step time. Games sh
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import os
 import random
@@ -49,6 +50,17 @@ def golden_task_turn(task_turn: str) -> str:
     if task_turn.startswith(TASK_TURN_PREFIX):
         return task_turn[len(TASK_TURN_PREFIX) :].strip()
     return task_turn
+
+
+def golden_form(trajectory: Trajectory) -> Trajectory:
+    """``trajectory`` with its task turn in the golden records' form (no ``Task Description:``): how
+    expert episodes are stored, and how the pairs stage reads explored ones (construct_preference.py
+    :74, :141). Returned as is when there is nothing to strip."""
+    first = trajectory.messages[0] if trajectory.messages else None
+    if first is None or first.role != "user" or golden_task_turn(first.content) == first.content:
+        return trajectory
+    messages = [Message("user", golden_task_turn(first.content)), *trajectory.messages[1:]]
+    return dataclasses.replace(trajectory, messages=messages)
 
 
 # Step limits per task type (the engine's short task names), as in ETO's evaluation.
@@ -508,8 +520,4 @@ class SciWorldBenchmark:
             task.task_id, task.task_type, task.split, max(task.max_steps, len(gold)), task.payload
         )
         trajectory = replay_actions(env, full, [(None, a) for a in gold])
-        if not trajectory.success:
-            return None
-        first = trajectory.messages[0]
-        trajectory.messages[0] = Message(first.role, golden_task_turn(first.content))
-        return trajectory
+        return golden_form(trajectory) if trajectory.success else None

@@ -40,7 +40,6 @@ from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
 
 GENERATED = "generated"
-WEBSHOP_TASK_TYPE = "webshop"
 COMPARABLE_TAG = "eto.comparable_with_paper"
 # ETO's ALFWorld train set (json_2.1.1 train games after `make data BENCH=alfworld`).
 ALFWORLD_FULL_TRAIN = 3321
@@ -208,6 +207,8 @@ def _alfworld_resolver(run: TaskRun) -> Callable[[str], Resolution]:
 def _webshop_resolver(run: TaskRun) -> Callable[[str], Resolution]:
     """A goal index (ETO's id) or our ``"<split>/<index>"``, judged on the split lists before
     subsampling (a test goal a small profile does not sample is still a test goal)."""
+    from eto_assets.envs.webshop.benchmark import TASK_TYPE
+
     bench = run.benchmark
     goals = len(bench.world.catalog.goals)  # type: ignore[attr-defined]
     splits = {s: set(ids) for s, ids in bench.split_indices.items()}  # type: ignore[attr-defined]
@@ -222,11 +223,11 @@ def _webshop_resolver(run: TaskRun) -> Callable[[str], Resolution]:
             return _unknown(key, f"no WebShop goal {index} (the catalog has goals 0-{goals - 1})")
         task_id = f"train/{index}"
         if index in splits["train"]:
-            return Resolution("train", task_id, WEBSHOP_TASK_TYPE)
+            return Resolution("train", task_id, TASK_TYPE)
         for split in ("seen", "unseen"):
             if index in splits[split]:
                 return _held_out(f"WebShop goal {index}", names[split])
-        return Resolution("outside", task_id, WEBSHOP_TASK_TYPE)
+        return Resolution("outside", task_id, TASK_TYPE)
 
     return resolve
 

@@ -3,24 +3,13 @@ ties dropped (rules in :mod:`eto_assets.data.pairs`). Also exported in ETO's DPO
 
 from __future__ import annotations
 
-import dataclasses
-
 from eto_assets.agent.prompt import PromptBook
 from eto_assets.data.eto_format import dpo_records, write_json
 from eto_assets.data.pairs import build_preference_pairs, truncates_rejected
-from eto_assets.data.schemas import Message, Trajectory, read_trajectories, write_jsonl
-from eto_assets.envs.sciworld import golden_task_turn
+from eto_assets.data.schemas import read_trajectories, write_jsonl
+from eto_assets.envs.sciworld import golden_form
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
-
-
-def golden_form(trajectory: Trajectory) -> Trajectory:
-    """``trajectory`` with its task turn in the golden records' form (no ``Task Description:``)."""
-    first = trajectory.messages[0] if trajectory.messages else None
-    if first is None or first.role != "user" or golden_task_turn(first.content) == first.content:
-        return trajectory
-    messages = [Message("user", golden_task_turn(first.content)), *trajectory.messages[1:]]
-    return dataclasses.replace(trajectory, messages=messages)
 
 
 def make_pairs(run: TaskRun, iteration: int) -> StageResult:

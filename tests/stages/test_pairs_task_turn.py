@@ -4,8 +4,7 @@ turn, the expert's turn has none, and a pair whose agent side wins takes the gol
 
 from eto_assets.data.pairs import build_preference_pairs
 from eto_assets.data.schemas import Message, Trajectory
-from eto_assets.envs.sciworld import TASK_TURN_PREFIX
-from eto_assets.stages.pairs import golden_form
+from eto_assets.envs.sciworld import TASK_TURN_PREFIX, golden_form
 
 TASK = "Your task is to find a(n) animal. First, focus on the thing."
 
