@@ -395,7 +395,7 @@ def _record(ep: _Episode, result: str | StepResult, invalid_format_reward: str =
         result = replace(result, reward=0.0)
     ep.last = result
     ep.step_rewards.append(result.reward)
-    ep.messages.append(Message("user", format_observation(result.observation)))
+    ep.messages.append(Message("user", format_observation(result)))
     if result.done:
         ep.ended_by = "done"
     elif ep.steps >= ep.task.max_steps:

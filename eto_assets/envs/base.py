@@ -31,12 +31,20 @@ class TaskInstance:
     payload: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
 
 
+# How an observation is introduced in the agent's user turn. ETO writes "Observation: <text>" for
+# ScienceWorld and ALFWorld and for every engine message; WebShop's pages come as "Observation:\n<page>"
+# (eval_agent/envs/webshop_env.py:62, its SFT data and in-context example alike).
+OBSERVATION_PREFIX = "Observation: "
+PAGE_OBSERVATION_PREFIX = "Observation:\n"
+
+
 @dataclass(frozen=True)
 class StepResult:
     observation: str
     reward: float  # episode reward so far, in [0, 1]
     done: bool
     success: bool
+    prefix: str = OBSERVATION_PREFIX  # set by the environment: see PAGE_OBSERVATION_PREFIX
 
 
 @runtime_checkable
@@ -98,8 +106,9 @@ def format_agent_turn(action: str, thought: str | None) -> str:
     return f"Action: {action}"
 
 
-def format_observation(observation: str) -> str:
-    return f"Observation: {observation.strip()}"
+def format_observation(result: StepResult) -> str:
+    """The user turn that carries a step's observation, in the environment's own form."""
+    return f"{result.prefix}{result.observation.strip()}"
 
 
 def replay_actions(
@@ -117,7 +126,7 @@ def replay_actions(
         messages.append(Message("assistant", format_agent_turn(action, thought)))
         result = env.step(action)
         step_rewards.append(result.reward)
-        messages.append(Message("user", format_observation(result.observation)))
+        messages.append(Message("user", format_observation(result)))
         if result.done:
             break
     if messages[-1].role == "user" and len(messages) > 1:

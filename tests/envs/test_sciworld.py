@@ -19,7 +19,7 @@ def test_gold_path_replay_scores_100(sciworld_small):
     assert traj.reward == 1.0 and traj.success
     assert traj.messages[0].content.startswith("Your task is to")
     assert traj.messages[-1].role == "assistant"
-    observations = [m.content for m in traj.messages if m.content.startswith("Observation:")]
+    observations = [m.content for m in traj.messages if m.content.startswith("Observation: ")]
     assert len(observations) == traj.num_steps - 1  # the final observation is dropped
     assert all(len(o) > len("Observation: ") for o in observations)
 

@@ -14,7 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import eto_assets.envs.webshop.pages as pages
-from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION, StepResult, TaskInstance
+from eto_assets.envs.base import (
+    INVALID_FORMAT_OBSERVATION,
+    OBSERVATION_PREFIX,
+    PAGE_OBSERVATION_PREFIX,
+    StepResult,
+    TaskInstance,
+)
 from eto_assets.envs.webshop.catalog import Catalog, Goal
 from eto_assets.envs.webshop.reward import NounFn, RewardBreakdown, heuristic_nouns, purchase_reward
 from eto_assets.envs.webshop.search import SearchEngine
@@ -67,14 +73,14 @@ class WebShopEnv:
             raise RuntimeError("step() after the episode ended; call reset() first")
         s.steps += 1
         if not action or not action.strip():
-            observation = INVALID_FORMAT_OBSERVATION
+            observation, prefix = INVALID_FORMAT_OBSERVATION, OBSERVATION_PREFIX
         else:
             self._apply(s, action.strip())
-            observation = s.page.text
+            observation, prefix = s.page.text, PAGE_OBSERVATION_PREFIX
         if not s.done and s.steps >= s.max_steps:
             s.done, s.reward = True, 0.0
         success = s.breakdown is not None and s.reward >= 1.0 - SUCCESS_EPS
-        return StepResult(observation, s.reward, s.done, success)
+        return StepResult(observation, s.reward, s.done, success, prefix)
 
     def close(self) -> None:
         self._s = None

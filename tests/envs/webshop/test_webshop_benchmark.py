@@ -75,7 +75,7 @@ def test_expert_observations_are_real(bench):
     replayed = [env.reset(task)]
     for message in trajectory.messages[1:]:
         if message.role == "assistant":
-            replayed.append("Observation: " + env.step(message.content.removeprefix("Action: ")).observation)
+            replayed.append("Observation:\n" + env.step(message.content.removeprefix("Action: ")).observation)
     recorded = [m.content for m in trajectory.messages if m.role == "user"]
     assert replayed[: len(recorded)] == recorded
 

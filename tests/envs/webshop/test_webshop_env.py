@@ -6,7 +6,7 @@ import dataclasses
 
 import pytest
 
-from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION, Environment, TaskInstance
+from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION, Environment, TaskInstance, format_observation
 from eto_assets.envs.webshop.oracle import search_query
 from eto_assets.envs.webshop.reward import fuzzy_match, purchase_reward
 
@@ -97,6 +97,18 @@ def test_invalid_format_counts_as_a_step(env, task):
     env.step("   ")
     last = env.step("")
     assert last.done and last.reward == 0.0 and not last.success
+
+
+def test_observation_turns_take_etos_webshop_form(env, task):
+    """ETO's WebShop turns (its env, SFT data and example): a page is ``Observation:\\n<page>``, the
+    invalid-format message ``Observation: <message>``; the task turn is the bare page."""
+    first = env.reset(task)
+    assert not first.startswith("Observation")
+    page = env.step(f"search[{search_query(env.goal.instruction_text)}]")
+    assert format_observation(page) == "Observation:\n" + page.observation
+    assert format_observation(page).startswith("Observation:\nInstruction: [SEP] ")
+    invalid = env.step("")
+    assert format_observation(invalid) == "Observation: " + INVALID_FORMAT_OBSERVATION
 
 
 def test_unavailable_actions_leave_the_page_and_count(env, task):
