@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from eto_assets.data.files import atomic_write_lines
+from eto_assets.data.validation import pair_problems, trajectory_problems
 
 Role = Literal["user", "assistant"]
 
@@ -141,21 +142,35 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def read_trajectories(path: Path) -> list[Trajectory]:
-    """Read a trajectory JSONL file; a malformed record raises an error naming file and line."""
+    """Read a trajectory JSONL file; a malformed record, or one whose turns are out of order (see
+    :func:`~eto_assets.data.validation.trajectory_problems`), raises an error naming file and line:
+    every stage reads through here, so none trains on a file edited by hand into the wrong shape."""
     out: list[Trajectory] = []
     for lineno, record in _iter_records(path):
         try:
-            out.append(Trajectory.from_dict(record))
+            trajectory = Trajectory.from_dict(record)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataFormatError(f"{path}:{lineno}: malformed trajectory record ({exc!r})") from exc
+        problems = trajectory_problems(trajectory.messages)
+        if problems:
+            raise DataFormatError(
+                f"{path}:{lineno}: trajectory of task {trajectory.task_id}: "
+                + "; ".join(str(p) for p in problems)
+            )
+        out.append(trajectory)
     return out
 
 
 def read_pairs(path: Path) -> list[PreferencePair]:
+    """Read a preference-pair JSONL file; a malformed or misordered record names file and line."""
     out: list[PreferencePair] = []
     for lineno, record in _iter_records(path):
         try:
-            out.append(PreferencePair.from_dict(record))
+            pair = PreferencePair.from_dict(record)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataFormatError(f"{path}:{lineno}: malformed preference-pair record ({exc!r})") from exc
+        problems = pair_problems(pair.prompt, pair.chosen, pair.rejected)
+        if problems:
+            raise DataFormatError(f"{path}:{lineno}: pair of task {pair.task_id}: " + "; ".join(problems))
+        out.append(pair)
     return out

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from eto_assets.data.schemas import Message
+if TYPE_CHECKING:  # the readers in schemas use these checks, so no import of schemas at run time
+    from eto_assets.data.schemas import Message
 
 ROLES = ("user", "assistant")
 
@@ -35,12 +36,15 @@ def check_conversation(
     messages: Sequence[Message],
     *,
     first_role: str = "user",
-    last_role: str = "assistant",
+    last_role: str | None = "assistant",
+    check_text: bool = True,
 ) -> list[TurnProblem]:
     """Structured problems of a conversation (see :func:`validate_conversation` for the rules);
-    readers use the turn index and aspect to name the offending field of their own format."""
+    readers use the turn index and aspect to name the offending field of their own format.
+    ``last_role`` None leaves the ending unchecked; ``check_text`` False leaves empty turns alone
+    (a policy may answer with nothing)."""
     for role in (first_role, last_role):
-        if role not in ROLES:
+        if role is not None and role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, got {role!r}")
     if not messages:
         return [TurnProblem(None, "conversation", "empty conversation")]
@@ -50,7 +54,7 @@ def check_conversation(
         if msg.role not in ROLES:
             problems.append(TurnProblem(i, "role", f"unknown role {msg.role!r}"))
             roles_ok = False
-        if not isinstance(msg.content, str) or not msg.content.strip():
+        if not isinstance(msg.content, str) or (check_text and not msg.content.strip()):
             problems.append(TurnProblem(i, "text", "empty text"))
     if not roles_ok:
         return problems
@@ -62,7 +66,7 @@ def check_conversation(
                 TurnProblem(i, "role", f"two {messages[i].role} turns in a row (turns must alternate)")
             )
     last = len(messages) - 1
-    if messages[-1].role != last_role:
+    if last_role is not None and messages[-1].role != last_role:
         problems.append(
             TurnProblem(last, "role", f"last turn must be from the {last_role}, got {messages[-1].role}")
         )
@@ -83,3 +87,25 @@ def validate_conversation(
     assistant). Each problem names the turn index (``turn 3: ...``).
     """
     return [str(p) for p in check_conversation(messages, first_role=first_role, last_role=last_role)]
+
+
+def trajectory_problems(messages: Sequence[Message]) -> list[TurnProblem]:
+    """What every reader of a trajectory file refuses: turns that do not start with the user's task
+    message or do not alternate, or an ending on the user after the agent has acted (an episode that
+    never got to act is the task message alone). A trainer that labels turns by position would
+    train on swapped roles without a word."""
+    ending = "assistant" if len(messages) > 1 else None
+    return check_conversation(messages, last_role=ending, check_text=False)
+
+
+def pair_problems(
+    prompt: Sequence[Message], chosen: Sequence[Message], rejected: Sequence[Message]
+) -> list[str]:
+    """A preference pair as DPO reads it: the prompt from the user to the user, each side from the
+    agent to the agent, alternating."""
+    problems = [f"prompt {p}" for p in check_conversation(prompt, last_role="user", check_text=False)]
+    for name, side in (("chosen", chosen), ("rejected", rejected)):
+        problems += [
+            f"{name} {p}" for p in check_conversation(side, first_role="assistant", check_text=False)
+        ]
+    return problems
