@@ -30,7 +30,7 @@ from dagster import (
 from eto_assets.assets import tracking
 from eto_assets.assets.common import TASK_PARTITIONS, dagster_metadata, settings_params, user_errors
 from eto_assets.assets.errors import root_cause
-from eto_assets.assets.locks import StageBusy, stage_lock
+from eto_assets.assets.locks import StageBusy, claim_task, stage_lock
 from eto_assets.assets.meter import MemoryPeak
 from eto_assets.assets.table import SettingsGroup, StageSpec, StageTools, VersionInputs
 from eto_assets.assets.versions import (
@@ -243,6 +243,7 @@ class StageAssets:
         settings, mlflow_tracking, inference, envs = resources
         tag_worker(context)
         home = settings.home_path()
+        claim_task(home, context.partition_key, context.run_id, context.instance)
         if spec.preflight:  # the first asset: check the settings before any heavy work
             problems = preflight(
                 home=home,
