@@ -221,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     from dagster import AssetKey
 
     from eto_assets.assets.table import settings_groups
+    from eto_assets.config.profile import load_profile
     from eto_assets.stages import report_table
     from eto_assets.stages.layout import ArtifactLayout
     from jobs.sweep import sweep
@@ -253,14 +254,15 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("every asset is up to date: nothing to run (--force reruns everything)")
     elapsed = time.perf_counter() - started
-    table, best = report_table(ArtifactLayout(home, args.task), iterations)
+    selection = load_profile(args.profile).selection
+    table, best = report_table(ArtifactLayout(home, args.task), iterations, selection)
     print(
         f"\nETO on {args.task} (profile {args.profile}, base model {args.base_model}): "
         f"{'succeeded' if success else 'FAILED'} in {elapsed / 60:.1f} min\n"
     )
     print(table if best is not None else "(no iteration was evaluated)")
     if best is not None:
-        print(f"\nbest iteration: {best.iteration} (by seen-split reward)")
+        print(f"\nchampion: iteration {best.iteration} (selection: {selection}; the rule is in summary.md)")
     if warnings:
         print()
         for warning in warnings:

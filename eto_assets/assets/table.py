@@ -20,6 +20,7 @@ from eto_assets import stages
 from eto_assets.config.profile import Profile
 from eto_assets.data.files import folder_identity
 from eto_assets.envs.pool import EnvironmentPool
+from eto_assets.envs.registry import split_settings
 from eto_assets.stages import checks
 from eto_assets.stages.checks import CheckOutcome, CheckSpec
 from eto_assets.stages.layout import BASE_ITERATION, ArtifactLayout
@@ -128,6 +129,7 @@ def _expert_settings(profile: Profile, task: str, inputs: VersionInputs) -> obje
         "source": folder_identity(source) if source != "generated" else source,
         "prompt": _section(profile, "prompt"),
         "data_dir": str(Path(inputs.data_dir).expanduser().resolve()) if inputs.data_dir else None,
+        **split_settings(task, profile.selection),  # WebShop's dev slice follows the selection rule
     }
 
 
@@ -184,6 +186,11 @@ def settings_groups(n: int) -> list[SettingsGroup]:
             "evaluate_base_model",
             lambda p, t, i: p.evaluate_base_model,
             "Whether the untrained base model is evaluated (profile setting evaluate_base_model).",
+        ),
+        SettingsGroup(
+            "selection",
+            lambda p, t, i: p.selection,
+            "How the report chooses the champion (profile setting selection).",
         ),
     ]
     for k in range(1, n + 1):
@@ -398,12 +405,16 @@ def stage_table(n: int) -> list[StageSpec]:
             group="report",
             description="Every policy side by side (the base model where evaluated, held-out reward and "
             "success "
-            "per split, steps, pairs, training loss, wall time) as Markdown and CSV, the best iteration "
-            "marked (by the seen split) and given the registered model's 'champion' alias, with plots: "
+            "per split, steps, pairs, training loss, wall time) as Markdown and CSV, the champion "
+            "marked (by the profile's selection rule) and given the registered model's 'champion' alias, "
+            "with plots: "
             "reward by iteration, the efficiency curve and explored rewards with pair counts.",
-            run=lambda run, tools: stages.report_iterations(run.layout, n, tools.wall_seconds()),
+            run=lambda run, tools: stages.report_iterations(
+                run.layout, n, tools.wall_seconds(), run.profile.selection
+            ),
             outputs=lambda layout: [layout.summary_md, layout.report_csv],
             deps=(BASE_EVAL, *(eval_key(k) for k in range(n + 1))),
+            settings=("selection",),
             tag_parent=True,
         )
     )

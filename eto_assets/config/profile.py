@@ -123,6 +123,15 @@ class RolloutConfig(_Strict):
         "keep (the project's earlier rule: the running maximum stays); it decides ties and pair "
         "direction for weak policies",
     )
+    context_overflow: Literal["cut_oldest_rounds", "end_episode"] = Field(
+        default="cut_oldest_rounds",
+        description="when a prompt plus max_new_tokens no longer fits the model's context: "
+        "cut_oldest_rounds (ETO's side, whose FastChat worker cuts the oldest prompt tokens and plays "
+        "on; here the instruction, example and task stay and the fewest oldest action/observation "
+        "rounds are left out of the prompt only, the saved episode stays whole; an episode whose task "
+        "and latest round alone do not fit still ends) or end_episode (the project's earlier rule: "
+        "the episode ends, ended_by context_limit)",
+    )
 
 
 class PromptConfig(_Strict):
@@ -204,6 +213,14 @@ class Profile(_Strict):
         default=False,
         description="also evaluate the untrained base model on the same held-out tasks (asset "
         "base_model/eval_report): the baseline SFT and ETO are measured against",
+    )
+    selection: Literal["seen", "seen_not_in_train", "final"] = Field(
+        default="seen",
+        description="which policy the report names champion: `seen` (the highest seen-split reward, "
+        "earlier on ties); `seen_not_in_train` (the same on the seen tasks that are not also train "
+        "tasks: ScienceWorld's ETO dev list shares 54 of its 194 tasks with train, ALFWorld and WebShop "
+        "none); `final` (ETO's protocol, no selection: every iteration's test numbers reported, the "
+        "last iteration is champion, and WebShop holds no dev slice out of its train goals)",
     )
     tasks: dict[TaskName, TaskScope] = Field(
         default_factory=dict,

@@ -11,10 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal, Protocol
 
-if TYPE_CHECKING:  # the readers in schemas use these checks, so no import of schemas at run time
-    from eto_assets.data.schemas import Message
+
+class Message(Protocol):
+    """A chat turn as these checks read it (``schemas.Message`` is one; the readers in ``schemas``
+    use these checks, so this module does not import it)."""
+
+    role: str
+    content: str
+
 
 ROLES = ("user", "assistant")
 

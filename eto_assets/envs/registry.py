@@ -29,7 +29,21 @@ class BenchmarkSources:
         return self.home / "webshop" / "catalog"
 
 
-def get_benchmark(task: str, scope: TaskScope, sources: BenchmarkSources) -> Benchmark:
+def webshop_dev_slice(selection: str) -> bool:
+    """Whether WebShop holds a dev slice of its train goals out as ``seen``: for every selection rule
+    that chooses on the seen split; ``final`` (ETO's protocol, no selection) trains on all of them."""
+    return selection != "final"
+
+
+def split_settings(task: str, selection: str) -> dict[str, object]:
+    """What the profile's ``selection`` changes in ``task``'s splits, for the expert stage's version:
+    only WebShop without its dev slice (empty otherwise, so other versions stay as they were)."""
+    return {"webshop_dev_slice": False} if task == "webshop" and not webshop_dev_slice(selection) else {}
+
+
+def get_benchmark(task: str, scope: TaskScope, sources: BenchmarkSources, *, selection: str) -> Benchmark:
+    """``selection`` is the profile's rule for choosing the champion (``Profile.selection``); it
+    decides whether WebShop holds a dev slice out of train (:func:`webshop_dev_slice`)."""
     if task == "sciworld":
         from eto_assets.envs.sciworld import SciWorldBenchmark
 
@@ -61,6 +75,7 @@ def get_benchmark(task: str, scope: TaskScope, sources: BenchmarkSources) -> Ben
             catalog=catalog,
             max_steps_cap=scope.max_steps_cap,
             catalog_dir=sources.webshop_catalog_dir if catalog == "generated" else None,
+            dev_slice=webshop_dev_slice(selection),
         )
     raise UnknownTaskError(f"unknown task {task!r}; known tasks: {list(TASKS)}")
 

@@ -3,11 +3,13 @@ as the frozen reference; only action tokens count. With no pairs the policy carr
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from eto_assets.data.schemas import read_pairs
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
-from eto_assets.training.launch import TrainSpec, train
+from eto_assets.training.launch import plan_training, train
 
 
 def train_dpo_policy(run: TaskRun, iteration: int, accelerate_config: str | None = None) -> StageResult:
@@ -36,10 +38,15 @@ def train_dpo_policy(run: TaskRun, iteration: int, accelerate_config: str | None
             metadata={"pairs": 0, "carried_over": previous.checkpoint},
             warnings=[f"{run.task} iteration {iteration}: no preference pairs; keeping the previous policy"],
         )
-    out_dir = layout.checkpoint_dir(iteration)
-    spec = TrainSpec(
-        "dpo", previous.checkpoint, str(pairs_path), str(layout.prompt_book), str(out_dir), params
+    spec = plan_training(
+        "dpo",
+        previous.checkpoint,
+        str(pairs_path),
+        str(layout.prompt_book),
+        layout.checkpoints_dir(iteration),
+        params,
     )
+    out_dir = Path(spec.output_dir)
     result = train(spec, accelerate_config)
     policy = PolicyRecord(str(out_dir))
     policy.write(layout, iteration)

@@ -1,5 +1,6 @@
 """Stage 6, evaluation: the policy of iteration k plays the held-out splits greedily; average
-reward and success rate per split and per task type."""
+reward and success rate per split and per task type, and over the seen tasks that are not also
+train tasks (ETO's ScienceWorld dev list shares 54 of its 194 tasks with train) where some are."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from eto_assets.stages.result import DatasetInput, Markdown, StageResult
 from eto_assets.stages.task import TaskRun
 
 EVAL_SPLITS = ("seen", "unseen")
+SEEN_NOT_IN_TRAIN = "seen_not_in_train"  # the seen tasks that are not train tasks (not a split of its own)
 
 
 @dataclass
@@ -63,9 +65,19 @@ class EvalReport:
     iteration: int
     checkpoint: str
     splits: dict[str, SplitMetrics]
+    # the seen tasks that are also train tasks (ids), and the metrics over the other seen tasks
+    # (only when some are: else they are the seen split's); None: not recorded (an older report)
+    seen_in_train: list[str] | None = None
+    seen_not_in_train: SplitMetrics | None = None
+
+    @property
+    def seen_tasks(self) -> int:
+        seen = self.splits.get("seen")
+        return seen.episodes if seen is not None else 0
 
     def metrics(self) -> dict[str, float]:
-        """The flat metrics every eval run logs (``eval_<split>_avg_reward`` ...)."""
+        """The flat metrics every eval run logs (``eval_<split>_avg_reward`` ...; also
+        ``eval_seen_not_in_train_*`` where some seen tasks are train tasks and some are not)."""
         out: dict[str, float] = {}
         steps, episodes = 0.0, 0
         for split in EVAL_SPLITS:
@@ -76,6 +88,9 @@ class EvalReport:
             out[f"eval_{split}_success_rate"] = m.success_rate
             steps += m.avg_steps * m.episodes
             episodes += m.episodes
+            if split == "seen" and self.seen_not_in_train is not None and self.seen_not_in_train.episodes:
+                out[f"eval_{SEEN_NOT_IN_TRAIN}_avg_reward"] = self.seen_not_in_train.avg_reward
+                out[f"eval_{SEEN_NOT_IN_TRAIN}_success_rate"] = self.seen_not_in_train.success_rate
         out["eval_avg_steps"] = steps / episodes if episodes else 0.0
         return out
 
@@ -85,7 +100,15 @@ class EvalReport:
     @classmethod
     def from_dict(cls, record: dict) -> EvalReport:
         splits = {name: SplitMetrics(**m) for name, m in record["splits"].items()}
-        return cls(record["task"], int(record["iteration"]), record["checkpoint"], splits)
+        subset = record.get(SEEN_NOT_IN_TRAIN)
+        return cls(
+            record["task"],
+            int(record["iteration"]),
+            record["checkpoint"],
+            splits,
+            record.get("seen_in_train"),
+            SplitMetrics(**subset) if subset is not None else None,
+        )
 
     @classmethod
     def read(cls, path: Path) -> EvalReport:
@@ -95,10 +118,20 @@ class EvalReport:
         return atomic_write_json(path, self.to_dict())
 
 
+def train_overlap(seen: Sequence[Trajectory], train_ids: set[str]) -> tuple[list[str], SplitMetrics | None]:
+    """The seen tasks that are also train tasks (ids, in seen order), and the metrics over the
+    others (None when no seen task is a train task: they would be the seen split's own)."""
+    in_train = [t.task_id for t in seen if t.task_id in train_ids]
+    if not in_train:
+        return [], None
+    return in_train, summarize([t for t in seen if t.task_id not in train_ids])
+
+
 def per_type_table(report: EvalReport) -> str:
     """Reward and success per task type and split, as a Markdown table."""
     lines = ["| split | task type | episodes | avg reward | success rate |", "|---|---|---|---|---|"]
-    for split, metrics in report.splits.items():
+    subset = {SEEN_NOT_IN_TRAIN: report.seen_not_in_train} if report.seen_not_in_train else {}
+    for split, metrics in {**report.splits, **subset}.items():
         for task_type, row in metrics.per_type.items():
             lines.append(
                 f"| {split} | {task_type} | {int(row['episodes'])} | {row['avg_reward']:.3f} | "
@@ -124,6 +157,8 @@ def evaluate(
         extra=layout.prompt_book.read_text(),
     )
     resume = {split: RolloutStats() for split in EVAL_SPLITS}
+    train_ids = {t.task_id for t in run.tasks("train")}
+    in_train, subset = [], None
     backend = open_backend(policy.checkpoint)
     try:
         for split in EVAL_SPLITS:
@@ -144,9 +179,11 @@ def evaluate(
                 fingerprint=fingerprint,
             )
             splits[split] = summarize(trajectories)
+            if split == "seen":
+                in_train, subset = train_overlap(trajectories, train_ids)
     finally:
         backend.close()
-    report = EvalReport(run.task, iteration, policy.checkpoint, splits)
+    report = EvalReport(run.task, iteration, policy.checkpoint, splits, in_train, subset)
     report.write(layout.eval_report(iteration))
     outputs = [layout.eval_report(iteration), *(layout.eval_jsonl(iteration, s) for s in splits)]
     task_lists = {}  # the held-out task ids, logged as the evaluation's dataset inputs
@@ -160,6 +197,11 @@ def evaluate(
         "eval_discarded": sum(s.discarded for s in resume.values()),
         "eval_failed": sum(s.failed for s in resume.values()),
     }
+    overlap = f"{len(in_train)} of the {report.seen_tasks} seen tasks are also train tasks" + (
+        f" (metrics {SEEN_NOT_IN_TRAIN}_* are over the other {subset.episodes})" if subset else ""
+    )
+    if not report.seen_tasks:
+        overlap = "no seen task was evaluated (the seen split is empty)"
     resume_note = "; ".join(f"{split}: {s.resume_note}" for split, s in resume.items() if s.resume_note)
     # the evaluated policy carries its own numbers in the registry
     policy_tags = {iteration: {f"eval/{k.removeprefix('eval_')}": f"{v:.4f}" for k, v in metrics.items()}}
@@ -173,6 +215,7 @@ def evaluate(
         metadata={
             "per_type": Markdown(per_type_table(report)),
             "resume": resume_note or "nothing to resume",
+            "seen_in_train": overlap,
             "path": layout.eval_report(iteration),
         },
     )

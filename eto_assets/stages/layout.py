@@ -46,9 +46,11 @@ class ArtifactLayout:
         """Folder of iteration ``k``; the untrained base model's evaluation is ``base_model_eval``."""
         return self.root / ("base_model_eval" if k == BASE_ITERATION else f"iteration_{k}")
 
-    def checkpoint_dir(self, k: int) -> Path:
-        """Policy of iteration ``k``: SFT for 0, DPO for k >= 1."""
-        return self.iteration_dir(k) / "checkpoint"
+    def checkpoints_dir(self, k: int) -> Path:
+        """Policies trained in iteration ``k`` (SFT for 0, DPO for k >= 1), one folder per training
+        inputs and settings (see :func:`~eto_assets.training.launch.plan_training`); ``policy.json``
+        names the current one."""
+        return self.iteration_dir(k) / "checkpoints"
 
     def rollouts_jsonl(self, k: int) -> Path:
         return self.iteration_dir(k) / "exploration_rollouts.jsonl"

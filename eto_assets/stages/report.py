@@ -1,9 +1,14 @@
 """Stage 7, the iteration report a user reads after a run: one row per policy (the untrained base
 model where the profile evaluates it, SFT, each ETO iteration) with held-out reward and success per
-split, average steps, pair counts, training loss and wall time, as Markdown and CSV; the best
-iteration, chosen on the seen split (the unseen split is never used for selection) and named as the
-``champion``; and three plots: reward by iteration, the paper's efficiency curve (mean reward
-reached by step t) and the explored reward distribution with pair counts."""
+split, average steps, pair counts, training loss and wall time, as Markdown and CSV; the champion
+(a registered-model alias) by the profile's ``selection`` rule, stated in the summary, the stage
+metadata and the champion's reason tag: ``seen`` (the best seen-split reward), ``seen_not_in_train``
+(the same on the seen tasks that are not train tasks) or ``final`` (ETO's protocol, no selection:
+the last iteration; every iteration's test numbers are reported); the unseen split (test) is never
+used to choose. Where seen tasks are also train tasks (ETO's ScienceWorld dev list: 54 of 194), the
+report says how many, from the evaluated tasks. And three plots: reward by iteration, the paper's
+efficiency curve (mean reward reached by step t) and the explored reward distribution with pair
+counts."""
 
 from __future__ import annotations
 
@@ -16,19 +21,31 @@ from pathlib import Path
 
 from eto_assets.data.files import atomic_write_text
 from eto_assets.data.schemas import Trajectory, read_pairs, read_trajectories
-from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport
+from eto_assets.stages.evaluate import EVAL_SPLITS, SEEN_NOT_IN_TRAIN, EvalReport, train_overlap
 from eto_assets.stages.expert import COMPARABLE_TAG, comparability_path, comparability_tag
 from eto_assets.stages.layout import BASE_ITERATION, ArtifactLayout, iteration_label
+from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import Markdown, StageResult
 
 TRAIN_RESULT = "train_result.json"  # written next to every checkpoint by the training launcher
 CHAMPION = "champion"
-SELECTION_RULE = (
-    "best iteration: the highest seen-split (dev) average reward, the earlier iteration on ties; "
-    "the unseen split (test) is never used to choose"
-)
+SELECTION_TAG = "eto.selection"
+_NEVER_TEST = "the unseen split (test) is never used to choose"
+SELECTION_RULES = {  # the profile's `selection` -> the rule, as the report states it
+    "seen": "best iteration: the highest seen-split (dev) average reward, the earlier iteration on ties; "
+    + _NEVER_TEST,
+    SEEN_NOT_IN_TRAIN: "best iteration: the highest average reward on the seen-split (dev) tasks that are "
+    "not also train tasks, the earlier iteration on ties; " + _NEVER_TEST,
+    "final": "no model selection, as in ETO (run_eto.sh evaluates --split test after SFT and after every "
+    "iteration): every policy's test (unseen) numbers are reported and the champion is the last "
+    "iteration evaluated, whatever its numbers",
+}
 COLUMNS = (
-    *(f"eval_{s}_{m}" for s in EVAL_SPLITS for m in ("avg_reward", "success_rate")),
+    *(
+        f"eval_{s}_{m}"
+        for s in (*EVAL_SPLITS[:1], SEEN_NOT_IN_TRAIN, *EVAL_SPLITS[1:])
+        for m in ("avg_reward", "success_rate")
+    ),
     "eval_avg_steps",
     "pairs",
     "train_loss",
@@ -42,6 +59,8 @@ class PolicyRow:
 
     iteration: int
     metrics: dict[str, float] = field(default_factory=dict)
+    seen_tasks: int = 0  # seen tasks evaluated
+    seen_in_train: int | None = None  # how many of them are also train tasks (None: not recorded)
 
     @property
     def method(self) -> str:
@@ -50,6 +69,28 @@ class PolicyRow:
 
 def _read_json(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _with_train_overlap(layout: ArtifactLayout, report: EvalReport) -> EvalReport:
+    """An evaluation from before the overlap was recorded gets it from the files: the train task
+    ids of the run's splits and the seen episodes played."""
+    seen = layout.eval_jsonl(report.iteration, "seen")
+    if report.seen_in_train is not None or not layout.splits_json.is_file() or not seen.is_file():
+        return report
+    train_ids = set(json.loads(layout.splits_json.read_text()).get("train", []))
+    report.seen_in_train, report.seen_not_in_train = train_overlap(read_trajectories(seen), train_ids)
+    return report
+
+
+def _train_loss(layout: ArtifactLayout, k: int) -> float | None:
+    """The training loss of iteration ``k``'s policy, from the ``train_result.json`` in the
+    checkpoint its ``policy.json`` names (None: not trained here, e.g. carried over or the base)."""
+    if k < 0 or not layout.policy_json(k).is_file():
+        return None
+    policy = PolicyRecord.read(layout, k)
+    if policy.carried_over_from is not None:
+        return None
+    return _read_json(Path(policy.checkpoint) / TRAIN_RESULT).get("metrics", {}).get("train_loss")
 
 
 def collect_rows(
@@ -61,10 +102,12 @@ def collect_rows(
     for k in range(BASE_ITERATION, iterations + 1):
         if not layout.eval_report(k).is_file():
             continue
-        row = PolicyRow(k, EvalReport.read(layout.eval_report(k)).metrics())
+        report = _with_train_overlap(layout, EvalReport.read(layout.eval_report(k)))
+        in_train = None if report.seen_in_train is None else len(report.seen_in_train)
+        row = PolicyRow(k, report.metrics(), report.seen_tasks, in_train)
         if k > 0 and layout.pairs_jsonl(k).is_file():
             row.metrics["pairs"] = len(read_pairs(layout.pairs_jsonl(k)))
-        loss = _read_json(layout.checkpoint_dir(k) / TRAIN_RESULT).get("metrics", {}).get("train_loss")
+        loss = _train_loss(layout, k)
         if loss is not None:
             row.metrics["train_loss"] = float(loss)
         if wall_seconds and k in wall_seconds:
@@ -73,27 +116,77 @@ def collect_rows(
     return rows
 
 
-def best_row(rows: Sequence[PolicyRow]) -> PolicyRow | None:
-    """Highest seen (dev) reward, the earlier iteration on ties; unseen is never used for selection.
-    The untrained base model is a baseline, never a candidate."""
+def check_selection(selection: str) -> str:
+    if selection not in SELECTION_RULES:
+        raise ValueError(f"unknown selection {selection!r}; known: {sorted(SELECTION_RULES)}")
+    return selection
+
+
+def selection_metric(row: PolicyRow, selection: str) -> str:
+    """The metric ``selection`` chooses on for ``row``: the seen split's reward, or for
+    ``seen_not_in_train`` the reward over the seen tasks not in train; that is the seen split's
+    own where no seen task is a train task (ALFWorld, WebShop)."""
+    if selection == SEEN_NOT_IN_TRAIN and row.seen_in_train:
+        return f"eval_{SEEN_NOT_IN_TRAIN}_avg_reward"
+    return "eval_seen_avg_reward"
+
+
+def best_row(rows: Sequence[PolicyRow], selection: str = "seen") -> PolicyRow | None:
+    """The champion under ``selection`` (see :data:`SELECTION_RULES`): ``final`` the last iteration;
+    otherwise the highest reward on the rule's metric, the earlier iteration on ties (a policy
+    without that number counts 0). Unseen is never used for selection. The untrained base model is
+    a baseline, never a candidate."""
+    check_selection(selection)
     candidates = [r for r in rows if r.iteration >= 0]
     if not candidates:
         return None
-    return max(candidates, key=lambda r: (r.metrics.get("eval_seen_avg_reward", 0.0), -r.iteration))
+    if selection == "final":
+        return max(candidates, key=lambda r: r.iteration)
+    return max(candidates, key=lambda r: (r.metrics.get(selection_metric(r, selection), 0.0), -r.iteration))
+
+
+def seen_overlap(rows: Sequence[PolicyRow]) -> tuple[int, int] | None:
+    """(seen tasks that are also train tasks, seen tasks), from the latest evaluation that recorded
+    it; None when none did."""
+    recorded = [r for r in rows if r.seen_in_train is not None]
+    return (recorded[-1].seen_in_train, recorded[-1].seen_tasks) if recorded else None
+
+
+def overlap_note(rows: Sequence[PolicyRow], selection: str) -> str:
+    """What the report says about seen tasks that are also train tasks (empty where none are)."""
+    overlap = seen_overlap(rows)
+    if overlap is None or not overlap[0]:
+        if selection == SEEN_NOT_IN_TRAIN and overlap is not None and overlap[1]:
+            return "No seen task is a train task here, so this is the seen-split rule."
+        return ""
+    both, seen = overlap
+    counts = f"{both} of the {seen} seen (dev) tasks are also train tasks"
+    rest = f"the {seen - both} that are not (column seen_not_in_train)"
+    if selection == "seen":
+        return (
+            f"{counts}, so the seen numbers, and this choice, partly measure tasks the policies were "
+            f"trained on; `selection: seen_not_in_train` chooses on {rest}."
+        )
+    if selection == SEEN_NOT_IN_TRAIN:
+        if seen == both:
+            return f"{counts}: no seen task is left to choose on, so the earliest iteration stands."
+        return f"{counts}; the choice uses {rest}."
+    return f"{counts}: the seen numbers partly measure tasks the policies were trained on; see {rest}."
 
 
 def _present(rows: Sequence[PolicyRow]) -> list[str]:
     return [c for c in COLUMNS if any(c in r.metrics for r in rows)]
 
 
-def markdown_table(rows: Sequence[PolicyRow], best: PolicyRow | None) -> str:
+def markdown_table(rows: Sequence[PolicyRow], best: PolicyRow | None, selection: str = "seen") -> str:
     present = _present(rows)
+    label = " (champion)" if selection == "final" else " (best)"
     lines = [
         "| iteration | method | " + " | ".join(c.removeprefix("eval_") for c in present) + " |",
         "|---|---|" + "---|" * len(present),
     ]
     for r in rows:
-        mark = " (best)" if best is not None and r.iteration == best.iteration else ""
+        mark = label if best is not None and r.iteration == best.iteration else ""
         cells = " | ".join(f"{r.metrics[c]:.3f}" if c in r.metrics else "-" for c in present)
         lines.append(f"| {iteration_label(r.iteration)}{mark} | {r.method} | {cells} |")
     return "\n".join(lines)
@@ -109,24 +202,47 @@ def csv_table(rows: Sequence[PolicyRow]) -> str:
     return out.getvalue()
 
 
-def selection_note(best: PolicyRow | None) -> str:
-    """The rule, and the test numbers of the chosen iteration."""
+def _empty_seen_note(rows: Sequence[PolicyRow]) -> str:
+    if rows and not any("eval_seen_avg_reward" in r.metrics for r in rows):
+        return "No seen (dev) task was evaluated (the seen split is empty), so the table has no seen column."
+    return ""
+
+
+def selection_note(best: PolicyRow | None, selection: str = "seen", rows: Sequence[PolicyRow] = ()) -> str:
+    """The rule, the test numbers of the chosen iteration, and what the seen split holds."""
+    rule = SELECTION_RULES[check_selection(selection)]
+    notes = " ".join(n for n in (overlap_note(rows, selection), _empty_seen_note(rows)) if n)
     if best is None:
-        return SELECTION_RULE + "."
+        return f"Selection ({selection}): {rule}." + (f" {notes}" if notes else "")
     test = ", ".join(
         f"{c.removeprefix('eval_unseen_')} {best.metrics[c]:.3f}"
         for c in ("eval_unseen_avg_reward", "eval_unseen_success_rate")
         if c in best.metrics
     )
-    chosen = f"Chosen: iteration {best.iteration}" + (f"; its test (unseen) numbers: {test}" if test else "")
-    return f"{SELECTION_RULE}. {chosen}."
+    if selection == "final":
+        chosen = f"Champion: iteration {best.iteration}, the last one evaluated, not chosen on any split"
+    else:
+        chosen = f"Chosen: iteration {best.iteration}"
+    chosen += f"; its test (unseen) numbers: {test}" if test else ""
+    return f"Selection ({selection}): {rule}. {chosen}." + (f" {notes}" if notes else "")
 
 
-def champion_reason(best: PolicyRow) -> str:
-    seen = best.metrics.get("eval_seen_avg_reward", 0.0)
-    return (
-        f"iteration {best.iteration} has the highest seen-split average reward ({seen:.3f}); {SELECTION_RULE}"
-    )
+def champion_reason(best: PolicyRow, selection: str = "seen", rows: Sequence[PolicyRow] = ()) -> str:
+    """Why ``best`` is the champion: the rule's own words, with the number it was chosen on."""
+    rule = SELECTION_RULES[check_selection(selection)]
+    note = overlap_note(rows, selection) if selection != "final" else ""  # final reads no seen split
+    if selection == "final":
+        why = f"iteration {best.iteration} is the last iteration evaluated (selection: final)"
+    elif selection_metric(best, selection) == f"eval_{SEEN_NOT_IN_TRAIN}_avg_reward":
+        value = best.metrics.get(f"eval_{SEEN_NOT_IN_TRAIN}_avg_reward", 0.0)
+        why = (
+            f"iteration {best.iteration} has the highest average reward on the seen tasks that are not "
+            f"train tasks ({value:.3f})"
+        )
+    else:
+        seen = best.metrics.get("eval_seen_avg_reward", 0.0)
+        why = f"iteration {best.iteration} has the highest seen-split average reward ({seen:.3f})"
+    return f"{why}; {rule}" + (f". {note}" if note else "")
 
 
 def comparability_reasons(layout: ArtifactLayout) -> list[str] | None:
@@ -137,12 +253,14 @@ def comparability_reasons(layout: ArtifactLayout) -> list[str] | None:
     return [str(r) for r in json.loads(path.read_text()).get("reasons", [])]
 
 
-def report_table(layout: ArtifactLayout, iterations: int) -> tuple[str, PolicyRow | None]:
-    """The table and the best row from the artifacts as they are (writes nothing): what the CLI
-    prints after a run."""
+def report_table(
+    layout: ArtifactLayout, iterations: int, selection: str = "seen"
+) -> tuple[str, PolicyRow | None]:
+    """The table and the champion row from the artifacts as they are (writes nothing): what the
+    CLI prints after a run."""
     rows = collect_rows(layout, iterations)
-    best = best_row(rows)
-    return markdown_table(rows, best), best
+    best = best_row(rows, selection)
+    return markdown_table(rows, best, selection), best
 
 
 def reward_by_step(trajectories: Sequence[Trajectory], horizon: int) -> list[float]:
@@ -188,8 +306,10 @@ def _plots(layout: ArtifactLayout, rows: Sequence[PolicyRow], iterations: int, o
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     curves: dict[str, list[float]] = {}
+    # the seen split's episodes; the unseen split's where seen is empty (WebShop without a dev slice)
+    split = "seen" if any(layout.eval_jsonl(r.iteration, "seen").is_file() for r in rows) else "unseen"
     for r in rows:
-        path = layout.eval_jsonl(r.iteration, "seen")
+        path = layout.eval_jsonl(r.iteration, split)
         if path.is_file():
             trajectories = read_trajectories(path)
             curves[r.method] = reward_by_step(
@@ -202,8 +322,10 @@ def _plots(layout: ArtifactLayout, rows: Sequence[PolicyRow], iterations: int, o
         )
     for label, curve in curves.items():
         ax.plot(range(1, len(curve) + 1), curve, label=label)
-    ax.set(xlabel="step t", ylabel="mean reward reached by step t", title=f"{layout.task}: efficiency (seen)")
-    ax.legend(fontsize=7)
+    title = f"{layout.task}: efficiency ({split})"
+    ax.set(xlabel="step t", ylabel="mean reward reached by step t", title=title)
+    if curves:
+        ax.legend(fontsize=7)
     paths.append(save(fig, out / "efficiency_curve.png"))
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(8, 3.5))
@@ -224,17 +346,25 @@ def _plots(layout: ArtifactLayout, rows: Sequence[PolicyRow], iterations: int, o
 
 
 def report_iterations(
-    layout: ArtifactLayout, iterations: int, wall_seconds: Mapping[int, float] | None = None
+    layout: ArtifactLayout,
+    iterations: int,
+    wall_seconds: Mapping[int, float] | None = None,
+    selection: str = "seen",
 ) -> StageResult:
-    """Write the report (``summary.md``, ``iterations.csv``, plots) and name the champion."""
+    """Write the report (``summary.md``, ``iterations.csv``, plots) and name the champion by the
+    profile's ``selection`` rule (:data:`SELECTION_RULES`)."""
+    check_selection(selection)
     out = layout.report_dir
     out.mkdir(parents=True, exist_ok=True)
     rows = collect_rows(layout, iterations, wall_seconds)
-    best = best_row(rows)
-    table = markdown_table(rows, best)
-    note = selection_note(best)
+    best = best_row(rows, selection)
+    table = markdown_table(rows, best, selection)
+    note = selection_note(best, selection, rows)
     summary = f"# ETO on {layout.task}\n\n{table}\n\n{note}\n"
-    result = StageResult(metadata={"table": Markdown(table), "selection": note})
+    result = StageResult(
+        metadata={"table": Markdown(table), "selection": note, "selection_rule": selection},
+        tags={SELECTION_TAG: selection},
+    )
     reasons = comparability_reasons(layout)
     if reasons is not None:
         tag = comparability_tag(reasons)
@@ -249,7 +379,7 @@ def report_iterations(
     result.metadata["path"] = layout.summary_md
     if best is not None:
         result.metadata["best_iteration"] = best.iteration
-        reason = champion_reason(best)
+        reason = champion_reason(best, selection, rows)
         result.aliases[CHAMPION] = best.iteration
         result.policy_tags[best.iteration] = {"eto.champion_reason": reason}
         result.tags["eto.champion"] = f"iteration {best.iteration}: {reason}"

@@ -12,7 +12,7 @@ from eto_assets.stages.layout import BASE_ITERATION
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
-from eto_assets.training.launch import TrainSpec, train
+from eto_assets.training.launch import plan_training, train
 
 TINY = "tiny"
 
@@ -59,10 +59,15 @@ def build_base_model(run: TaskRun, base_model: str) -> StageResult:
 def train_sft_policy(run: TaskRun, base_model: str, accelerate_config: str | None = None) -> StageResult:
     layout = run.layout
     base = built_base_model(run, base_model)
-    out_dir = layout.checkpoint_dir(0)
-    spec = TrainSpec(
-        "sft", str(base), str(layout.expert_jsonl), str(layout.prompt_book), str(out_dir), run.profile.sft
+    spec = plan_training(
+        "sft",
+        str(base),
+        str(layout.expert_jsonl),
+        str(layout.prompt_book),
+        layout.checkpoints_dir(0),
+        run.profile.sft,
     )
+    out_dir = Path(spec.output_dir)
     result = train(spec, accelerate_config)
     policy = PolicyRecord(str(out_dir))
     policy.write(layout, 0)

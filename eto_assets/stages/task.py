@@ -32,5 +32,5 @@ class TaskRun:
 
 
 def open_task_run(task: str, profile: Profile, sources: BenchmarkSources) -> TaskRun:
-    benchmark = get_benchmark(task, profile.scope(task), sources)
+    benchmark = get_benchmark(task, profile.scope(task), sources, selection=profile.selection)
     return TaskRun(task, profile, ArtifactLayout(sources.home, task), benchmark)

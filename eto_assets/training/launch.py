@@ -12,6 +12,7 @@ code runs in-process.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -20,10 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eto_assets.config.training import DPOTrainConfig, TrainConfig
-from eto_assets.data.files import atomic_write_json
+from eto_assets.data.files import atomic_write_json, folder_identity
 from eto_assets.training.common import RESULT_FILE, TrainResult
 
-__all__ = ["RESULT_FILE", "TrainSpec", "main", "run_spec", "train"]
+__all__ = ["RESULT_FILE", "TrainSpec", "main", "plan_training", "run_spec", "train"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,22 @@ class TrainSpec:
         record = json.loads(path.read_text())
         config = DPOTrainConfig if record["algo"] == "dpo" else TrainConfig
         return cls(**{**record, "params": config(**record["params"])})
+
+
+def plan_training(
+    algo: str, model: str, data: str, prompt_book: str, checkpoints: Path, params: TrainConfig
+) -> TrainSpec:
+    """The spec whose output folder under ``checkpoints`` is named by what it trains (the model,
+    data and prompt book, by identity) and how (the parameters). A retrain with other inputs or
+    settings writes a new folder, so the weights a registered model version names never change, and
+    a rerun of the same training (after a kill) resumes in the same folder."""
+    identity = [
+        algo,
+        *(folder_identity(p) for p in (model, data, prompt_book)),
+        params.model_dump(mode="json"),
+    ]
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return TrainSpec(algo, model, data, prompt_book, str(Path(checkpoints) / key), params)
 
 
 def run_spec(spec: TrainSpec) -> TrainResult:

@@ -182,3 +182,22 @@ def test_every_offered_lr_scheduler_builds_with_the_pipelines_arguments():
         scheduler = get_scheduler(name, optimizer, num_warmup_steps=1, num_training_steps=10)
         optimizer.step()
         scheduler.step()
+
+
+def test_selection_setting_paper_follows_eto_small_profiles_choose_on_seen(tmp_path):
+    """`paper` reports every iteration on test and names the last champion (run_eto.sh); the small
+    profiles keep choosing on the seen split; the report states a rule for every choice offered."""
+    from eto_assets.stages.report import SELECTION_RULES
+
+    assert load_profile("paper").selection == "final"
+    assert {load_profile(n).selection for n in ("micro", "tiny", "small")} == {"seen"}
+    choices = set(type(load_profile("paper")).model_fields["selection"].annotation.__args__)
+    assert choices == {"seen", "seen_not_in_train", "final"} == set(SELECTION_RULES)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "selection: test\n"
+        "sft: {learning_rate: 1, num_train_epochs: 1, batch_size: 1}\n"
+        "dpo: {learning_rate: 1.0e-6, num_train_epochs: 1, batch_size: 1, beta: 0.1}\n"
+    )
+    with pytest.raises(ProfileError, match="selection: .*got 'test'"):
+        load_profile(str(bad))

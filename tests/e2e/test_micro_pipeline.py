@@ -3,6 +3,7 @@ real sqlite Dagster instance and a real sqlite MLflow store, then checked from b
 from the code location the UI loads)."""
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -39,7 +40,9 @@ def test_run_succeeds_and_writes_artifacts(pipeline_run):
     art = root / "home" / "artifacts" / task
     experts = [json.loads(line) for line in (art / "expert" / "expert_trajectories.jsonl").open()]
     assert len(experts) == n_experts and all(e["reward"] >= 0.95 for e in experts)
-    assert (art / "iteration_0" / "checkpoint" / "model.safetensors").is_file()
+    [checkpoint] = (art / "iteration_0" / "checkpoints").iterdir()  # one training, one folder
+    assert (checkpoint / "model.safetensors").is_file()
+    assert json.loads((art / "iteration_0" / "policy.json").read_text())["checkpoint"] == str(checkpoint)
     assert (art / "iteration_1" / "exploration_rollouts.jsonl").is_file()
     assert (art / "iteration_1" / "preference_pairs.eto.json").is_file()
     for k in (0, 1):
@@ -182,5 +185,9 @@ def test_bad_base_model_fails_with_a_clear_message(pipeline_run, tmp_path):
     message = failure.event_specific_data.error.message
     assert "base_model setting" in message and "no-model" in message
     # nothing already produced is lost
-    checkpoint = root / "home" / "artifacts" / task / "iteration_0" / "checkpoint"
+    checkpoint = Path(
+        json.loads((root / "home" / "artifacts" / task / "iteration_0" / "policy.json").read_text())[
+            "checkpoint"
+        ]
+    )
     assert (checkpoint / "config.json").is_file()

@@ -8,9 +8,11 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from eto_assets.data.schemas import read_pairs, read_trajectories
 from eto_assets.stages.layout import ArtifactLayout
+from eto_assets.stages.policy import PolicyRecord
 from tests.conftest import REPO, shared_data_dir
 from tests.faults.driver import STAGES, run_stage
 
@@ -27,7 +29,9 @@ def _artifacts(home):
             ids[f"eval{k}_{split}"] = [t.task_id for t in read_trajectories(layout.eval_jsonl(k, split))]
         report = json.loads(layout.eval_report(k).read_text())
         ids[f"report{k}"] = {s: m["episodes"] for s, m in report["splits"].items()}
-    ids["checkpoints"] = [(layout.checkpoint_dir(k) / "model.safetensors").is_file() for k in (0, 1)]
+    ids["checkpoints"] = [
+        (Path(PolicyRecord.read(layout, k).checkpoint) / "model.safetensors").is_file() for k in (0, 1)
+    ]
     return ids
 
 

@@ -2,6 +2,7 @@
 and a real tiny model: an iteration runs by calling them in order, as a notebook would."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -71,7 +72,7 @@ def test_base_model_stage_builds_the_tiny_model_and_records_it(iteration):
 def test_sft_stage_trains_from_the_base_model_and_records_the_policy(iteration):
     run, results = iteration
     result = results["sft"]
-    assert result.policy.checkpoint == str(run.layout.checkpoint_dir(0)) and result.register_policy
+    assert Path(result.policy.checkpoint).parent == run.layout.checkpoints_dir(0) and result.register_policy
     assert stages.PolicyRecord.read(run.layout, 0).checkpoint == result.policy.checkpoint
     assert result.metrics["sft_train_loss"] > 0 and result.history and result.history_prefix == "sft"
 
@@ -84,7 +85,7 @@ def test_exploration_plays_every_train_task_with_an_expert(iteration):
     assert sorted(t.task_id for t in explored) == sorted(
         json.loads(run.layout.splits_json.read_text())["train"]
     )
-    assert result.params["policy"] == str(run.layout.checkpoint_dir(0))
+    assert result.params["policy"] == results["sft"].policy.checkpoint
 
 
 def test_pairs_and_dpo_chain_the_policy(iteration):
@@ -94,9 +95,9 @@ def test_pairs_and_dpo_chain_the_policy(iteration):
     ids = [p.task_id for p in read_pairs(run.layout.pairs_jsonl(1))]
     assert ids == sorted(ids)  # task order, whatever order the episodes finished in
     dpo = results["dpo"]
-    assert dpo.params["reference"] == str(run.layout.checkpoint_dir(0))
+    assert dpo.params["reference"] == results["sft"].policy.checkpoint
     if pairs.metrics["pairs_count"]:
-        assert dpo.policy.checkpoint == str(run.layout.checkpoint_dir(1)) and dpo.register_policy
+        assert Path(dpo.policy.checkpoint).parent == run.layout.checkpoints_dir(1) and dpo.register_policy
     else:
         assert dpo.policy.carried_over_from == 0
 
@@ -167,7 +168,10 @@ def test_dpo_without_pairs_carries_the_policy_over(iteration, tmp_path):
     result = stages.train_dpo_policy(run, 1)
     assert result.policy.carried_over_from == 0 and not result.register_policy
     assert result.tags == {"eto.dpo_skipped": "no pairs"} and result.warnings
-    assert stages.PolicyRecord.read(run.layout, 1).checkpoint == str(run.layout.checkpoint_dir(0))
+    assert (
+        stages.PolicyRecord.read(run.layout, 1).checkpoint
+        == stages.PolicyRecord.read(run.layout, 0).checkpoint
+    )
 
 
 def test_a_stage_without_its_input_names_what_is_missing(tmp_path):
@@ -176,3 +180,26 @@ def test_a_stage_without_its_input_names_what_is_missing(tmp_path):
         stages.evaluate(run, 0, open_backend, EnvironmentPool())
     assert str(run.layout.policy_json(0)) in str(raised.value)
     assert "materialize that iteration's checkpoint first" in str(raised.value)
+
+
+def test_a_retrain_with_other_settings_never_touches_the_weights_of_the_first(iteration):
+    """Registered versions name checkpoint folders: a retrain with another learning rate writes a
+    new folder, leaving the first one's files as they were; the same training again reuses its own."""
+    import dataclasses
+
+    from eto_assets.data.files import folder_identity
+
+    run, results = iteration
+    first = results["sft"].policy.checkpoint
+    before = folder_identity(first)
+    sft = run.profile.sft.model_copy(update={"learning_rate": run.profile.sft.learning_rate / 3})
+    other = dataclasses.replace(run, profile=run.profile.model_copy(update={"sft": sft}))
+    try:
+        second = stages.train_sft_policy(other, "tiny").policy.checkpoint
+        assert second != first and Path(second).parent == Path(first).parent
+        assert folder_identity(first) == before
+        assert stages.PolicyRecord.read(run.layout, 0).checkpoint == second
+        again = stages.train_sft_policy(run, "tiny").policy.checkpoint
+        assert again == first  # the same inputs and settings: the same folder
+    finally:
+        stages.PolicyRecord(first).write(run.layout, 0)

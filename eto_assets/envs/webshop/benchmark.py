@@ -4,10 +4,12 @@ Catalogs: ``"generated"`` (default; written by :mod:`.generator` into ``catalog_
 ``data_dir``, else ``$ETO_HOME/webshop_catalog``), ``"upstream"`` (WebShop's full catalog) and
 ``"upstream_1000"`` (its 1,000-product subset), both read from ``data_dir`` (default
 ``$ETO_DATA_DIR``; an ``ETO_DATA_DIR``-style root means its ``webshop/data/``; see :mod:`.catalog`
-for the download). WebShop has one test split: "seen" holds the test goals,
-"unseen" is empty. On the full catalog the splits are ETO's goal indices (``eto_splits/`` next to
-the data or under ``$ETO_DATA_DIR/webshop``); without them, WebShop's own convention (goals 0-499
-test, 1500 on train). Only the full catalog with ETO's splits and spaCy's tagger gives numbers
+for the download). WebShop has train and test goals only: "unseen" holds the test goals and
+"seen" a dev slice held out of train to choose the best iteration on (``dev_slice``; without
+it, as in ETO, every train goal is trained on and "seen" is empty). On the full catalog the
+splits are ETO's goal indices (``eto_splits/`` next to the data or under
+``$ETO_DATA_DIR/webshop``); without them, WebShop's own convention (goals 0-499 test, 1500 on
+train). Only the full catalog with ETO's splits and spaCy's tagger gives numbers
 comparable with the paper; :attr:`WebShopBenchmark.comparable_with_paper` says so.
 """
 
@@ -62,11 +64,15 @@ Action: <one action>
 DEV_FRACTION = 0.1  # of the train goals, held out to choose the best iteration (WebShop has no dev split)
 
 
-def with_dev_slice(train: list[int], test: list[int]) -> dict[str, list[int]]:
-    """WebShop has only train and test: hold out a deterministic slice of train as ``seen`` (what
-    the best iteration is chosen on) so that test (``unseen``) is never used to choose."""
-    rng = random.Random(f"{SUBSAMPLE_SEED}-dev")
-    dev = set(rng.sample(train, max(1, round(len(train) * DEV_FRACTION)))) if len(train) > 1 else set()
+def split_goals(train: list[int], test: list[int], dev_slice: bool = True) -> dict[str, list[int]]:
+    """Goal indices per split. WebShop has only train and test; with ``dev_slice`` a deterministic
+    :data:`DEV_FRACTION` of train is held out as ``seen`` (what the best iteration is chosen on) so
+    that test (``unseen``) is never used to choose; without it (ETO's protocol, profile setting
+    ``selection: final``) train keeps every goal and ``seen`` is empty."""
+    dev: set[int] = set()
+    if dev_slice and len(train) > 1:
+        rng = random.Random(f"{SUBSAMPLE_SEED}-dev")
+        dev = set(rng.sample(train, max(1, round(len(train) * DEV_FRACTION))))
     return {"train": [i for i in train if i not in dev], "seen": sorted(dev), "unseen": list(test)}
 
 
@@ -83,9 +89,11 @@ class WebShopBenchmark:
         max_steps_cap: int | None = None,
         *,
         catalog_dir: Path | None = None,
+        dev_slice: bool = True,
     ) -> None:
         """``data_dir``: the folder holding the catalog files, or an ``ETO_DATA_DIR``-style root
-        (with ``webshop/data/``); ``catalog_dir``: where the generated catalog goes (wins over data_dir)."""
+        (with ``webshop/data/``); ``catalog_dir``: where the generated catalog goes (wins over data_dir);
+        ``dev_slice``: hold a slice of the train goals out as ``seen`` (see :func:`split_goals`)."""
         if catalog not in CATALOGS:
             raise ValueError(f"unknown WebShop catalog {catalog!r}; known: {sorted(CATALOGS)}")
         self.catalog_name = catalog
@@ -106,6 +114,7 @@ class WebShopBenchmark:
             nested = base / "webshop" / "data"
             self.data_dir = nested if nested.is_dir() else base
         self.num_train, self.num_test = num_train, num_test
+        self.dev_slice = dev_slice
         self.max_steps = min(MAX_STEPS, max_steps_cap) if max_steps_cap else MAX_STEPS
         self._max_steps_cap = max_steps_cap
 
@@ -114,13 +123,14 @@ class WebShopBenchmark:
         """Identifies the configuration: environments are pooled per key."""
         return (
             f"webshop:{self.catalog_name}:{self.data_dir}:{self.num_train}:{self.num_test}:{self.max_steps}"
+            + ("" if self.dev_slice else ":no-dev-slice")
         )
 
     def __reduce__(self):
         """Pickle as constructor arguments (worker processes rebuild the world; its search index
         does not pickle)."""
         args = (self.data_dir, self.catalog_name, self.num_train, self.num_test, self._max_steps_cap)
-        return (WebShopBenchmark, args)
+        return (functools.partial(WebShopBenchmark, dev_slice=self.dev_slice), args)
 
     # -- data -----------------------------------------------------------------------------------
     @functools.cached_property
@@ -153,16 +163,16 @@ class WebShopBenchmark:
         num_goals = len(self.world.catalog.goals)
         if self.world.catalog.generated:
             test = min(GENERATED_TEST_GOALS, num_goals // 5)
-            return "generated", with_dev_slice(list(range(test, num_goals)), list(range(test)))
+            return "generated", split_goals(list(range(test, num_goals)), list(range(test)), self.dev_slice)
         splits = self._eto_splits() if self.catalog_name == "upstream" else None
         if splits and all(i < num_goals for ids in splits.values() for i in ids):
-            return "eto", with_dev_slice(splits["train"], splits["test"])
+            return "eto", split_goals(splits["train"], splits["test"], self.dev_slice)
         if num_goals > WEBSHOP_TRAIN_START:
             train, test = list(range(WEBSHOP_TRAIN_START, num_goals)), list(range(WEBSHOP_TEST_GOALS))
         else:
             cut = max(1, num_goals // 5)
             train, test = list(range(cut, num_goals)), list(range(cut))
-        return "webshop", with_dev_slice(train, test)
+        return "webshop", split_goals(train, test, self.dev_slice)
 
     @property
     def split_indices(self) -> dict[str, list[int]]:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -129,3 +131,48 @@ def test_eto_splits_apply_when_they_fit(tmp_path: Path, catalog_dir: Path):
     seen = [t.payload["goal_index"] for t in bench.tasks("seen")]
     assert sorted(train + seen) == [1, 3, 4, 5] and len(seen) == 1  # duplicates dropped, one held out
     assert [t.payload["goal_index"] for t in bench.tasks("unseen")] == [9, 2, 6]  # ETO's test split
+
+
+def test_without_a_dev_slice_every_train_goal_is_trained_on(catalog_dir: Path, bench):
+    """`selection: final` (ETO's protocol): no slice of train is held out, the seen split is empty."""
+    whole = WebShopBenchmark(data_dir=catalog_dir, dev_slice=False)
+    train, seen, unseen = whole.tasks("train"), whole.tasks("seen"), whole.tasks("unseen")
+    assert (len(train), len(seen), len(unseen)) == (200, 0, 50)
+    goals = {t.payload["goal_index"] for t in bench.tasks("train") + bench.tasks("seen")}
+    assert {t.payload["goal_index"] for t in train} == goals  # the dev slice is trained on
+    assert [t.task_id for t in unseen] == [t.task_id for t in bench.tasks("unseen")]
+    assert whole.key != bench.key  # pooled apart from the benchmark with the slice
+    again = pickle.loads(pickle.dumps(whole))  # worker processes rebuild it from its arguments
+    assert again.dev_slice is False and again.key == whole.key
+
+
+def test_paper_profile_trains_on_all_of_etos_webshop_train_goals(tmp_path: Path, eto_data_dir: Path):
+    """The `paper` profile (selection: final) through the registry, on ETO's real index files: train
+    holds every one of ETO's 1,824 train entries (1,823 distinct goals, 4116 twice), seen is empty,
+    unseen is ETO's 200 test goals. WebShop's full catalog and goal list are not in the shared
+    data folder, so its goal list is stood in for by placeholders: only the indices are under test."""
+    from eto_assets.config.profile import load_profile
+    from eto_assets.envs.eto_splits import load_webshop_eto_splits
+    from eto_assets.envs.registry import BenchmarkSources, get_benchmark
+
+    if not (eto_data_dir / "webshop" / "eto_splits" / "train_indices.json").is_file():
+        pytest.skip(f"ETO's WebShop split files not found under {eto_data_dir}/webshop/eto_splits")
+    eto = load_webshop_eto_splits(eto_data_dir)
+    profile = load_profile("paper")
+    sources = BenchmarkSources(home=tmp_path, data_dir=eto_data_dir)
+
+    def benchmark(selection: str) -> WebShopBenchmark:
+        bench = get_benchmark("webshop", profile.scope("webshop"), sources, selection=selection)
+        goals = [SimpleNamespace(category="placeholder")] * (max(eto.train + eto.test) + 1)
+        bench.__dict__["world"] = SimpleNamespace(catalog=SimpleNamespace(goals=goals, generated=False))
+        return bench
+
+    paper = benchmark(profile.selection)
+    assert profile.selection == "final" and paper.splits_source == "eto" and not paper.dev_slice
+    train = [t.payload["goal_index"] for t in paper.tasks("train")]
+    assert len(eto.train) == 1824 and set(train) == set(eto.train) and len(train) == 1823
+    assert paper.tasks("seen") == []
+    assert [t.payload["goal_index"] for t in paper.tasks("unseen")] == list(eto.test)
+    # the other rules hold 10% of train out as the seen (dev) split
+    sliced = benchmark("seen")
+    assert (len(sliced.tasks("train")), len(sliced.tasks("seen"))) == (1641, 182)
