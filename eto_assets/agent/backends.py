@@ -2,7 +2,10 @@
 
 ``transformers`` runs anywhere (CPU included); ``vllm`` is the GPU path; ``openai`` talks to any
 OpenAI-compatible endpoint (a ``vllm serve`` server or a hosted model). A conversation whose prompt
-no longer fits the model's context gets ``None``: the rollout engine ends that episode.
+no longer fits the model's context gets ``None``. The backends that hold the model's tokenizer also
+say how long a prompt is (``prompt_tokens``, ``max_context``), so the rollout engine can leave the
+oldest rounds of an episode out of its prompt before asking (profile ``rollout.context_overflow``);
+the ``openai`` backend cannot count, so the engine cuts after a ``None``.
 
 Importing this module is cheap (torch, transformers, vllm and openai are imported where a backend
 is made), so the CLI's preflight uses :data:`BACKENDS` and :func:`check_model_dir` from here.
@@ -36,7 +39,19 @@ def seeds_or_default(seeds: Sequence[int] | None, config: GenerationConfig, n: i
     return list(seeds) if seeds is not None else [config.seed + i for i in range(n)]
 
 
+def fits(prompt_tokens: int, max_new_tokens: int, max_context: int) -> bool:
+    """The one context rule: the prompt and the longest answer fit the model's context."""
+    return prompt_tokens + max_new_tokens <= max_context
+
+
 class InferenceBackend(Protocol):
+    # Tokens the model takes, prompt and answer together; None where the backend cannot tell.
+    max_context: int | None
+
+    def prompt_tokens(self, conversation: Conversation) -> int | None:
+        """Tokens of the prompt this backend sends for ``conversation`` (chat template and
+        generation prompt included); None where it cannot count them (the server decides)."""
+
     def generate(
         self,
         conversations: list[Conversation],
@@ -115,7 +130,21 @@ def resolve_dtype(dtype: str, device: str):
     return getattr(torch, dtype)
 
 
-class TransformersBackend:
+class _TokenizerCounting:
+    """Prompt length by the model's own tokenizer and chat template (transformers and vLLM)."""
+
+    tokenizer: object
+    max_context: int
+
+    def _encode(self, conversation: Conversation) -> list[int]:
+        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def prompt_tokens(self, conversation: Conversation) -> int:
+        return len(self._encode(conversation))
+
+
+class TransformersBackend(_TokenizerCounting):
     """Batched decoding with left padding, KV cache, stop strings and ``inference_mode``.
 
     With ``reuse_kv`` (the default) each session's keys/values are kept between its turns and
@@ -124,7 +153,8 @@ class TransformersBackend:
 
     ``dtype``: the weights' dtype (``auto``: bfloat16 on CUDA, float32 on CPU). ``threads``: torch's
     intra-op thread count, set for the whole process when the backend is created (``None``: torch's
-    default)."""
+    default). ``max_context``: tokens a prompt and its answer may take, at most the model's
+    ``max_position_embeddings`` (``None``: that)."""
 
     def __init__(
         self,
@@ -136,6 +166,7 @@ class TransformersBackend:
         kv_budget_bytes: int = 2 << 30,
         dtype: str = "auto",
         threads: int | None = None,
+        max_context: int | None = None,
     ) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -154,13 +185,11 @@ class TransformersBackend:
         self.model = AutoModelForCausalLM.from_pretrained(path, dtype=self.dtype).to(self.device).eval()
         self.max_batch_size = max_batch_size
         self.max_context = int(getattr(self.model.config, "max_position_embeddings", 4096))
+        if max_context is not None:
+            self.max_context = min(self.max_context, max_context)
         self.decoder = SessionDecoder(
             self.model, self.tokenizer, STOP_STRINGS, reuse=reuse_kv, budget_bytes=kv_budget_bytes
         )
-
-    def _encode(self, conversation: Conversation) -> list[int]:
-        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def generate(
         self,
@@ -173,9 +202,11 @@ class TransformersBackend:
         encoded = [self._encode(c) for c in conversations]
         seeds = seeds_or_default(seeds, config, len(encoded))
         results: list[str | None] = [None] * len(conversations)
-        fits = [i for i, ids in enumerate(encoded) if len(ids) + config.max_new_tokens <= self.max_context]
-        for start in range(0, len(fits), self.max_batch_size):
-            chunk = fits[start : start + self.max_batch_size]
+        fitting = [
+            i for i, ids in enumerate(encoded) if fits(len(ids), config.max_new_tokens, self.max_context)
+        ]
+        for start in range(0, len(fitting), self.max_batch_size):
+            chunk = fitting[start : start + self.max_batch_size]
             new_tokens = self.decoder.generate(
                 [encoded[i] for i in chunk],
                 max_new_tokens=config.max_new_tokens,
@@ -194,7 +225,7 @@ class TransformersBackend:
         del self.decoder, self.model
 
 
-class VLLMBackend:
+class VLLMBackend(_TokenizerCounting):
     """Offline ``LLM.generate`` over the whole batch (GPU); loaded once per stage."""
 
     def __init__(
@@ -234,9 +265,8 @@ class VLLMBackend:
         seeds = seeds_or_default(seeds, config, len(conversations))
         prompts, params, index = [], [], []
         for i, conv in enumerate(conversations):
-            text = self.tokenizer.apply_chat_template(conv, tokenize=False, add_generation_prompt=True)
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            if len(ids) + config.max_new_tokens <= self.max_context:
+            ids = self._encode(conv)
+            if fits(len(ids), config.max_new_tokens, self.max_context):
                 prompts.append(TokensPrompt(prompt_token_ids=ids))
                 index.append(i)
                 params.append(
@@ -264,7 +294,12 @@ class OpenAIBackend:
 
     ``base_url`` and ``api_key`` come from the caller (the inference resource); when not given, from
     the settings table (``OPENAI_BASE_URL``, ``OPENAI_API_KEY``). The client always gets concrete
-    values, so it never reads the environment itself. The key is never printed or logged."""
+    values, so it never reads the environment itself. The key is never printed or logged.
+
+    It has no tokenizer, so it cannot count a prompt: a request the server refuses for its context
+    length (OpenAI's ``context_length_exceeded``, vLLM's "maximum context length") gets ``None``."""
+
+    max_context = None
 
     def __init__(
         self, model: str, *, base_url: str | None = None, api_key: str | None = None, workers: int = 16
@@ -278,15 +313,25 @@ class OpenAIBackend:
         )
         self.workers = workers
 
+    def prompt_tokens(self, conversation: Conversation) -> None:
+        return None
+
     def _one(self, conversation: Conversation, config: GenerationConfig, seed: int) -> str | None:
-        response = self.client.chat.completions.create(
-            model=self.model,
-            messages=conversation,
-            temperature=config.temperature,
-            max_tokens=config.max_new_tokens,
-            stop=list(STOP_STRINGS),
-            seed=seed,
-        )
+        from openai import BadRequestError
+
+        try:
+            response = self.client.chat.completions.create(
+                model=self.model,
+                messages=conversation,
+                temperature=config.temperature,
+                max_tokens=config.max_new_tokens,
+                stop=list(STOP_STRINGS),
+                seed=seed,
+            )
+        except BadRequestError as exc:
+            if exc.code == "context_length_exceeded" or "maximum context length" in str(exc):
+                return None
+            raise
         return truncate_at_stop(response.choices[0].message.content or "")
 
     def generate(

@@ -4,8 +4,10 @@ An agent's prompt at step t is its prompt at step t-1 plus its answer and the ne
 plain ``generate`` per request recomputes almost the whole prompt every step. :class:`SessionDecoder`
 keeps the keys/values of every session's tokens and, on the next turn, feeds only the tokens past the
 longest prefix it already holds: the session's own history, or any other held prefix (sessions of
-the same task type share the 1-shot preamble). Prompts of one batch that share a long prefix nobody
-holds yet get it computed once.
+the same task type share the 1-shot preamble). Held tokens are compared token by token, so a prompt
+that no longer extends what its session holds (an overflowing episode whose oldest rounds were left
+out) reuses only the prefix they share and recomputes the rest. Prompts of one batch that share a
+long prefix nobody holds yet get it computed once.
 
 Rows of a batch have different cached and new lengths, so each row is laid out as
 ``[pad][cached][pad][new]``: pads are masked, position ids count real tokens only, and a row leaves

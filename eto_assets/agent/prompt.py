@@ -9,6 +9,10 @@ writes one. Two layouts (profile ``prompt.layout``, recorded in the prompt book)
   (task, action, observation, ..., action), then the new task; as ETO's evaluator sends it.
 * ``flat`` (this project's earlier layout): the example of the task's type is rendered as text
   into the first user turn, and the same preamble is used for training and inference.
+
+A prompt that no longer fits the model's context keeps its preamble and task turn and leaves out
+the episode's oldest (action, observation) rounds (:func:`cut_oldest_rounds`; the rollout engine
+decides how many, profile ``rollout.context_overflow``).
 """
 
 from __future__ import annotations
@@ -131,9 +135,29 @@ def _chat(messages: Iterable[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages]
 
 
-def build_conversation(book: PromptBook, task_type: str, episode: list[Message]) -> list[dict[str, str]]:
-    """Chat messages (role/content dicts) a model reads while playing: preamble + episode so far."""
-    return _chat((*preamble(book, task_type), *episode))
+def build_conversation(
+    book: PromptBook, task_type: str, episode: list[Message], cut_rounds: int = 0
+) -> list[dict[str, str]]:
+    """Chat messages (role/content dicts) a model reads while playing: preamble + episode so far,
+    with the ``cut_rounds`` oldest rounds left out (see :func:`cut_oldest_rounds`)."""
+    return _chat((*preamble(book, task_type), *cut_oldest_rounds(episode, cut_rounds)))
+
+
+def episode_rounds(episode: list[Message]) -> int:
+    """The (action, observation) rounds of an episode so far: the turns after its task turn, in pairs."""
+    return max(0, (len(episode) - 1) // 2)
+
+
+def cut_oldest_rounds(episode: list[Message], rounds: int) -> list[Message]:
+    """The episode with its ``rounds`` oldest (action, observation) rounds left out: the task turn,
+    then the newer rounds. What a prompt that overflows the context keeps (profile
+    ``rollout.context_overflow``); the preamble (instruction, ``OK``, example) is never cut. At least
+    the newest round stays."""
+    if rounds <= 0:
+        return list(episode)
+    if rounds >= episode_rounds(episode):
+        raise ValueError(f"cannot cut {rounds} rounds of an episode of {episode_rounds(episode)}")
+    return [episode[0], *episode[1 + 2 * rounds :]]
 
 
 def training_conversation(book: PromptBook, task_type: str, episode: list[Message]) -> list[dict[str, str]]:

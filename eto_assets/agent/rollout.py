@@ -10,6 +10,16 @@ environments still step. Sampling seeds are per episode and step, so a sampled e
 depend on which others shared its batch. With ``concurrency=1`` it is the classic
 one-generation-per-step loop, which the benchmark compares against.
 
+A prompt that no longer fits the model's context (with ``max_new_tokens``) loses its oldest
+(action, observation) rounds, as few as needed, and the episode goes on (``rollout.context_overflow:
+cut_oldest_rounds``, the default; ETO's FastChat worker cuts the oldest prompt tokens instead): the
+instruction, ``OK``, the in-context example and the task turn always stay, only the prompt is cut,
+and the stored episode stays whole. An episode whose task and newest round alone do not fit ends
+(``ended_by`` "context_limit"), as every overflowing one does under ``end_episode``. Backends that
+count tokens are asked before generating; for one that cannot (``openai``), a ``None`` answer
+makes the engine ask again with one more round left out. Records note the turns whose prompt was
+cut (``metadata["cut_turns"]``) and the most rounds left out (``"cut_rounds"``).
+
 Each finished episode is appended to the output JSONL at once; a rerun skips the episodes already
 there, so an interrupted stage resumes without duplicating work.
 """
@@ -31,9 +41,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from eto_assets.agent.backends import GenerationConfig, InferenceBackend
+from eto_assets.agent.backends import Conversation, GenerationConfig, InferenceBackend, fits
 from eto_assets.agent.parsing import parse_answer
-from eto_assets.agent.prompt import PromptBook, build_conversation
+from eto_assets.agent.prompt import PromptBook, build_conversation, episode_rounds
 from eto_assets.config.profile import RolloutConfig
 from eto_assets.data.files import folder_identity
 from eto_assets.data.schemas import DataFormatError, Message, Trajectory, append_jsonl, write_jsonl
@@ -53,6 +63,8 @@ class RolloutStats:
     discarded: int = 0  # finished records of another policy or settings, redone
     failed: int = 0  # episodes recorded as failed after their retries
     env_faults: int = 0  # environment calls that failed or timed out (each restarts an episode)
+    cut_turns: int = 0  # agent turns whose prompt left out the episode's oldest rounds (context)
+    cut_episodes: int = 0  # episodes with at least one such turn
     resume_note: str = ""
     model_seconds: float = 0.0
     env_seconds: float = 0.0  # wall time with at least one environment call running
@@ -72,6 +84,8 @@ class _Episode:
     attempt: int = 0  # 0 = first try; each environment fault restarts the episode from scratch
     failed: str = ""  # why the episode was given up (set only after the last retry)
     invalid_turn: bool = False  # the step in flight answers an invalid-format turn
+    cut: int = 0  # oldest rounds left out of the prompt (only grows: the episode only grows)
+    cut_turns: int = 0  # turns played with a cut prompt
 
     @property
     def key(self) -> str:
@@ -89,7 +103,7 @@ def seed_for(*parts: object) -> int:
 
 # RolloutConfig fields that change what an episode plays (concurrency, batching, retries and
 # timeouts do not: results are the same whatever the batch).
-FINGERPRINT_FIELDS = ("max_new_tokens", "seed", "invalid_format_reward")
+FINGERPRINT_FIELDS = ("max_new_tokens", "seed", "invalid_format_reward", "context_overflow")
 
 
 def rollout_fingerprint(
@@ -269,11 +283,14 @@ def run_rollouts(
         finished[ep.key] = traj
         rewards.append(traj.reward)
         stats.episodes += 1
+        stats.cut_turns += ep.cut_turns
+        stats.cut_episodes += ep.cut_turns > 0
         if not ep.failed:
             free_envs.append(ep.env)
         backend.end_session(ep.key)
         progress.update(1)
-        progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}")
+        cut = {"cut_episodes": stats.cut_episodes} if stats.cut_episodes else {}
+        progress.set_postfix(mean_reward=f"{sum(rewards) / len(rewards):.3f}", **cut)
 
     def fault(ep: _Episode, reason: str, hung: bool) -> None:
         """The episode's environment failed: discard it, make a new one, replay or give up."""
@@ -351,18 +368,32 @@ def run_rollouts(
                 continue
             batch, ready = ready, []
             t0 = time.perf_counter()
-            answers = backend.generate(
-                [build_conversation(book, ep.task.task_type, ep.messages) for ep in batch],
-                GenerationConfig(config.max_new_tokens, temperature, config.seed),
-                seeds=[seed_for(config.seed, ep.key, ep.steps) for ep in batch],
-                sessions=[ep.key for ep in batch],
-            )
+            prompts = [_prompt(ep, book, backend, config) for ep in batch]
+            for ep, prompt in zip(batch, prompts, strict=True):
+                if prompt is None:  # even the task and the newest round overflow
+                    ep.ended_by = "context_limit"
+                    retire(ep)
+            batch = [ep for ep, prompt in zip(batch, prompts, strict=True) if prompt is not None]
+            answers: list[str | None] = []
+            if batch:
+                answers = backend.generate(
+                    [prompt for prompt in prompts if prompt is not None],
+                    GenerationConfig(config.max_new_tokens, temperature, config.seed),
+                    seeds=[seed_for(config.seed, ep.key, ep.steps) for ep in batch],
+                    sessions=[ep.key for ep in batch],
+                )
             stats.model_seconds += time.perf_counter() - t0
             for ep, answer in zip(batch, answers, strict=True):
-                if answer is None:
+                if answer is None:  # the prompt did not fit the context
+                    cuttable = ep.cut + 1 < episode_rounds(ep.messages)  # the newest round stays
+                    if config.context_overflow == "cut_oldest_rounds" and cuttable:
+                        ep.cut += 1  # ask again with one more round left out
+                        ready.append(ep)
+                        continue
                     ep.ended_by = "context_limit"
                     retire(ep)
                     continue
+                ep.cut_turns += ep.cut > 0
                 ep.messages.append(Message("assistant", answer.strip()))
                 ep.steps += 1
                 action = parse_answer(answer).action
@@ -379,6 +410,30 @@ def run_rollouts(
         stats.env_seconds += env_busy.seconds
         stats.wall_seconds += time.perf_counter() - started
     return [finished[episode_key(t.task_id, s)] for t, s in order]
+
+
+def _prompt(
+    ep: _Episode, book: PromptBook, backend: InferenceBackend, config: RolloutConfig
+) -> Conversation | None:
+    """The conversation sent for ``ep``'s next turn: under ``cut_oldest_rounds``, with the fewest
+    oldest rounds left out that make it fit the backend's context, or None when its task and newest
+    round alone do not fit. A backend that cannot count (no ``prompt_tokens`` or ``max_context``,
+    or None from them) gets the episode cut as far as earlier ``None`` answers made it; under
+    ``end_episode`` the whole episode goes, and the backend's ``None`` ends it."""
+    conversation = build_conversation(book, ep.task.task_type, ep.messages, ep.cut)
+    count = getattr(backend, "prompt_tokens", None)
+    limit = getattr(backend, "max_context", None)
+    if config.context_overflow != "cut_oldest_rounds" or count is None or limit is None:
+        return conversation
+    most = max(0, episode_rounds(ep.messages) - 1)  # the newest round always stays
+    while True:
+        tokens = count(conversation)
+        if tokens is None or fits(tokens, config.max_new_tokens, limit):
+            return conversation
+        if ep.cut >= most:
+            return None
+        ep.cut += 1
+        conversation = build_conversation(book, ep.task.task_type, ep.messages, ep.cut)
 
 
 def _record(ep: _Episode, result: str | StepResult, invalid_format_reward: str = "zero") -> None:
@@ -442,6 +497,8 @@ def _to_trajectory(ep: _Episode, source: str, fingerprint: str = "") -> Trajecto
             "steps": ep.steps,
             "ended_by": ep.ended_by,
             "step_rewards": ep.step_rewards,
+            "cut_turns": ep.cut_turns,
+            "cut_rounds": ep.cut,
             **({"fingerprint": fingerprint} if fingerprint else {}),
             **({"failed": ep.failed, "attempts": ep.attempt + 1} if ep.failed else {}),
         },

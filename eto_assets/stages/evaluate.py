@@ -195,6 +195,8 @@ def evaluate(
     resume_metrics = {
         "eval_resumed": sum(s.resumed for s in resume.values()),
         "eval_discarded": sum(s.discarded for s in resume.values()),
+        "eval_cut_turns": sum(s.cut_turns for s in resume.values()),
+        "eval_cut_episodes": sum(s.cut_episodes for s in resume.values()),
         "eval_failed": sum(s.failed for s in resume.values()),
     }
     overlap = f"{len(in_train)} of the {report.seen_tasks} seen tasks are also train tasks" + (

@@ -64,6 +64,8 @@ def explore(run: TaskRun, iteration: int, open_backend: OpenBackend, envs: Envir
             "explore_failed": stats.failed,
             "explore_model_seconds": stats.model_seconds,
             "explore_env_seconds": stats.env_seconds,
+            "explore_cut_turns": stats.cut_turns,
+            "explore_cut_episodes": stats.cut_episodes,
         },
         metrics_step=iteration,
         params={"policy": policy.checkpoint, "temperature": config.explore_temperature},
