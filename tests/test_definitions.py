@@ -46,7 +46,26 @@ def test_lineage_is_unrolled_per_iteration():
     # the untrained model does not depend on how SFT trains
     assert deps["base_model/eval_report"] == {"expert_trajectories", "base_model/checkpoint"}
     evals = {f"iteration_{k}/eval_report" for k in range(4)}
-    assert deps["iteration_report"] == {"base_model/eval_report"} | evals
+    methods = {"best_of_n/eval_report", "rft/eval_report", "rl/eval_report", "selfplay_rft/eval_report"}
+    methods |= {f"selfplay_{m}/iteration_{k}/eval_report" for m in ("eto", "rft_eto") for k in range(1, 4)}
+    assert deps["iteration_report"] == {"base_model/eval_report"} | evals | methods
+    # every other method branches from the stage it shares: SFT, or the base model for self-play
+    assert deps["best_of_n/eval_report"] == {"sft_checkpoint", "expert_trajectories"}
+    assert deps["rft/samples"] == {"sft_checkpoint", "expert_trajectories"}
+    assert deps["rft/checkpoint"] == {"rft/samples", "expert_trajectories", "base_model/checkpoint"}
+    assert deps["rl/checkpoint"] == {"sft_checkpoint", "expert_trajectories"}
+    assert deps["selfplay_eto/iteration_1/exploration_rollouts"] == {
+        "base_model/checkpoint",
+        "expert_trajectories",
+    }
+    assert deps["selfplay_eto/iteration_2/dpo_checkpoint"] == {
+        "selfplay_eto/iteration_2/preference_pairs",
+        "selfplay_eto/iteration_1/dpo_checkpoint",
+    }
+    assert deps["selfplay_rft_eto/iteration_1/exploration_rollouts"] == {
+        "selfplay_rft/checkpoint",
+        "expert_trajectories",
+    }
     partitions = graph.get(AssetKey("expert_trajectories")).partitions_def.get_partition_keys()
     assert partitions == ["sciworld", "alfworld", "webshop"]
 

@@ -227,14 +227,15 @@ def run_rollouts(
     config: RolloutConfig,
     *,
     temperature: float = 0.0,
+    samples: int = 1,
     source: str = "agent",
     desc: str = "rollouts",
     stats: RolloutStats | None = None,
     release_env: Callable[[Environment], None] | None = None,
     fingerprint: str = "",
 ) -> list[Trajectory]:
-    """Play every task once (greedy unless ``temperature`` > 0); returns all trajectories in task
-    order, resumed ones included.
+    """Play every task ``samples`` times (greedy unless ``temperature`` > 0; each sample has its own
+    seeds); returns all trajectories in task order (samples of a task together), resumed ones included.
 
     Environments come from ``make_env`` and go back through ``release_env`` (default: closed), so a
     caller can keep expensive engines alive across stages. ``fingerprint`` (see
@@ -253,7 +254,7 @@ def run_rollouts(
     stats.resumed = len(finished)
     stats.discarded = resume.discarded
     stats.resume_note = resume.note()
-    order = [(t, 0) for t in tasks]
+    order = [(t, s) for t in tasks for s in range(samples)]
     pending = deque((t, s, 0) for t, s in order if episode_key(t.task_id, s) not in finished)
     progress = tqdm(total=len(order), initial=len(finished), desc=desc, unit="ep", mininterval=2.0)
     rewards = [t.reward for t in finished.values()]

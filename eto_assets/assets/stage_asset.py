@@ -47,6 +47,8 @@ from eto_assets.config.profile import TASKS, check_profile_for_model
 from eto_assets.envs.registry import BenchmarkSources
 from eto_assets.stages import TaskRun, open_task_run
 from eto_assets.stages.checks import CheckOutcome
+from eto_assets.stages.layout import ETO
+from eto_assets.stages.methods import STARTS
 from eto_assets.stages.result import StageResult
 from resources import EnvironmentsResource, EtoSettings, InferenceResource, MlflowTracking
 from resources.preflight import preflight
@@ -160,23 +162,30 @@ class StageAssets:
     def __init__(self, table: list[StageSpec], groups: list[SettingsGroup], n: int) -> None:
         self.table, self.groups, self.n = table, {g.name: g for g in groups}, n
 
-    def policy_versions(self, context: AssetExecutionContext, task: str) -> dict[int, str]:
-        """Iteration -> registered model version of its policy, from Dagster's latest records."""
+    def policy_versions(self, context: AssetExecutionContext, task: str, method: str = ETO) -> dict[int, str]:
+        """Iteration -> registered model version of ``method``'s policy, from Dagster's latest
+        records; a method's iteration 0 is the version of the policy it starts from."""
         out = {}
+        if method in STARTS:
+            source, iteration = STARTS[method]
+            start = self.policy_versions(context, task, source).get(iteration)
+            if start:
+                out[0] = start
         for spec in self.table:
-            if spec.produces_policy:
+            if spec.produces_policy and spec.method == method:
                 version = latest_metadata(context.instance, spec.key, task).get("model_version")
                 if version:
                     out[spec.iteration] = str(version)
         return out
 
-    def wall_seconds(self, context: AssetExecutionContext, task: str) -> dict[int, float]:
-        """Iteration -> wall time of its stages' latest materializations."""
-        out: dict[int, float] = {}
+    def wall_seconds(self, context: AssetExecutionContext, task: str) -> dict[tuple[str, int], float]:
+        """(method, iteration) -> wall time of its stages' latest materializations."""
+        out: dict[tuple[str, int], float] = {}
         for spec in self.table:
             seconds = latest_metadata(context.instance, spec.key, task).get("wall_seconds")
             if isinstance(seconds, int | float):
-                out[spec.iteration] = out.get(spec.iteration, 0.0) + float(seconds)
+                key = (spec.method, spec.iteration)
+                out[key] = out.get(key, 0.0) + float(seconds)
         return out
 
     def settings_asset(self, group: SettingsGroup) -> SourceAsset:
@@ -299,6 +308,7 @@ class StageAssets:
             "dagster.asset_key": spec.key,
             "dagster.partition": run.task,
             "mlflow.parentRunId": parent,
+            "eto.method": spec.method_tag,
         }
         params = settings_params(settings, inference, run.profile, run.task)
         started = time.perf_counter()
@@ -318,9 +328,10 @@ class StageAssets:
                 copy_checkpoint=mlflow_tracking.copy_checkpoints, parent_run_id=parent,
                 parent_metrics=spec.parent_metrics,
             )  # fmt: skip
-            versions = self.policy_versions(context, run.task)
+            versions = self.policy_versions(context, run.task, spec.method)
             if version is not None:
                 versions[spec.iteration] = version
+                result.policy_tags.setdefault(spec.iteration, {})["eto.method"] = spec.method_tag
             elif result.policy is not None and result.policy.carried_over_from in versions:
                 versions[spec.iteration] = versions[result.policy.carried_over_from]  # same weights
             evaluated = versions.get(spec.iteration)

@@ -23,7 +23,8 @@ from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.registry import split_settings
 from eto_assets.stages import checks
 from eto_assets.stages.checks import CheckOutcome, CheckSpec
-from eto_assets.stages.layout import BASE_ITERATION, ArtifactLayout
+from eto_assets.stages.layout import BASE_ITERATION, ETO, ArtifactLayout
+from eto_assets.stages.methods import ITERATED_METHODS, STARTS
 from eto_assets.stages.result import StageResult
 from eto_assets.stages.task import TaskRun
 
@@ -37,7 +38,7 @@ class StageTools:
     accelerate_config: str | None
     open_backend: Callable[[str], Any]
     envs: EnvironmentPool
-    wall_seconds: Callable[[], Mapping[int, float]] = lambda: {}
+    wall_seconds: Callable[[], Mapping[tuple[str, int], float]] = lambda: {}
 
 
 @dataclass(frozen=True)
@@ -97,12 +98,23 @@ class StageSpec:
     tag_parent: bool = False  # its tags also go on the pipeline's parent run
     preflight: bool = False  # check the settings before it runs (the first stage)
     skip: Callable[[Profile, str], str | None] | None = None  # why the profile leaves it out, if it does
+    method: str = ETO  # whose folder and policies: ETO's (with the shared stages) or a baseline's
+
+    @property
+    def method_tag(self) -> str:
+        """The ``eto.method`` of its MLflow runs: the method's name, ``sft`` and ``base`` for those
+        rows of the tables, ``shared`` for the expert data and the report."""
+        if self.method != ETO:
+            return self.method
+        if self.iteration > 0:
+            return ETO
+        return {0: "sft", BASE_ITERATION: "base"}[self.iteration] if self.key not in SHARED else "shared"
 
     def skipped(self, profile: Profile, task: str) -> str | None:
         """Why this asset is a no-op for ``task`` under ``profile`` (None: it runs): iterations past
         the profile's, or the stage's own rule."""
         runs = profile.iterations_for(task)
-        if self.iteration > runs:
+        if self.method in ITERATED and self.iteration > runs:
             return f"profile {profile.name!r} runs {runs} iteration(s) for {task}"
         return self.skip(profile, task) if self.skip is not None else None
 
@@ -150,7 +162,41 @@ def _rollout_settings(profile: Profile, task: str, inputs: VersionInputs) -> obj
 
 
 def _iteration_settings(k: int) -> SettingsFn:
-    return lambda profile, task, inputs: {"runs": k <= profile.iterations_for(task)}
+    return lambda profile, task, inputs: {
+        "runs": k <= profile.iterations_for(task) and ETO in profile.methods
+    }
+
+
+# each method's own settings (the profile section it reads), and whether it is selected
+METHOD_SECTIONS = {
+    "best_of_n": "best_of_n",
+    "rft": "rft",
+    "rl": "rl",
+    "selfplay_eto": "selfplay",
+    "selfplay_rft": "selfplay",
+    "selfplay_rft_eto": "selfplay",
+}
+
+
+def _method_settings(method: str) -> SettingsFn:
+    def value(profile: Profile, task: str, inputs: VersionInputs) -> object:
+        return {
+            "selected": method in profile.methods,
+            "settings": _section(profile, METHOD_SECTIONS[method]),
+            "iterations": profile.iterations_for(task),
+        }
+
+    return value
+
+
+def _method_skip(method: str) -> Callable[[Profile, str], str | None]:
+    def skip(profile: Profile, task: str) -> str | None:
+        if method in profile.methods:
+            return None
+        selected = ", ".join(profile.methods)
+        return f"profile {profile.name!r} does not select method {method!r} (methods: {selected})"
+
+    return skip
 
 
 def _dpo_settings(k: int) -> SettingsFn:
@@ -193,6 +239,15 @@ def settings_groups(n: int) -> list[SettingsGroup]:
             "How the report chooses the champion (profile setting selection).",
         ),
     ]
+    for method in METHOD_SECTIONS:
+        groups.append(
+            SettingsGroup(
+                f"method_{method}",
+                _method_settings(method),
+                f"Whether the profile selects the {method} method (methods, or the CLI's --methods) and "
+                f"its settings (profile section {METHOD_SECTIONS[method]}).",
+            )
+        )
     for k in range(1, n + 1):
         groups.append(
             SettingsGroup(
@@ -220,6 +275,8 @@ BASE_MODEL = "base_model/checkpoint"
 BASE_EVAL = "base_model/eval_report"
 SFT = "sft_checkpoint"
 REPORT = "iteration_report"
+SHARED = frozenset({EXPERT, REPORT})
+ITERATED = ITERATED_METHODS
 
 
 def policy_key(k: int) -> str:
@@ -263,6 +320,7 @@ def eval_spec(k: int) -> StageSpec:
         checks=EVAL_CHECKS,
         check=lambda run, tools: checks.check_evaluation(run, k),
         parent_metrics=("eval_",),
+        skip=_method_skip(ETO) if k > 0 else None,
     )
 
 
@@ -286,6 +344,7 @@ def iteration_specs(k: int) -> list[StageSpec]:
             settings=("rollout", runs),
             checks=(checks.REWARDS_IN_RANGE, checks.NO_EMPTY, checks.VALID_ACTIONS),
             check=lambda run, tools: checks.check_exploration(run, k),
+            skip=_method_skip(ETO),
         ),
         StageSpec(
             key=pairs,
@@ -301,6 +360,7 @@ def iteration_specs(k: int) -> list[StageSpec]:
             settings=(runs,),
             checks=(checks.PAIRS_ORDERED, checks.PAIRS_PRESENT),
             check=lambda run, tools: checks.check_pairs(run, k),
+            skip=_method_skip(ETO),
         ),
         StageSpec(
             key=policy_key(k),
@@ -318,9 +378,233 @@ def iteration_specs(k: int) -> list[StageSpec]:
             checks=CHECKPOINT_CHECKS,
             check=lambda run, tools: checks.check_checkpoint(run, k, tools.open_backend),
             produces_policy=True,
+            skip=_method_skip(ETO),
         ),
         eval_spec(k),
     ]
+
+
+# ------------------------------------------------------------------------------------ other methods
+
+
+def method_policy_key(method: str, k: int) -> str:
+    """The asset whose ``policy.json`` names ``method``'s policy of iteration ``k``; iteration 0 is
+    the policy the method starts from (an asset of the shared graph or of another method)."""
+    if k == 0:
+        source, iteration = STARTS[method]
+        if source == ETO:
+            return BASE_MODEL if iteration == BASE_ITERATION else policy_key(iteration)
+        return method_policy_key(source, iteration)
+    if method in ("selfplay_eto", "selfplay_rft_eto"):
+        return f"{method}/iteration_{k}/dpo_checkpoint"
+    return f"{method}/checkpoint"
+
+
+def _on(method: str, fn: Callable[[TaskRun, StageTools], StageResult]) -> StageFn:
+    """Run ``fn`` on ``method``'s folders."""
+    return lambda run, tools: fn(run.for_method(method), tools)
+
+
+def _started(
+    fn: Callable[[TaskRun, StageTools], StageResult],
+) -> Callable[[TaskRun, StageTools], StageResult]:
+    """Record the method's start policy (iteration 0), then run ``fn``: the first stage of a method."""
+
+    def run(run: TaskRun, tools: StageTools) -> StageResult:
+        stages.start_policy(run)
+        return fn(run, tools)
+
+    return run
+
+
+def _method_eval(method: str, k: int, *, best_of_n: bool = False) -> StageSpec:
+    def evaluate(run: TaskRun, tools: StageTools) -> StageResult:
+        options = {}
+        if best_of_n:
+            options = {"best_of": run.profile.best_of_n.n, "temperature": run.profile.best_of_n.temperature}
+        result = stages.evaluate(run, k, tools.open_backend, tools.envs, **options)
+        if k == 0:  # its policy is another stage's (Best-of-N samples SFT): leave that version's tags alone
+            result.policy_tags = {}
+        return result
+
+    return StageSpec(
+        key=f"{method}/iteration_{k}/eval_report" if method in ITERATED else f"{method}/eval_report",
+        stage=f"{method}_eval",
+        iteration=k,
+        group=method,
+        description=f"Evaluation of the {method} policy"
+        + (f" of iteration {k}" if method in ITERATED else "")
+        + " on the held-out seen/unseen splits"
+        + (
+            " (Best-of-N: N sampled episodes per task, the best reward counts)." if best_of_n else ", greedy."
+        ),
+        run=_on(method, _started(evaluate) if k == 0 else evaluate),
+        outputs=lambda layout: [layout.for_method(method).eval_report(k)],
+        deps=(method_policy_key(method, k), EXPERT),
+        settings=("rollout", f"method_{method}"),
+        checks=EVAL_CHECKS[:2],
+        check=lambda run, tools: checks.check_evaluation(run.for_method(method), k),
+        parent_metrics=("eval_",),
+        skip=_method_skip(method),
+        method=method,
+    )
+
+
+def _explore_spec(
+    method: str, k: int, key: str, samples: Callable[[Profile], tuple[int, float]], self_play: bool
+) -> StageSpec:
+    def explore(run: TaskRun, tools: StageTools) -> StageResult:
+        n, temperature = samples(run.profile)
+        return stages.explore(
+            run,
+            k,
+            tools.open_backend,
+            tools.envs,
+            samples=n,
+            temperature=temperature,
+            with_expert_only=not self_play,
+        )
+
+    return StageSpec(
+        key=key,
+        stage=f"{method}_explore",
+        iteration=k,
+        group=method,
+        description=f"The {method} policy of iteration {k - 1} samples episodes of every train task "
+        + ("(no expert data needed) " if self_play else "that has an expert trajectory ")
+        + "with per-episode seeds; each finished episode is appended at once, so a rerun resumes.",
+        run=_on(method, _started(explore) if k == 1 else explore),
+        outputs=lambda layout: [layout.for_method(method).rollouts_jsonl(k)],
+        deps=(method_policy_key(method, k - 1), EXPERT),
+        settings=("rollout", f"method_{method}"),
+        checks=(checks.REWARDS_IN_RANGE, checks.NO_EMPTY),
+        check=lambda run, tools: checks.check_exploration(run.for_method(method), k),
+        skip=_method_skip(method),
+        method=method,
+    )
+
+
+def _rft_specs(method: str) -> list[StageSpec]:
+    self_play = method == "selfplay_rft"
+    samples = f"{method}/samples"
+
+    def sampling(profile: Profile) -> tuple[int, float]:
+        section = profile.selfplay if self_play else profile.rft
+        return section.samples_per_task, section.temperature
+
+    return [
+        _explore_spec(method, 1, samples, sampling, self_play),
+        StageSpec(
+            key=method_policy_key(method, 1),
+            stage=f"{method}_sft",
+            iteration=1,
+            group=method,
+            description=(
+                "Self-play RFT: SFT of the base model on its own successful samples (no expert data)."
+                if self_play
+                else "RFT: SFT of the base model on the expert data plus the successful samples of the SFT "
+                "policy (per task type counts in the metadata and tags)."
+            ),
+            run=_on(
+                method,
+                lambda run, tools: stages.train_rft_policy(
+                    run, tools.base_model, tools.accelerate_config, with_experts=not self_play
+                ),
+            ),
+            outputs=lambda layout: [layout.for_method(method).policy_json(1)],
+            deps=(samples, EXPERT, BASE_MODEL),
+            settings=("sft", f"method_{method}"),
+            kinds=frozenset({"pytorch", "mlflow"}),
+            checks=CHECKPOINT_CHECKS,
+            check=lambda run, tools: checks.check_checkpoint(run.for_method(method), 1, tools.open_backend),
+            produces_policy=True,
+            skip=_method_skip(method),
+            method=method,
+        ),
+        _method_eval(method, 1),
+    ]
+
+
+def _selfplay_eto_specs(method: str, k: int) -> list[StageSpec]:
+    explore = f"{method}/iteration_{k}/exploration_rollouts"
+    pairs = f"{method}/iteration_{k}/preference_pairs"
+    return [
+        _explore_spec(
+            method, k, explore, lambda p: (p.selfplay.samples_per_task, p.selfplay.temperature), True
+        ),
+        StageSpec(
+            key=pairs,
+            stage=f"{method}_pairs",
+            iteration=k,
+            group=method,
+            description="Self-play pairs: per train task, the best sampled episode against the worst, ties "
+            "dropped (no expert).",
+            run=_on(method, lambda run, tools: stages.make_selfplay_pairs(run, k)),
+            outputs=lambda layout: [layout.for_method(method).pairs_jsonl(k)],
+            deps=(explore,),
+            settings=(f"method_{method}",),
+            checks=(checks.PAIRS_PRESENT,),
+            check=lambda run, tools: checks.check_pairs(run.for_method(method), k),
+            skip=_method_skip(method),
+            method=method,
+        ),
+        StageSpec(
+            key=method_policy_key(method, k),
+            stage=f"{method}_dpo",
+            iteration=k,
+            group=method,
+            description=f"DPO on the self-play pairs of iteration {k} from the iteration-{k - 1} policy, "
+            "also the frozen reference; only action tokens count.",
+            run=_on(method, lambda run, tools: stages.train_dpo_policy(run, k, tools.accelerate_config)),
+            outputs=lambda layout: [layout.for_method(method).policy_json(k)],
+            deps=(pairs, method_policy_key(method, k - 1)),
+            settings=(f"dpo_{k}", f"method_{method}"),
+            kinds=frozenset({"pytorch", "mlflow"}),
+            checks=CHECKPOINT_CHECKS,
+            check=lambda run, tools: checks.check_checkpoint(run.for_method(method), k, tools.open_backend),
+            produces_policy=True,
+            skip=_method_skip(method),
+            method=method,
+        ),
+        _method_eval(method, k),
+    ]
+
+
+def _rl_specs() -> list[StageSpec]:
+    return [
+        StageSpec(
+            key=method_policy_key("rl", 1),
+            stage="rl_train",
+            iteration=1,
+            group="rl",
+            description="The paper's online RL baseline: GRPO (TRL's trainer, whole episodes in the real "
+            "environment as its rollouts) from the SFT policy, KL to it as the reference; observations "
+            "are masked out of the loss.",
+            run=_on("rl", _started(lambda run, tools: stages.train_rl_policy(run, tools.envs))),
+            outputs=lambda layout: [layout.for_method("rl").policy_json(1)],
+            deps=(SFT, EXPERT),
+            settings=("rollout", "method_rl"),
+            kinds=frozenset({"pytorch", "mlflow"}),
+            checks=CHECKPOINT_CHECKS,
+            check=lambda run, tools: checks.check_checkpoint(run.for_method("rl"), 1, tools.open_backend),
+            produces_policy=True,
+            skip=_method_skip("rl"),
+            method="rl",
+        ),
+        _method_eval("rl", 1),
+    ]
+
+
+def method_specs(n: int) -> list[StageSpec]:
+    """The baselines' and self-play methods' assets, each a no-op unless the profile selects it."""
+    table = [_method_eval("best_of_n", 0, best_of_n=True)]
+    table.extend(_rft_specs("rft"))
+    table.extend(_rl_specs())
+    table.extend(_rft_specs("selfplay_rft"))
+    for method in ITERATED[1:]:
+        for k in range(1, n + 1):
+            table.extend(_selfplay_eto_specs(method, k))
+    return table
 
 
 def stage_table(n: int) -> list[StageSpec]:
@@ -397,6 +681,8 @@ def stage_table(n: int) -> list[StageSpec]:
     ]
     for k in range(1, n + 1):
         table.extend(iteration_specs(k))
+    methods = method_specs(n)
+    table.extend(methods)
     table.append(
         StageSpec(
             key=REPORT,
@@ -410,11 +696,15 @@ def stage_table(n: int) -> list[StageSpec]:
             "with plots: "
             "reward by iteration, the efficiency curve and explored rewards with pair counts.",
             run=lambda run, tools: stages.report_iterations(
-                run.layout, n, tools.wall_seconds(), run.profile.selection
+                run.layout, n, tools.wall_seconds(), run.profile.selection, run.profile.methods
             ),
             outputs=lambda layout: [layout.summary_md, layout.report_csv],
-            deps=(BASE_EVAL, *(eval_key(k) for k in range(n + 1))),
-            settings=("selection",),
+            deps=(
+                BASE_EVAL,
+                *(eval_key(k) for k in range(n + 1)),
+                *(m.key for m in methods if m.stage.endswith("_eval")),
+            ),
+            settings=("selection", *(f"method_{m}" for m in METHOD_SECTIONS)),
             tag_parent=True,
         )
     )

@@ -17,7 +17,7 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from eto_assets.config.training import RENAMED_FIELDS, DPOTrainConfig, TrainConfig
+from eto_assets.config.training import RENAMED_FIELDS, DPOTrainConfig, RLTrainConfig, TrainConfig
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
 TaskName = Literal["sciworld", "alfworld", "webshop"]
@@ -189,6 +189,38 @@ class TinyModelConfig(_Strict):
     seed: int = Field(default=0, description="seed of the model's random initialisation")
 
 
+MethodName = Literal["eto", "best_of_n", "rft", "rl", "selfplay_eto", "selfplay_rft", "selfplay_rft_eto"]
+METHODS: tuple[str, ...] = get_args(MethodName)
+
+
+class BestOfNConfig(_Strict):
+    """Best-of-N: the SFT policy samples N episodes per held-out task; the best reward counts."""
+
+    n: int = Field(default=10, ge=1, description="episodes sampled per held-out task (the paper: 10)")
+    temperature: float = Field(
+        default=0.7, gt=0, description="sampling temperature (the paper does not give it; 0.7 is a choice)"
+    )
+
+
+class RFTConfig(_Strict):
+    """Rejection-sampling fine-tuning: sampled episodes that succeed join the SFT data."""
+
+    samples_per_task: int = Field(default=4, ge=1, description="episodes the policy samples per train task")
+    temperature: float = Field(default=0.7, gt=0, description="sampling temperature of those episodes")
+    keep: Literal["success", "at_least_expert"] = Field(
+        default="success",
+        description="which sampled episodes are kept: `success` (reward 1) or `at_least_expert` (at "
+        "least the task's expert reward; WebShop's experts can score below 1)",
+    )
+
+
+class SelfPlayConfig(_Strict):
+    """Self-play without expert data (the paper's Table 5): the base model samples, no SFT."""
+
+    samples_per_task: int = Field(default=4, ge=2, description="episodes sampled per train task")
+    temperature: float = Field(default=1.0, gt=0, description="sampling temperature (the paper: 1.0)")
+
+
 class Profile(_Strict):
     """A whole profile file: the run's size, the model kind it is tuned for, and how SFT, DPO and
     the rollouts behave."""
@@ -222,6 +254,26 @@ class Profile(_Strict):
         "none); `final` (ETO's protocol, no selection: every iteration's test numbers reported, the "
         "last iteration is champion, and WebShop holds no dev slice out of its train goals)",
     )
+    methods: list[MethodName] = Field(
+        default=["eto"],
+        min_length=1,
+        description="which methods run beside SFT, side by side in one report: `eto`, `best_of_n`, `rft`, "
+        "`rl` (GRPO through TRL, the paper's online RL row), `selfplay_eto`, `selfplay_rft`, "
+        "`selfplay_rft_eto` (no expert data: from the base model); the CLI's `--methods` overrides it. "
+        "Assets of a method not listed are no-ops",
+    )
+    best_of_n: BestOfNConfig = Field(default=BestOfNConfig(), description="the `best_of_n` method")
+    rft: RFTConfig = Field(
+        default=RFTConfig(), description="the `rft` method (its `keep` rule also serves `selfplay_rft`)"
+    )
+    rl: RLTrainConfig = Field(
+        default=RLTrainConfig(),
+        description="the `rl` method: GRPO (TRL) from the SFT policy on whole episodes, KL to SFT",
+    )
+    selfplay: SelfPlayConfig = Field(
+        default=SelfPlayConfig(),
+        description="sampling of the self-play methods (`selfplay_eto`, `selfplay_rft`, `selfplay_rft_eto`)",
+    )
     tasks: dict[TaskName, TaskScope] = Field(
         default_factory=dict,
         description="per-benchmark scope (task types, tasks per type, overrides); a benchmark not "
@@ -246,6 +298,14 @@ class Profile(_Strict):
         "(e.g. {2: {beta: 0.5, learning_rate: 5.0e-7}}); an iteration not listed repeats the "
         "last one listed before it",
     )
+
+    @model_validator(mode="after")
+    def _methods_have_their_start(self) -> Profile:
+        if "selfplay_rft_eto" in self.methods and "selfplay_rft" not in self.methods:
+            raise ValueError(
+                "methods: selfplay_rft_eto starts from selfplay_rft's policy; list selfplay_rft too"
+            )
+        return self
 
     @model_validator(mode="after")
     def _schedule_is_valid(self) -> Profile:

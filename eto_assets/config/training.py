@@ -139,3 +139,87 @@ class DPOTrainConfig(TrainConfig):
         description="DPO's beta: how strongly the policy is held to the reference (higher = closer); "
         "ETO: 0.1 in iteration 1, 0.5 later (see `dpo_schedule`) and 0.5 for ALFWorld in the paper",
     )
+
+
+class RLTrainConfig(TrainConfig):
+    """Online RL from the SFT policy (the paper's "PPO" baseline) on TRL's ``GRPOTrainer``: the
+    shared fields plus the episode and GRPO fields. ``batch_size`` counts episodes per optimizer
+    step (``num_generations`` per task), ``max_length`` bounds an episode's tokens (prompt and every
+    turn), and ``num_train_epochs`` counts passes over the training tasks."""
+
+    learning_rate: float = Field(default=1e-6, gt=0, description="peak learning rate of the policy")
+    num_train_epochs: float = Field(
+        default=1, gt=0, description="passes over the training tasks (each played num_generations times)"
+    )
+    batch_size: int = Field(
+        default=16,
+        ge=2,
+        description="episodes per optimizer step over all processes: batch_size / num_generations tasks, "
+        "each played num_generations times; a multiple of num_generations",
+    )
+    warmup_steps: float = Field(default=0.0, ge=0, description="TRL's: a ratio in [0, 1) or a count")
+    lr_scheduler_type: LrSchedulerType = Field(default="constant", description="learning-rate schedule")
+    num_generations: int = Field(
+        default=4,
+        ge=2,
+        description="episodes per task in a step (GRPO's group): each episode's advantage is its reward "
+        "against the group's mean",
+    )
+    beta: float = Field(
+        default=0.04,
+        ge=0,
+        description="weight of the KL penalty to the reference policy (the SFT policy training starts "
+        "from), per agent token; 0: no reference model",
+    )
+    temperature: float = Field(
+        default=1.0,
+        gt=0,
+        description="sampling temperature of the episodes; the trainer scores tokens at the same temperature",
+    )
+    max_new_tokens: int = Field(default=128, ge=1, description="most tokens the agent writes per turn")
+    max_turns: int | None = Field(
+        default=None,
+        ge=1,
+        description="most agent turns per episode; None: the task's own step limit (the lower of the two "
+        "otherwise)",
+    )
+    max_steps: int | None = Field(
+        default=None,
+        ge=1,
+        description="optimizer steps of the run, overriding num_train_epochs (TRL's); None: the epochs "
+        "decide",
+    )
+    concurrency: int = Field(
+        default=8, ge=1, description="episodes in flight at once while a step's episodes are played"
+    )
+    invalid_format_reward: Literal["zero", "keep"] = Field(
+        default="zero",
+        description="episode reward after a turn with no parsable action, as in exploration: zero (ETO's "
+        "rule) or keep",
+    )
+
+    @model_validator(mode="after")
+    def _groups_divide(self) -> RLTrainConfig:
+        if self.batch_size % self.num_generations:
+            raise ValueError(
+                f"batch_size {self.batch_size} (episodes per step) is not a multiple of num_generations "
+                f"{self.num_generations}"
+            )
+        return self
+
+    def trainer_fields(self) -> dict[str, Any]:
+        """``GRPOConfig``'s fields: the shared ones but ``max_length``, plus ``num_generations``,
+        ``beta``, ``temperature``, ``max_steps`` (-1: none) and ``max_completion_length`` (the episode
+        budget ``max_length``); the episode fields are the rollout's."""
+        own = {
+            "max_length",
+            "max_new_tokens",
+            "max_turns",
+            "max_steps",
+            "concurrency",
+            "invalid_format_reward",
+        }
+        fields = self.model_dump(exclude={"batch_size", "save_steps", *own})
+        fields["max_steps"] = -1 if self.max_steps is None else self.max_steps
+        fields["max_completion_length"] = self.max_length
+        return fields

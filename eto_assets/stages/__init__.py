@@ -21,6 +21,7 @@ from eto_assets.stages.dpo import train_dpo_policy
 from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport, evaluate, evaluate_base_model
 from eto_assets.stages.expert import NoExpertData, generate_expert_data
 from eto_assets.stages.explore import explore
+from eto_assets.stages.methods import make_selfplay_pairs, start_policy, train_rft_policy, train_rl_policy
 from eto_assets.stages.pairs import make_pairs
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.report import report_iterations, report_table
@@ -41,6 +42,10 @@ __all__ = [
     "evaluate",
     "evaluate_base_model",
     "explore",
+    "make_selfplay_pairs",
+    "start_policy",
+    "train_rft_policy",
+    "train_rl_policy",
     "generate_expert_data",
     "make_pairs",
     "open_task_run",

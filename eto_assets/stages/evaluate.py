@@ -13,6 +13,7 @@ from pathlib import Path
 from eto_assets.agent.backends import InferenceBackend
 from eto_assets.agent.prompt import PromptBook
 from eto_assets.agent.rollout import RolloutStats, rollout_fingerprint, run_rollouts
+from eto_assets.data.baselines import best_of_n
 from eto_assets.data.files import atomic_write_json
 from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.pool import EnvironmentPool
@@ -141,9 +142,17 @@ def per_type_table(report: EvalReport) -> str:
 
 
 def evaluate(
-    run: TaskRun, iteration: int, open_backend: Callable[[str], InferenceBackend], envs: EnvironmentPool
+    run: TaskRun,
+    iteration: int,
+    open_backend: Callable[[str], InferenceBackend],
+    envs: EnvironmentPool,
+    *,
+    best_of: int = 1,
+    temperature: float = 0.0,
 ) -> StageResult:
-    """Greedy episodes on every held-out split (splits with no tasks are skipped)."""
+    """Greedy episodes on every held-out split (splits with no tasks are skipped). Best-of-N
+    (``best_of`` > 1, sampled at ``temperature``) plays each task that many times as one batch and
+    scores it by its best episode; every episode is kept in the split's JSONL."""
     layout = run.layout
     policy = PolicyRecord.read(layout, iteration)
     book = PromptBook.read(layout.prompt_book)
@@ -152,9 +161,9 @@ def evaluate(
     fingerprint = rollout_fingerprint(
         policy.checkpoint,
         run.profile.rollout,
-        temperature=0.0,
+        temperature=temperature,
         max_steps=run.scope.max_steps_cap,
-        extra=layout.prompt_book.read_text(),
+        extra=layout.prompt_book.read_text() + (f"\nbest_of={best_of}" if best_of != 1 else ""),
     )
     resume = {split: RolloutStats() for split in EVAL_SPLITS}
     train_ids = {t.task_id for t in run.tasks("train")}
@@ -172,12 +181,15 @@ def evaluate(
                 book,
                 layout.eval_jsonl(iteration, split),
                 run.profile.rollout,
-                temperature=0.0,
-                desc=f"eval {split} it{iteration}",
+                temperature=temperature,
+                samples=best_of,
+                desc=f"eval {split} {layout.method} it{iteration}",
                 release_env=release_env,
                 stats=resume[split],
                 fingerprint=fingerprint,
             )
+            if best_of > 1:
+                trajectories = best_of_n(trajectories)
             splits[split] = summarize(trajectories)
             if split == "seen":
                 in_train, subset = train_overlap(trajectories, train_ids)
@@ -210,7 +222,10 @@ def evaluate(
     return StageResult(
         metrics={**metrics, **resume_metrics},
         metrics_step=iteration,
-        params={"checkpoint": policy.checkpoint},
+        params={
+            "checkpoint": policy.checkpoint,
+            **({"best_of": best_of, "temperature": temperature} if best_of > 1 else {}),
+        },
         datasets=[DatasetInput(p, f"{run.task}-{split}", split) for split, p in task_lists.items()],
         policy_tags=policy_tags,
         artifacts=[(p, "eval") for p in outputs],

@@ -19,22 +19,37 @@ from eto_assets.stages.task import TaskRun
 OpenBackend = Callable[[str], InferenceBackend]
 
 
-def explore(run: TaskRun, iteration: int, open_backend: OpenBackend, envs: EnvironmentPool) -> StageResult:
+def explore(
+    run: TaskRun,
+    iteration: int,
+    open_backend: OpenBackend,
+    envs: EnvironmentPool,
+    *,
+    samples: int = 1,
+    temperature: float | None = None,
+    with_expert_only: bool = True,
+) -> StageResult:
+    """The policy of iteration ``iteration - 1`` plays the train tasks ``samples`` times each, at
+    ``temperature`` (default: the profile's ``rollout.explore_temperature``); ETO plays the tasks
+    that have an expert trajectory, self-play (``with_expert_only`` False) every train task."""
     layout = run.layout
     policy = PolicyRecord.read(layout, iteration - 1)
     book = PromptBook.read(layout.prompt_book)
-    expert_ids = {t.task_id for t in read_trajectories(layout.expert_jsonl)}
-    tasks = [t for t in run.tasks("train") if t.task_id in expert_ids]
+    tasks = run.tasks("train")
+    if with_expert_only:
+        expert_ids = {t.task_id for t in read_trajectories(layout.expert_jsonl)}
+        tasks = [t for t in tasks if t.task_id in expert_ids]
     config = run.profile.rollout
+    temperature = config.explore_temperature if temperature is None else temperature
     out = layout.rollouts_jsonl(iteration)
     make_env, release_env = envs.for_rollouts(run.benchmark)
     stats = RolloutStats()
     fingerprint = rollout_fingerprint(
         policy.checkpoint,
         config,
-        temperature=config.explore_temperature,
+        temperature=temperature,
         max_steps=run.scope.max_steps_cap,
-        extra=layout.prompt_book.read_text(),
+        extra=layout.prompt_book.read_text() + (f"\nsamples={samples}" if samples != 1 else ""),
     )
     backend = open_backend(policy.checkpoint)
     try:
@@ -45,8 +60,9 @@ def explore(run: TaskRun, iteration: int, open_backend: OpenBackend, envs: Envir
             book,
             out,
             config,
-            temperature=config.explore_temperature,
-            desc=f"explore it{iteration}",
+            temperature=temperature,
+            samples=samples,
+            desc=f"explore {layout.method} it{iteration}",
             stats=stats,
             release_env=release_env,
             fingerprint=fingerprint,
@@ -68,7 +84,7 @@ def explore(run: TaskRun, iteration: int, open_backend: OpenBackend, envs: Envir
             "explore_cut_episodes": stats.cut_episodes,
         },
         metrics_step=iteration,
-        params={"policy": policy.checkpoint, "temperature": config.explore_temperature},
+        params={"policy": policy.checkpoint, "temperature": temperature, "samples_per_task": samples},
         datasets=[DatasetInput(layout.expert_jsonl, f"{run.task}-expert", "instructions")],
         artifacts=[(out, "explore")],
         metadata={"path": out, "resume": stats.resume_note or "nothing to resume"},

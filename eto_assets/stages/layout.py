@@ -13,10 +13,21 @@ def iteration_label(k: int) -> str:
     return "base" if k == BASE_ITERATION else str(k)
 
 
+ETO = "eto"  # the method whose iterations live at the task's root (the others in a folder each)
+
+
 @dataclass(frozen=True)
 class ArtifactLayout:
+    """``method``: whose iterations these are. ETO's live in ``iteration_k``; another method's (a
+    baseline, self-play) in ``<method>/iteration_k``; the expert data, prompt book, base model and
+    report are the task's, shared by every method."""
+
     home: Path
     task: str
+    method: str = ETO
+
+    def for_method(self, method: str) -> ArtifactLayout:
+        return ArtifactLayout(self.home, self.task, method)
 
     @property
     def root(self) -> Path:
@@ -44,7 +55,13 @@ class ArtifactLayout:
 
     def iteration_dir(self, k: int) -> Path:
         """Folder of iteration ``k``; the untrained base model's evaluation is ``base_model_eval``."""
-        return self.root / ("base_model_eval" if k == BASE_ITERATION else f"iteration_{k}")
+        if k == BASE_ITERATION:
+            return self.root / "base_model_eval"
+        return (self.root if self.method == ETO else self.root / self.method) / f"iteration_{k}"
+
+    def training_data_jsonl(self, k: int) -> Path:
+        """What a method's SFT of iteration ``k`` trains on (RFT: the experts and the kept samples)."""
+        return self.iteration_dir(k) / "training_data.jsonl"
 
     def checkpoints_dir(self, k: int) -> Path:
         """Policies trained in iteration ``k`` (SFT for 0, DPO for k >= 1), one folder per training

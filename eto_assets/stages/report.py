@@ -23,7 +23,8 @@ from eto_assets.data.files import atomic_write_text
 from eto_assets.data.schemas import Trajectory, read_pairs, read_trajectories
 from eto_assets.stages.evaluate import EVAL_SPLITS, SEEN_NOT_IN_TRAIN, EvalReport, train_overlap
 from eto_assets.stages.expert import COMPARABLE_TAG, comparability_path, comparability_tag
-from eto_assets.stages.layout import BASE_ITERATION, ArtifactLayout, iteration_label
+from eto_assets.stages.layout import BASE_ITERATION, ETO, ArtifactLayout, iteration_label
+from eto_assets.stages.methods import ITERATED_METHODS
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import Markdown, StageResult
 
@@ -55,15 +56,20 @@ COLUMNS = (
 
 @dataclass
 class PolicyRow:
-    """One evaluated policy: ``iteration`` -1 is the untrained base model, 0 SFT, k ETO iteration k."""
+    """One evaluated policy: for ETO (``source`` ``eto``) ``iteration`` -1 is the untrained base
+    model, 0 SFT, k ETO iteration k; for another method, its iteration (Best-of-N's 0 samples SFT)."""
 
     iteration: int
     metrics: dict[str, float] = field(default_factory=dict)
     seen_tasks: int = 0  # seen tasks evaluated
     seen_in_train: int | None = None  # how many of them are also train tasks (None: not recorded)
+    source: str = ETO  # the method whose folder holds the evaluation
 
     @property
     def method(self) -> str:
+        """The row's name in the tables (the ``eto.method`` of its runs, with its iteration)."""
+        if self.source != ETO:
+            return f"{self.source}-{self.iteration}" if self.source in ITERATED_METHODS else self.source
         return {BASE_ITERATION: "base", 0: "sft"}.get(self.iteration, f"eto-{self.iteration}")
 
 
@@ -93,26 +99,38 @@ def _train_loss(layout: ArtifactLayout, k: int) -> float | None:
     return _read_json(Path(policy.checkpoint) / TRAIN_RESULT).get("metrics", {}).get("train_loss")
 
 
+def _iterations_of(method: str, iterations: int) -> range:
+    if method == ETO:
+        return range(BASE_ITERATION, iterations + 1)
+    return range(0, iterations + 1) if method in ITERATED_METHODS else range(0, 2)
+
+
 def collect_rows(
-    layout: ArtifactLayout, iterations: int, wall_seconds: Mapping[int, float] | None = None
+    layout: ArtifactLayout,
+    iterations: int,
+    wall_seconds: Mapping[tuple[str, int], float] | None = None,
+    methods: Sequence[str] = (ETO,),
 ) -> list[PolicyRow]:
-    """One row per evaluated policy, in iteration order; ``wall_seconds`` (iteration -> seconds of
-    its stages) comes from whoever timed the stages."""
+    """One row per evaluated policy: SFT (and the base model) first, then each of ``methods`` in
+    order, each in iteration order (ETO's iterations only when ETO is among them); ``wall_seconds``
+    ((method, iteration) -> seconds of its stages) comes from whoever timed the stages."""
     rows = []
-    for k in range(BASE_ITERATION, iterations + 1):
-        if not layout.eval_report(k).is_file():
-            continue
-        report = _with_train_overlap(layout, EvalReport.read(layout.eval_report(k)))
-        in_train = None if report.seen_in_train is None else len(report.seen_in_train)
-        row = PolicyRow(k, report.metrics(), report.seen_tasks, in_train)
-        if k > 0 and layout.pairs_jsonl(k).is_file():
-            row.metrics["pairs"] = len(read_pairs(layout.pairs_jsonl(k)))
-        loss = _train_loss(layout, k)
-        if loss is not None:
-            row.metrics["train_loss"] = float(loss)
-        if wall_seconds and k in wall_seconds:
-            row.metrics["wall_seconds"] = float(wall_seconds[k])
-        rows.append(row)
+    for method in (ETO, *(m for m in methods if m != ETO)):
+        folder = layout.for_method(method)
+        for k in _iterations_of(method, iterations):
+            if not folder.eval_report(k).is_file() or (method == ETO and k > 0 and ETO not in methods):
+                continue
+            report = _with_train_overlap(folder, EvalReport.read(folder.eval_report(k)))
+            in_train = None if report.seen_in_train is None else len(report.seen_in_train)
+            row = PolicyRow(k, report.metrics(), report.seen_tasks, in_train, method)
+            if k > 0 and folder.pairs_jsonl(k).is_file():
+                row.metrics["pairs"] = len(read_pairs(folder.pairs_jsonl(k)))
+            loss = _train_loss(folder, k) if method == ETO or k > 0 else None
+            if loss is not None:
+                row.metrics["train_loss"] = float(loss)
+            if wall_seconds and (method, k) in wall_seconds:
+                row.metrics["wall_seconds"] = float(wall_seconds[method, k])
+            rows.append(row)
     return rows
 
 
@@ -137,7 +155,7 @@ def best_row(rows: Sequence[PolicyRow], selection: str = "seen") -> PolicyRow | 
     without that number counts 0). Unseen is never used for selection. The untrained base model is
     a baseline, never a candidate."""
     check_selection(selection)
-    candidates = [r for r in rows if r.iteration >= 0]
+    candidates = [r for r in rows if r.iteration >= 0 and r.source == ETO]
     if not candidates:
         return None
     if selection == "final":
@@ -186,7 +204,7 @@ def markdown_table(rows: Sequence[PolicyRow], best: PolicyRow | None, selection:
         "|---|---|" + "---|" * len(present),
     ]
     for r in rows:
-        mark = label if best is not None and r.iteration == best.iteration else ""
+        mark = label if r is best else ""
         cells = " | ".join(f"{r.metrics[c]:.3f}" if c in r.metrics else "-" for c in present)
         lines.append(f"| {iteration_label(r.iteration)}{mark} | {r.method} | {cells} |")
     return "\n".join(lines)
@@ -254,11 +272,11 @@ def comparability_reasons(layout: ArtifactLayout) -> list[str] | None:
 
 
 def report_table(
-    layout: ArtifactLayout, iterations: int, selection: str = "seen"
+    layout: ArtifactLayout, iterations: int, selection: str = "seen", methods: Sequence[str] = (ETO,)
 ) -> tuple[str, PolicyRow | None]:
     """The table and the champion row from the artifacts as they are (writes nothing): what the
     CLI prints after a run."""
-    rows = collect_rows(layout, iterations)
+    rows = collect_rows(layout, iterations, methods=methods)
     best = best_row(rows, selection)
     return markdown_table(rows, best, selection), best
 
@@ -290,26 +308,30 @@ def _plots(layout: ArtifactLayout, rows: Sequence[PolicyRow], iterations: int, o
         return path
 
     paths = []
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(max(5, 0.8 * len(rows)), 3.5))
     for split in EVAL_SPLITS:
         points = [
-            (r.iteration, r.metrics[f"eval_{split}_avg_reward"])
-            for r in rows
+            (i, r.metrics[f"eval_{split}_avg_reward"])
+            for i, r in enumerate(rows)
             if f"eval_{split}_avg_reward" in r.metrics
         ]
         if points:
             ax.plot(*zip(*points, strict=True), marker="o", label=split)
-    ax.set(xlabel="policy", ylabel="average reward", title=f"{layout.task}: reward by iteration")
-    ax.set_xticks([r.iteration for r in rows], [r.method for r in rows])
+    ax.set(xlabel="policy", ylabel="average reward", title=f"{layout.task}: reward by policy")
+    ax.set_xticks(range(len(rows)), [r.method for r in rows], rotation=30, fontsize=7)
     ax.legend()
     paths.append(save(fig, out / "reward_by_iteration.png"))
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     curves: dict[str, list[float]] = {}
     # the seen split's episodes; the unseen split's where seen is empty (WebShop without a dev slice)
-    split = "seen" if any(layout.eval_jsonl(r.iteration, "seen").is_file() for r in rows) else "unseen"
+    split = (
+        "seen"
+        if any(_folder(layout, r).eval_jsonl(r.iteration, "seen").is_file() for r in rows)
+        else "unseen"
+    )
     for r in rows:
-        path = layout.eval_jsonl(r.iteration, split)
+        path = _folder(layout, r).eval_jsonl(r.iteration, split)  # Best-of-N: all of its samples
         if path.is_file():
             trajectories = read_trajectories(path)
             curves[r.method] = reward_by_step(
@@ -345,18 +367,23 @@ def _plots(layout: ArtifactLayout, rows: Sequence[PolicyRow], iterations: int, o
     return paths
 
 
+def _folder(layout: ArtifactLayout, row: PolicyRow) -> ArtifactLayout:
+    return layout.for_method(row.source)
+
+
 def report_iterations(
     layout: ArtifactLayout,
     iterations: int,
-    wall_seconds: Mapping[int, float] | None = None,
+    wall_seconds: Mapping[tuple[str, int], float] | None = None,
     selection: str = "seen",
+    methods: Sequence[str] = (ETO,),
 ) -> StageResult:
     """Write the report (``summary.md``, ``iterations.csv``, plots) and name the champion by the
     profile's ``selection`` rule (:data:`SELECTION_RULES`)."""
     check_selection(selection)
     out = layout.report_dir
     out.mkdir(parents=True, exist_ok=True)
-    rows = collect_rows(layout, iterations, wall_seconds)
+    rows = collect_rows(layout, iterations, wall_seconds, methods)
     best = best_row(rows, selection)
     table = markdown_table(rows, best, selection)
     note = selection_note(best, selection, rows)

@@ -26,6 +26,10 @@ class TaskRun:
         """ETO iterations the profile runs for this task."""
         return self.profile.iterations_for(self.task)
 
+    def for_method(self, method: str) -> TaskRun:
+        """The same run with ``method``'s artifact folders (see :class:`ArtifactLayout`)."""
+        return TaskRun(self.task, self.profile, self.layout.for_method(method), self.benchmark)
+
     def tasks(self, split: str) -> list[TaskInstance]:
         """The split's task instances, limited to the profile's scope."""
         return scoped_tasks(self.benchmark, split, self.scope)

@@ -6,7 +6,7 @@ import sys
 
 from eto_assets.config.profile import Profile, TaskScope
 from eto_assets.config.profile_doc import DOC_PATH, main, models, render
-from eto_assets.config.training import DPOTrainConfig, TrainConfig
+from eto_assets.config.training import DPOTrainConfig, RLTrainConfig, TrainConfig
 from tests.conftest import REPO
 
 
@@ -20,7 +20,7 @@ def test_committed_doc_is_the_generated_one():
 
 def test_every_field_of_every_model_has_a_description():
     found = [model for model, _ in models()]
-    assert {Profile, TaskScope, TrainConfig, DPOTrainConfig} <= set(found) and len(found) == 8
+    assert {Profile, TaskScope, TrainConfig, DPOTrainConfig, RLTrainConfig} <= set(found) and len(found) == 12
     missing = [
         f"{model.__name__}.{name}"
         for model in found
