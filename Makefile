@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean browser-setup bench-learning
+.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean browser-setup bench-learning bench-methods
 
 setup: $(VENV)/.installed
 
@@ -70,6 +70,13 @@ real-model: setup
 bench-learning: real-model
 	ETO_INFERENCE_DTYPE=$${ETO_INFERENCE_DTYPE:-bfloat16} $(BIN)/python benchmarks/learning.py \
 		--profile small --base-model $(ETO_HOME)/models/smollm2-135m-instruct --seeds $${SEEDS:-3}
+
+# every method (SFT, ETO, Best-of-N, RFT, RL, self-play) side by side with its wall time, SmolLM2 on
+# ScienceWorld; make bench-methods PROFILE=small SEEDS=1 METHODS=all (or a comma list, e.g. eto,rft)
+bench-methods: real-model
+	ETO_INFERENCE_DTYPE=$${ETO_INFERENCE_DTYPE:-bfloat16} $(BIN)/python benchmarks/methods.py \
+		--profile $${PROFILE:-small} --base-model $(ETO_HOME)/models/smollm2-135m-instruct \
+		--seeds $${SEEDS:-1} --methods $${METHODS:-all}
 
 clean:
 	rm -rf $(ETO_HOME)
