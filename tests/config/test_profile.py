@@ -1,5 +1,6 @@
 import pytest
 
+from eto_assets.config.profile import CONFIG_DIR as REPO_CONFIGS
 from eto_assets.config.profile import ProfileError, check_profile_for_model, load_profile
 
 
@@ -201,3 +202,18 @@ def test_selection_setting_paper_follows_eto_small_profiles_choose_on_seen(tmp_p
     )
     with pytest.raises(ProfileError, match="selection: .*got 'test'"):
         load_profile(str(bad))
+
+
+def test_methods_need_their_start(tmp_path):
+    """A method runs only with the one it starts from, and a method name is one of the known ones."""
+    base = (REPO_CONFIGS / "micro.yaml").read_text()
+    path = tmp_path / "methods.yaml"
+    path.write_text(base.replace("methods: [eto]", "methods: [eto, selfplay_rft_eto]"))
+    with pytest.raises(ProfileError, match="selfplay_rft_eto starts from selfplay_rft's policy"):
+        load_profile(path)
+    path.write_text(base.replace("methods: [eto]", "methods: [eto, ppo]"))
+    with pytest.raises(ProfileError, match=r"methods.1: .*'ppo'"):
+        load_profile(path)
+    path.write_text(base.replace("methods: [eto]", "methods: [selfplay_rft, selfplay_rft_eto]"))
+    assert load_profile(path).methods == ["selfplay_rft", "selfplay_rft_eto"]
+    assert load_profile("micro").methods == ["eto"]  # ETO alone by default
