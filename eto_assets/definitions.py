@@ -12,6 +12,9 @@ from eto_assets.config import settings
 # The code location's entry point (Dagster imports this module as others run a main): no hub
 # downloads, no telemetry, set before the imports below load transformers and MLflow.
 settings.offline_environment()
+# Every setting checked before the imports below read them (the resources' defaults): a bad value is
+# one error naming the variable and its allowed values, not a traceback from deep in an import.
+settings.check_environment()
 
 from dagster import Definitions  # noqa: E402
 

@@ -14,9 +14,12 @@ recorded (``--force`` reruns everything).
 """
 
 import argparse
+import contextlib
 import os
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -90,18 +93,29 @@ def execute(task: str, run_config: dict, instance, asset_selection=None, tags=No
     )
 
 
+# Options that replace a setting: given, the variable is neither read nor checked.
+OPTION_SETTINGS = {"profile": "ETO_PROFILE", "base_model": "ETO_BASE_MODEL", "backend": "ETO_BACKEND"}
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--task", default="sciworld", help="sciworld | alfworld | webshop")
-    parser.add_argument("--profile", default=settings.read("ETO_PROFILE"), help="micro | tiny | paper | FILE")
-    parser.add_argument("--base-model", default=settings.read("ETO_BASE_MODEL"))
-    parser.add_argument("--backend", default=settings.read("ETO_BACKEND"))
+    parser.add_argument(
+        "--profile", help="micro | tiny | small | paper | FILE (default: $ETO_PROFILE, else tiny)"
+    )
+    parser.add_argument("--base-model", help="tiny | a model folder (default: $ETO_BASE_MODEL, else tiny)")
+    parser.add_argument("--backend", help="transformers | vllm | openai (default: $ETO_BACKEND)")
     parser.add_argument(
         "--force", action="store_true", help="rerun every asset, even those up to date (same inputs)"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.from_options = {name for attr, name in OPTION_SETTINGS.items() if getattr(args, attr) is not None}
+    for attr, name in OPTION_SETTINGS.items():
+        if getattr(args, attr) is None:
+            setattr(args, attr, settings.read(name))
+    return args
 
 
 def check_inputs(args: argparse.Namespace, iterations: int) -> str | None:
@@ -125,9 +139,10 @@ def check_inputs(args: argparse.Namespace, iterations: int) -> str | None:
 
 
 def check_settings(args: argparse.Namespace, home: Path) -> str | None:
-    """Settings that would fail late (unknown backend, missing base model folder, unwritable home,
-    unreachable MLflow server), as one line; None when fine. Creates nothing."""
-    from resources.preflight import preflight
+    """Settings that would fail late (unknown or uninstalled backend, missing or truncated base model,
+    unwritable home or Dagster home, a tracking server that is unreachable or not MLflow, an
+    unreachable OpenAI endpoint), as one line; None when fine. Creates nothing."""
+    from resources.preflight import check_folder_writable, preflight
 
     problems = preflight(
         home=home,
@@ -136,7 +151,59 @@ def check_settings(args: argparse.Namespace, home: Path) -> str | None:
         tracking_uri=settings.read("MLFLOW_TRACKING_URI"),
         create_home=False,
     )
+    dagster_home = check_folder_writable(settings.dagster_home(home), "DAGSTER_HOME")
+    problems += [dagster_home] if dagster_home else []
     return "; ".join(problems) if problems else None
+
+
+INVOCATION_TAG = "eto/cli_invocation"  # finds this command's Dagster run when it is interrupted
+
+
+def failure_line(exc: BaseException, home: Path) -> str:
+    """An unexpected failure of the command as one line (a full disk names its filesystem), with
+    where its traceback was written (the system's temporary folder: ETO_HOME may be the full disk)."""
+    import tempfile
+    import traceback
+
+    from eto_assets.assets.errors import root_cause
+
+    _, line = root_cause(exc, [home, settings.dagster_home(home)])
+    try:
+        fd, path = tempfile.mkstemp(prefix="eto-cli-", suffix=".traceback.txt")
+        with os.fdopen(fd, "w") as fh:
+            fh.write("".join(traceback.format_exception(exc)))
+    except OSError:
+        return line
+    return f"{line} (traceback: {path})"
+
+
+def mark_pipeline(mlflow_uri: str, task: str, run_id: str | None, status: str) -> None:
+    """The run's parent MLflow run ends ``status`` (FAILED, KILLED) unless a stage already marked it
+    (an interrupted stage marks it KILLED). Never fails the command: it reports the run's outcome."""
+    from eto_assets.assets.tracking import end_pipeline
+
+    if run_id is None:
+        return
+    try:
+        end_pipeline(mlflow_uri, task, run_id, status)
+    except Exception as exc:
+        print(f"warning: could not mark the run's MLflow parent run {status}: {' '.join(str(exc).split())}")
+
+
+def interrupted_run_id(instance, invocation: str) -> str | None:
+    from dagster import RunsFilter
+
+    runs = instance.get_runs(filters=RunsFilter(tags={INVOCATION_TAG: invocation}), limit=1)
+    return runs[0].run_id if runs else None
+
+
+def previous_report(layout) -> str:
+    """What a failed run prints instead of the table: the table on disk is an earlier run's."""
+    path = layout.summary_md
+    if not path.is_file():
+        return "(no table: this run failed)"
+    written = time.strftime("%Y-%m-%d %H:%M", time.localtime(path.stat().st_mtime))
+    return f"(no table: this run failed; the last complete report, written {written}, is {path})"
 
 
 def select_assets(
@@ -181,11 +248,19 @@ def step_failures(result) -> list[str]:
         stage = getattr(stage, "value", stage) or event.step_key
         if failure is not None and failure.description:
             cause = failure.description
+        elif was_interrupted(event):
+            cause = "interrupted (SIGINT or SIGTERM)"
         else:
             message = data.error.message.strip() if data.error else "unknown error"
             cause = message.splitlines()[-1] if message else "unknown error"
         lines.append(f"error: {stage}: {' '.join(cause.split())}")
     return lines
+
+
+def was_interrupted(event) -> bool:
+    """A step failure that is Ctrl-C or SIGTERM (Dagster turns both into an interruption of the step)."""
+    error = getattr(event.event_specific_data, "error", None)
+    return error is not None and error.cls_name == "DagsterExecutionInterruptedError"
 
 
 def check_warnings(result) -> list[str]:
@@ -205,16 +280,47 @@ def check_warnings(result) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        home = settings.home()
-        iterations = settings.iterations()
-    except settings.SettingError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    problems = settings.validate(skip=args.from_options)  # every variable, before anything reads one
+    if problems:
+        print(f"error: {'; '.join(problems)}", file=sys.stderr)
         return 2
+    home, iterations = settings.home(), settings.iterations()
     problem = check_inputs(args, iterations) or check_settings(args, home)
     if problem is not None:
         print(f"error: {problem}", file=sys.stderr)
         return 2
+    try:
+        with sigterm_as_interrupt():
+            return run(args, home, iterations)
+    except KeyboardInterrupt:
+        print(
+            "error: interrupted (SIGINT or SIGTERM); the run and its MLflow runs are marked so",
+            file=sys.stderr,
+        )
+        return 130
+    except Exception as exc:  # one line (a full disk named), not a traceback
+        print(f"error: {failure_line(exc, home)}", file=sys.stderr)
+        return 1
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """SIGTERM stops the command like Ctrl-C (Dagster does the same while a step runs), so a run
+    stopped between steps is also marked, never killed without a word."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
+    """Launch the run (the settings are checked) and print its outcome; the exit status."""
+    import uuid
+
     dagster_home = prepare_instance_home(home)
     settings.offline_environment()
 
@@ -244,25 +350,40 @@ def main(argv: list[str] | None = None) -> int:
         selected, reasons = select_assets(args, home, instance, iterations)
         for key, why in reasons.items():
             print(f"{'run ' if key in selected else 'skip'} {key}: {why}")
-        failures, warnings, success = [], [], True
+        failures, warnings, success, interrupted = [], [], True, False
         if selected:
             observed = [group.key for group in settings_groups(iterations)]  # the run records its settings
             keys = [AssetKey.from_user_string(k) for k in (*observed, *selected)]
-            with execute(args.task, run_config, instance, asset_selection=keys) as result:
-                success = result.success
-                failures, warnings = step_failures(result), check_warnings(result)
+            invocation = uuid.uuid4().hex
+            try:
+                with execute(
+                    args.task, run_config, instance, asset_selection=keys, tags={INVOCATION_TAG: invocation}
+                ) as result:
+                    success, run_id = result.success, result.run_id
+                    failures, warnings = step_failures(result), check_warnings(result)
+                    interrupted = any(e.is_step_failure and was_interrupted(e) for e in result.all_events)
+            except KeyboardInterrupt:
+                mark_pipeline(mlflow_uri, args.task, interrupted_run_id(instance, invocation), "KILLED")
+                raise
+            if not success:  # the parent MLflow run shows how the pipeline ended
+                mark_pipeline(mlflow_uri, args.task, run_id, "KILLED" if interrupted else "FAILED")
         else:
             print("every asset is up to date: nothing to run (--force reruns everything)")
     elapsed = time.perf_counter() - started
-    selection = load_profile(args.profile).selection
-    table, best = report_table(ArtifactLayout(home, args.task), iterations, selection)
     print(
         f"\nETO on {args.task} (profile {args.profile}, base model {args.base_model}): "
         f"{'succeeded' if success else 'FAILED'} in {elapsed / 60:.1f} min\n"
     )
-    print(table if best is not None else "(no iteration was evaluated)")
-    if best is not None:
-        print(f"\nchampion: iteration {best.iteration} (selection: {selection}; the rule is in summary.md)")
+    if success:
+        selection = load_profile(args.profile).selection
+        table, best = report_table(ArtifactLayout(home, args.task), iterations, selection)
+        print(table if best is not None else "(no iteration was evaluated)")
+        if best is not None:
+            print(
+                f"\nchampion: iteration {best.iteration} (selection: {selection}; the rule is in summary.md)"
+            )
+    else:  # the files on disk hold an earlier run's numbers, not this one's
+        print(previous_report(ArtifactLayout(home, args.task)))
     if warnings:
         print()
         for warning in warnings:
@@ -274,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
             print(failure, file=sys.stderr)
     print(f"\nDagster UI:  make ui   (DAGSTER_HOME={dagster_home}; then open http://127.0.0.1:3000)")
     print(f"MLflow UI:   make mlflow-ui   (store {mlflow_uri}; then open http://127.0.0.1:5000)")
-    return 0 if success else 1
+    return 0 if success else 130 if interrupted else 1
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ host, are left to Dagster's run monitoring (``run_monitoring`` in ``dagster.yaml
 still RUNNING whose Dagster run (in this instance) has ended are closed as KILLED, and the model
 versions they registered are tagged ``eto.orphan=true``: a stage registers its checkpoint just before
 its materialization is recorded, so a version whose stage run was killed belongs to no
-materialization (none of Dagster's ``model_version`` metadata names it).
+materialization (none of Dagster's ``model_version`` metadata names it). The parent MLflow run of a
+pipeline whose worker is gone ends KILLED.
 """
 
 from __future__ import annotations
@@ -61,12 +62,21 @@ def sweep_mlflow(instance, tracking_uri: str, report: SweepReport) -> None:
     from dagster import DagsterRunStatus
     from mlflow.tracking import MlflowClient
 
-    from eto_assets.assets.tracking import model_name
+    from eto_assets.assets.tracking import PIPELINE_KIND, ensure_store, model_name
 
+    ensure_store(tracking_uri)  # a fresh sqlite store is created by one process at a time
     client = MlflowClient(tracking_uri)
     experiments = client.search_experiments(filter_string="name LIKE 'eto-%'")
     if not experiments:
         return
+    # The parent run of a pipeline whose worker was killed: KILLED, not the FINISHED it shows while
+    # its stages run.
+    for run_id in report.failed_runs:
+        query = f"tags.`eto.kind` = '{PIPELINE_KIND}' and tags.`dagster.run_id` = '{run_id}'"
+        for parent in client.search_runs([e.experiment_id for e in experiments], query, max_results=10):
+            client.set_terminated(parent.info.run_id, "KILLED")
+            client.set_tag(parent.info.run_id, "eto.killed_reason", f"Dagster run {run_id}: worker gone")
+            report.killed_mlflow_runs.append(parent.info.run_id)
     ended = {DagsterRunStatus.FAILURE, DagsterRunStatus.SUCCESS, DagsterRunStatus.CANCELED}
     running = client.search_runs(
         [e.experiment_id for e in experiments], "attributes.status = 'RUNNING'", max_results=1000

@@ -3,7 +3,10 @@ type, with the file or service it concerns when the message does not say so alre
 
 from __future__ import annotations
 
+import errno
+import os
 import re
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 # Exceptions that only wrap another one: their own message says nothing the cause does not.
@@ -20,6 +23,19 @@ PATH_LOCALS = (
     "model_path",
 )
 MAX_CHARS = 400
+# A full disk, said outright: the errno, or the words sqlite and the OS use for it.
+NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
+NO_SPACE_WORDS = ("no space left on device", "database or disk is full", "disk quota exceeded")
+# Write errors that do not say why: a full disk when the filesystem they wrote to is (nearly) full.
+# torch.save's C++ stream (an optimizer state in a checkpoint), sqlite's journal, torch's zip writer.
+WRITE_FAILURES = (
+    "basic_ios::clear",
+    "iostream error",
+    "disk i/o error",
+    "failed writing file",
+    "file write failed",
+)
+NEARLY_FULL_BYTES = 1 << 20  # a filesystem with less than this free (or under 1% free) is full
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -57,6 +73,95 @@ def _path_in_traceback(exc: BaseException) -> str | None:
     return None
 
 
+def _frame_paths(exc: BaseException) -> Iterator[Path]:
+    """Absolute paths (and sqlite store URIs) held by the locals of ``exc``'s frames, innermost first."""
+    tb = exc.__traceback__
+    frames = []
+    while tb is not None:
+        frames.append(tb.tb_frame)
+        tb = tb.tb_next
+    for frame in reversed(frames):
+        for value in list(frame.f_locals.values()):
+            if isinstance(value, Path) or (isinstance(value, str) and 1 < len(value) < 500):
+                text = str(value).removeprefix("sqlite:///")
+                if text.startswith("/") and "\n" not in text:
+                    yield Path(text)
+
+
+def _existing(path: Path) -> Path | None:
+    """``path`` or its nearest existing folder (a file that failed to be written may be gone)."""
+    try:
+        while not path.exists():
+            if path.parent == path:
+                return None
+            path = path.parent
+    except OSError:
+        return None
+    return path
+
+
+def _mount_point(path: Path) -> Path:
+    path = path.resolve()
+    while not os.path.ismount(path) and path.parent != path:
+        path = path.parent
+    return path
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TiB"
+
+
+def _full_filesystem(candidates: Iterable[Path]) -> tuple[Path, Path, str] | None:
+    """The first candidate on a (nearly) full filesystem: (mount point, path, "N free of M")."""
+    seen: set[Path] = set()
+    for candidate in candidates:
+        path = _existing(candidate)
+        if path is None or path in seen:
+            continue
+        seen.add(path)
+        try:
+            stat = os.statvfs(path)
+        except OSError:
+            continue
+        free, total = stat.f_bavail * stat.f_frsize, stat.f_blocks * stat.f_frsize
+        if total and (free < NEARLY_FULL_BYTES or free < total / 100):
+            return _mount_point(path), candidate, f"{_size(free)} free of {_size(total)}"
+    return None
+
+
+def no_space(exc: BaseException, paths: Iterable[Path] = ()) -> str | None:
+    """``no space left on <mount point> (...)`` when ``exc`` (or its chain) failed for a full disk: said
+    outright (ENOSPC, "database or disk is full"), or a bare write error ("basic_ios::clear: iostream
+    error", sqlite's "disk I/O error") on a filesystem that is indeed nearly full. The filesystem is
+    found from the paths in the failing frames (the file being written, the store, the home), then
+    ``paths``. None when the disk is not the cause."""
+    chain = _chain(exc)
+    said = any(
+        (isinstance(e, OSError) and e.errno in NO_SPACE_ERRNOS)
+        or any(w in _message(e).lower() for w in NO_SPACE_WORDS)
+        for e in chain
+    )
+    bare = any(any(w in _message(e).lower() for w in WRITE_FAILURES) for e in chain)
+    if not (said or bare):
+        return None
+    named = [Path(e.filename) for e in chain if isinstance(e, OSError) and isinstance(e.filename, str)]
+    candidates = [*named, *(p for e in chain for p in _frame_paths(e)), *map(Path, paths)]
+    full = _full_filesystem(candidates)
+    cause = next((e for e in reversed(chain) if _message(e)), exc)
+    what = f"{type(cause).__name__}: {_message(cause)}"
+    if full is not None:
+        mount, path, space = full
+        return f"no space left on {mount} ({space}; writing under {path}): {what}"
+    if said:
+        where = f" (writing {candidates[0]})" if candidates else ""
+        return f"no space left on device{where}: {what}"
+    return None
+
+
 def _hint(exc: BaseException, message: str) -> str | None:
     """What a few well-known low-level errors mean here."""
     kind = type(exc).__name__
@@ -74,9 +179,14 @@ def _hint(exc: BaseException, message: str) -> str | None:
     return None
 
 
-def root_cause(exc: BaseException) -> tuple[str, str]:
+def root_cause(exc: BaseException, paths: Iterable[Path] = ()) -> tuple[str, str]:
     """``(error_type, one_line)`` for ``exc``: the innermost exception of its chain with a message
-    (skipping pure wrappers), ``Type: message``, with the file it concerns and a hint if known."""
+    (skipping pure wrappers), ``Type: message``, with the file it concerns and a hint if known. A full
+    disk is said as such, naming the filesystem (``paths``: more places the failing code wrote to)."""
+    full = no_space(exc, paths)
+    if full is not None:
+        inner = [e for e in _chain(exc) if _message(e)] or [exc]
+        return type(inner[-1]).__name__, _clip(full)
     chain = [e for e in _chain(exc) if type(e).__name__ not in WRAPPERS] or [exc]
     meaningful = [e for e in chain if _message(e)] or chain
     cause = meaningful[-1]
@@ -100,6 +210,9 @@ def root_cause(exc: BaseException) -> tuple[str, str]:
     hint = _hint(cause, message)
     if hint:
         line = f"{hint}: {line}"
-    if len(line) > MAX_CHARS:
-        line = line[: MAX_CHARS - 3] + "..."
-    return type(cause).__name__, line
+    return type(cause).__name__, _clip(line)
+
+
+def _clip(line: str) -> str:
+    line = " ".join(line.split())
+    return line if len(line) <= MAX_CHARS else line[: MAX_CHARS - 3] + "..."

@@ -15,6 +15,7 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.tracking import MlflowClient
 
+from eto_assets.assets.locks import exclusive
 from eto_assets.data.files import folder_identity
 from eto_assets.stages.layout import BASE_ITERATION
 from eto_assets.stages.result import StageResult
@@ -39,8 +40,39 @@ def is_local_store(uri: str) -> bool:
     return uri.startswith(("sqlite:", "file:", "/")) or "://" not in uri
 
 
+def sqlite_file(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` store (None for any other store)."""
+    return Path(uri.removeprefix("sqlite:///")) if uri.startswith("sqlite:///") else None
+
+
+def store_lock_path(db: Path) -> Path:
+    """The lock a sqlite store is created under, next to it (as ``$DAGSTER_HOME/.eto-instance.lock``
+    is for the Dagster instance)."""
+    return db.with_name(f".{db.name}.eto-create.lock")
+
+
+_ready_stores: set[str] = set()
+
+
+def ensure_store(tracking_uri: str) -> None:
+    """Create a sqlite store's schema (MLflow's migrations) under a file lock, once per process.
+
+    MLflow creates the tables of a fresh sqlite store on first use, without a lock: two processes
+    starting at once in a fresh home both migrate it and one fails (``table webhooks already exists``,
+    ``... in 'alembic_version'; 0 found``). Under the lock the second waits and finds the schema made.
+    Other stores are created by their server or administrator: nothing to do."""
+    db = sqlite_file(tracking_uri)
+    if db is None or tracking_uri in _ready_stores:
+        return
+    db.parent.mkdir(parents=True, exist_ok=True)
+    with exclusive(store_lock_path(db), wait=True):
+        MlflowClient(tracking_uri).search_experiments(max_results=1)  # creates and migrates the schema
+    _ready_stores.add(tracking_uri)
+
+
 def use_experiment(tracking_uri: str, task: str, artifact_root: Path | None) -> str:
     """Point MLflow at ``tracking_uri`` and return the task's experiment id (created if needed)."""
+    ensure_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     name = experiment_name(task)
     existing = mlflow.get_experiment_by_name(name)
@@ -66,13 +98,48 @@ def pipeline_parent(tracking_uri: str, task: str, dagster_run_id: str, artifact_
         return found[0].info.run_id
     tags = {"eto.kind": PIPELINE_KIND, "eto.task": task, "dagster.run_id": dagster_run_id}
     run = client.create_run(experiment_id, run_name=f"{task}-pipeline-{dagster_run_id[:8]}", tags=tags)
-    client.set_terminated(run.info.run_id)  # a container: its stage runs carry their own status
+    # A container: FINISHED unless a stage fails (FAILED) or is interrupted (KILLED), see stage_run
+    # and end_pipeline.
+    client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def find_pipeline(tracking_uri: str, task: str, dagster_run_id: str) -> str | None:
+    """The parent run of a pipeline run, if one was created (creates no store and no experiment)."""
+    db = sqlite_file(tracking_uri)
+    if db is not None and not db.exists():
+        return None
+    ensure_store(tracking_uri)
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name(task))
+    if experiment is None:
+        return None
+    query = f"tags.`eto.kind` = '{PIPELINE_KIND}' and tags.`dagster.run_id` = '{dagster_run_id}'"
+    found = client.search_runs([experiment.experiment_id], filter_string=query, max_results=1)
+    return found[0].info.run_id if found else None
+
+
+def end_pipeline(tracking_uri: str, task: str, dagster_run_id: str, status: str) -> str | None:
+    """Give a pipeline's parent run its final status (``FAILED`` or ``KILLED``) unless a stage already
+    did (a stage interrupted in its run marks it KILLED, which a later FAILED must not undo); returns
+    the run id, None when the pipeline never created one."""
+    run_id = find_pipeline(tracking_uri, task, dagster_run_id)
+    if run_id is not None:
+        client = MlflowClient(tracking_uri)
+        if client.get_run(run_id).info.status in ("FINISHED", "RUNNING"):
+            client.set_terminated(run_id, status)
+    return run_id
+
+
+def interrupted(exc: BaseException) -> bool:
+    """Ctrl-C or SIGTERM: Python's KeyboardInterrupt, or Dagster's own form of it inside a step."""
+    return isinstance(exc, KeyboardInterrupt) or type(exc).__name__ == "DagsterExecutionInterruptedError"
 
 
 def prefixed(metrics: Mapping[str, float], stage: str) -> dict[str, float]:
     """``eval_seen_avg_reward`` -> ``eval/seen_avg_reward``: metrics grouped by stage in the UI."""
-    return {f"{stage}/{k.removeprefix(stage + '_')}": float(v) for k, v in metrics.items()}
+    short = stage.rsplit("_", 1)[-1]  # a method's stage (``rft_eval``) names its metrics like ETO's
+    return {f"{stage}/{k.removeprefix(short + '_')}": float(v) for k, v in metrics.items()}
 
 
 def _iteration_tag(iteration: int) -> str:
@@ -98,11 +165,26 @@ def stage_run(
     ) as run:
         if params:
             log_params(params)
-        yield run
+        try:
+            yield run
+        except BaseException as exc:
+            # The stage run ends FAILED (MLflow's own exit) or KILLED; the pipeline's parent run, which
+            # shows FINISHED while its stages run, takes the same status.
+            status = "KILLED" if interrupted(exc) else "FAILED"
+            parent = all_tags.get("mlflow.parentRunId")
+            try:
+                if parent:
+                    MlflowClient(tracking_uri).set_terminated(parent, status)
+                if status == "KILLED":
+                    mlflow.end_run(status)
+            except Exception:  # bookkeeping only: the stage's own error is the one to report
+                pass
+            raise
 
 
 def tag_run(tracking_uri: str, run_id: str, tags: Mapping[str, str]) -> None:
     """Tag a (possibly finished) run."""
+    ensure_store(tracking_uri)
     client = MlflowClient(tracking_uri)
     for key, value in tags.items():
         client.set_tag(run_id, key, value[:5000])

@@ -17,7 +17,7 @@ entry point calls it (a ``main``, a script's ``__main__`` block).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +29,35 @@ class Setting:
     default: str | None
     help: str
     secret: bool = False  # the value is never printed, logged or shown as a default (an API key)
+
+
+# The allowed values of each setting, as its error message names them (see ``validate``).
+BACKEND_CHOICES = ("transformers", "vllm", "openai")  # eto_assets.agent.backends.BACKENDS (tested equal)
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+MLFLOW_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the shipped profiles (as config/profile.py)
+ALLOWED: dict[str, str] = {
+    "ETO_HOME": "a folder (created when missing), not a file",
+    "DAGSTER_HOME": "unset ($ETO_HOME/dagster) or a writable folder, not a file",
+    "ETO_DATA_DIR": "unset or a folder laid out like shared/data, not a file",
+    "ETO_PROFILE": "micro | tiny | small | paper (configs/), or a profile YAML file",
+    "ETO_BASE_MODEL": "'tiny' or a local Hugging Face model folder",
+    "ETO_BACKEND": " | ".join(BACKEND_CHOICES),
+    "ETO_ACCELERATE_CONFIG": "unset or an accelerate config file (configs/accelerate/)",
+    "ETO_ITERATIONS": "a whole number 0..10",
+    "ETO_SCIWORLD_JVMS": "unset (one per two cores) or a whole number 1..64",
+    "ETO_ENV_PROCESSES": "unset (one per core) or a whole number 0..256",
+    "ETO_TORCH_THREADS": "unset (half the cores) or a whole number 1..1024",
+    "ETO_INFERENCE_DTYPE": " | ".join(DTYPES),
+    "ETO_MODEL_CACHE": "unset (~/.cache/eto/models) or a folder, not a file",
+    "OPENAI_BASE_URL": "an http(s) URL, e.g. http://127.0.0.1:8000/v1",
+    "OPENAI_API_KEY": "a key without whitespace or control characters (EMPTY for a local vllm serve)",
+    "MLFLOW_TRACKING_URI": "unset (sqlite under ETO_HOME), http(s)://host:port, sqlite:///path, "
+    "file:///path, a folder, or a database URI (postgresql://, mysql://, mssql://)",
+    "ETO_MLFLOW_UI_URL": "an http(s) URL",
+    "ETO_MLFLOW_COPY_CHECKPOINTS": "true | false (also 1/0, yes/no, on/off)",
+    "ALFWORLD_DATA": "unset or a folder, not a file",
+}
 
 
 SETTINGS: dict[str, Setting] = {
@@ -96,6 +125,13 @@ class SettingError(ValueError):
     """An environment variable holds a value the project cannot use."""
 
 
+def bad(name: str, raw: str | None, problem: str) -> SettingError:
+    """The one error form: ``NAME='value' <problem>; allowed: <values>`` (a secret's value not shown)."""
+    shown = " (value not shown)" if SETTINGS[name].secret else f"={raw!r}"
+    line = " ".join(f"{name}{shown} {problem}; allowed: {ALLOWED[name]}".split())
+    return SettingError(line)
+
+
 def read(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The variable's value, or its default when unset or empty."""
     env = os.environ if environ is None else environ
@@ -109,9 +145,9 @@ def read_int(name: str, low: int, high: int, environ: Mapping[str, str] | None =
     try:
         value = int(raw)
     except ValueError:
-        raise SettingError(f"{name}={raw!r} is not a whole number") from None
+        raise bad(name, raw, "is not a whole number") from None
     if not low <= value <= high:
-        raise SettingError(f"{name}={value} is outside {low}..{high}")
+        raise bad(name, raw, f"is outside {low}..{high}")
     return value
 
 
@@ -125,7 +161,7 @@ def read_folder(name: str, environ: Mapping[str, str] | None = None) -> Path | N
     The folder itself need not exist yet: whoever writes there creates it."""
     path = read_path(name, environ)
     if path is not None and path.exists() and not path.is_dir():
-        raise SettingError(f"{name}={str(path)!r} is a file, not a folder")
+        raise bad(name, str(path), "is a file, not a folder")
     return path
 
 
@@ -179,25 +215,81 @@ def torch_threads(environ: Mapping[str, str] | None = None) -> int:
     return value if value is not None else default_torch_threads()
 
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
 def inference_dtype(environ: Mapping[str, str] | None = None) -> str:
     value = read("ETO_INFERENCE_DTYPE", environ) or "auto"
     if value not in DTYPES:
-        raise SettingError(f"ETO_INFERENCE_DTYPE={value!r} is not one of {DTYPES}")
+        raise bad("ETO_INFERENCE_DTYPE", value, "is not a known dtype")
     return value
+
+
+def backend(environ: Mapping[str, str] | None = None) -> str:
+    value = read("ETO_BACKEND", environ) or "transformers"
+    if value not in BACKEND_CHOICES:
+        raise bad("ETO_BACKEND", value, "is not a known inference backend")
+    return value
+
+
+def profile_name(environ: Mapping[str, str] | None = None) -> str:
+    """A shipped profile's name or a profile file that exists (its fields are checked when loaded)."""
+    value = read("ETO_PROFILE", environ) or "tiny"
+    path = Path(value).expanduser()
+    if not path.suffix and not (CONFIG_DIR / f"{value}.yaml").is_file():
+        raise bad("ETO_PROFILE", value, "is not a shipped profile")
+    if path.suffix and not path.is_file():
+        raise bad("ETO_PROFILE", value, "is not a profile file that exists")
+    return value
+
+
+def base_model(environ: Mapping[str, str] | None = None) -> str:
+    """``tiny`` or a folder; whether the folder holds a loadable model is the preflight's check."""
+    value = read("ETO_BASE_MODEL", environ) or "tiny"
+    if value != "tiny" and Path(value).expanduser().is_file():
+        raise bad("ETO_BASE_MODEL", value, "is a file, not a model folder")
+    return value
+
+
+def accelerate_config(environ: Mapping[str, str] | None = None) -> Path | None:
+    path = read_path("ETO_ACCELERATE_CONFIG", environ)
+    if path is not None and not path.is_file():
+        raise bad("ETO_ACCELERATE_CONFIG", str(path), "is not a file")
+    return path
+
+
+def _http_url(name: str, environ: Mapping[str, str] | None) -> str:
+    value = read(name, environ)
+    assert value is not None  # it has a default
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise bad(name, value, "is not an http(s) URL")
+    return value
+
+
+def tracking_uri(environ: Mapping[str, str] | None = None) -> str | None:
+    """``MLFLOW_TRACKING_URI``: unset, a URI of a scheme MLflow stores under, or a local folder."""
+    value = read("MLFLOW_TRACKING_URI", environ)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    scheme = parts.scheme.split("+", 1)[0]  # postgresql+psycopg2://
+    if not parts.scheme or value.startswith(("/", "~", ".")):
+        if Path(value).expanduser().is_file():
+            raise bad("MLFLOW_TRACKING_URI", value, "is a file, not a folder or URI")
+        return value
+    if scheme not in MLFLOW_SCHEMES:
+        raise bad("MLFLOW_TRACKING_URI", value, f"has an unknown scheme {parts.scheme!r}")
+    if scheme in ("http", "https") and not parts.hostname:
+        raise bad("MLFLOW_TRACKING_URI", value, "names no host")
+    return value
+
+
+def mlflow_ui_url(environ: Mapping[str, str] | None = None) -> str:
+    return _http_url("ETO_MLFLOW_UI_URL", environ)
 
 
 def openai_base_url(environ: Mapping[str, str] | None = None) -> str:
     """The OpenAI-compatible endpoint. Always a concrete URL, so the ``openai`` client never falls
     back to reading ``OPENAI_BASE_URL`` itself (where an empty value would not mean "unset")."""
-    value = read("OPENAI_BASE_URL", environ)
-    assert value is not None  # it has a default
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingError(f"OPENAI_BASE_URL={value!r} is not an http(s) URL")
-    return value
+    return _http_url("OPENAI_BASE_URL", environ)
 
 
 def openai_api_key(environ: Mapping[str, str] | None = None) -> str:
@@ -206,7 +298,7 @@ def openai_api_key(environ: Mapping[str, str] | None = None) -> str:
     value = read("OPENAI_API_KEY", environ)
     assert value is not None  # it has a default
     if any(c.isspace() or not c.isprintable() for c in value):
-        raise SettingError("OPENAI_API_KEY holds whitespace or control characters (value not shown)")
+        raise bad("OPENAI_API_KEY", value, "holds whitespace or control characters")
     return value
 
 
@@ -214,8 +306,54 @@ def read_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
     """A true/false setting (``true``/``false``, ``1``/``0``, ``yes``/``no``, ``on``/``off``)."""
     raw = (read(name, environ) or "").strip().lower()
     if raw not in ("1", "true", "yes", "on", "0", "false", "no", "off"):
-        raise SettingError(f"{name}={raw!r} is not true or false")
+        raise bad(name, raw, "is not true or false")
     return raw in ("1", "true", "yes", "on")
+
+
+# How each setting is checked: its typed reader (all of them, whatever reads them later).
+VALIDATORS: dict[str, Callable[[Mapping[str, str] | None], object]] = {
+    "ETO_HOME": lambda e: read_folder("ETO_HOME", e),
+    "DAGSTER_HOME": lambda e: read_folder("DAGSTER_HOME", e),
+    "ETO_DATA_DIR": lambda e: read_folder("ETO_DATA_DIR", e),
+    "ETO_PROFILE": profile_name,
+    "ETO_BASE_MODEL": base_model,
+    "ETO_BACKEND": backend,
+    "ETO_ACCELERATE_CONFIG": accelerate_config,
+    "ETO_ITERATIONS": iterations,
+    "ETO_SCIWORLD_JVMS": sciworld_jvms,
+    "ETO_ENV_PROCESSES": env_processes,
+    "ETO_TORCH_THREADS": torch_threads,
+    "ETO_INFERENCE_DTYPE": inference_dtype,
+    "ETO_MODEL_CACHE": model_cache_dir,
+    "OPENAI_BASE_URL": openai_base_url,
+    "OPENAI_API_KEY": openai_api_key,
+    "MLFLOW_TRACKING_URI": tracking_uri,
+    "ETO_MLFLOW_UI_URL": mlflow_ui_url,
+    "ETO_MLFLOW_COPY_CHECKPOINTS": lambda e: read_flag("ETO_MLFLOW_COPY_CHECKPOINTS", e),
+    "ALFWORLD_DATA": lambda e: read_folder("ALFWORLD_DATA", e),
+}
+
+
+def validate(environ: Mapping[str, str] | None = None, skip: Collection[str] = ()) -> list[str]:
+    """Every setting checked by its reader: one line per bad variable, naming it and its allowed values
+    (empty: all good). The entry points call it first, so a bad value never fails deep in an import.
+    ``skip``: variables an entry point's own options replace (the CLI's ``--profile``)."""
+    problems = []
+    for name, check in VALIDATORS.items():
+        if name in skip:
+            continue
+        try:
+            check(environ)
+        except SettingError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def check_environment(environ: Mapping[str, str] | None = None) -> None:
+    """Raise one :class:`SettingError` naming every bad variable (``; ``-separated, one line)."""
+    problems = validate(environ)
+    if problems:
+        raise SettingError("; ".join(problems))
 
 
 def offline_environment() -> None:

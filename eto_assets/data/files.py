@@ -109,6 +109,35 @@ def staging_dir(final: Path) -> Path:
     return staging
 
 
+def umask() -> int:
+    """This process's umask (read without changing it where Linux says it; else set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(root: Path) -> None:
+    """Give ``root`` and everything in it the modes a plain ``open``/``mkdir`` would have given:
+    ``0o666``/``0o777`` less the umask. Libraries that write through ``tempfile.mkstemp`` and a rename
+    (safetensors' ``save_file``: ``model.safetensors`` comes out ``0600``) make files private to their
+    writer, which breaks a shared MLflow server or Dagster instance reading them as another user."""
+    mask = umask()
+    root = Path(root)
+    for path in (root, *root.rglob("*")) if root.is_dir() else (root,):
+        if path.is_symlink():
+            continue
+        mode = path.stat().st_mode
+        full = 0o777 if path.is_dir() or mode & 0o111 else 0o666
+        if mode & 0o777 != full & ~mask:
+            path.chmod(full & ~mask)
+
+
 def _previous(final: Path) -> Path:
     return final.with_name(f"{final.name}.previous")
 
@@ -126,8 +155,9 @@ def recover_dir(final: Path) -> None:
 
 def publish_dir(staging: Path, final: Path) -> Path:
     """Swap the finished ``staging`` folder in at ``final``; the old ``final`` is removed only
-    after the new one is in place."""
+    after the new one is in place. Its files get the umask's modes first (:func:`follow_umask`)."""
     staging, final = Path(staging), Path(final)
+    follow_umask(staging)  # the weights a library wrote privately become as readable as any file here
     recover_dir(final)
     previous = _previous(final)
     if final.exists():
