@@ -108,6 +108,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--base-model", help="tiny | a model folder (default: $ETO_BASE_MODEL, else tiny)")
     parser.add_argument("--backend", help="transformers | vllm | openai (default: $ETO_BACKEND)")
     parser.add_argument(
+        "--methods",
+        help="methods beside SFT: a comma list of eto, best_of_n, rft, rl, selfplay_eto, selfplay_rft, "
+        "selfplay_rft_eto, or all (default: the profile's `methods`, ETO alone in the shipped ones)",
+    )
+    parser.add_argument(
         "--force", action="store_true", help="rerun every asset, even those up to date (same inputs)"
     )
     args = parser.parse_args(argv)
@@ -118,14 +123,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def run_profile(args: argparse.Namespace):
+    """The profile the run uses: the named one, with ``--methods`` where given."""
+    from eto_assets.config.profile import load_profile
+
+    profile = load_profile(args.profile)
+    return profile.with_methods(args.methods) if getattr(args, "methods", None) else profile
+
+
 def check_inputs(args: argparse.Namespace, iterations: int) -> str | None:
     """Problems found before any work starts, as one line; None when the run can start."""
-    from eto_assets.config.profile import TASKS, ProfileError, check_profile_for_model, load_profile
+    from eto_assets.config.profile import TASKS, ProfileError, check_profile_for_model
 
     if args.task not in TASKS:
         return f"unknown task {args.task!r}; known tasks: {list(TASKS)}"
     try:
-        profile = load_profile(args.profile)
+        profile = run_profile(args)
         check_profile_for_model(profile, args.base_model)
     except ProfileError as exc:
         return str(exc)
@@ -216,11 +229,10 @@ def select_assets(
     from eto_assets.assets.graph import build_assets
     from eto_assets.assets.table import VersionInputs, inactive_keys, settings_groups, stage_table
     from eto_assets.assets.versions import observe_settings, settings_versions, stale_assets
-    from eto_assets.config.profile import load_profile
     from eto_assets.stages.layout import ArtifactLayout
     from resources import default_resources
 
-    profile = load_profile(args.profile)
+    profile = run_profile(args)
     table, groups = stage_table(iterations), settings_groups(iterations)
     inputs = VersionInputs(args.base_model, args.backend, settings.read("ETO_DATA_DIR"))
     observe_settings(instance, settings_versions(groups, profile, args.task, inputs), args.task)
@@ -327,7 +339,6 @@ def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
     from dagster import AssetKey
 
     from eto_assets.assets.table import settings_groups
-    from eto_assets.config.profile import load_profile
     from eto_assets.stages import report_table
     from eto_assets.stages.layout import ArtifactLayout
     from jobs.sweep import sweep
@@ -337,7 +348,12 @@ def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
     run_config = {
         "resources": {
             "settings": {
-                "config": {"home": str(home), "profile": args.profile, "base_model": args.base_model}
+                "config": {
+                    "home": str(home),
+                    "profile": args.profile,
+                    "base_model": args.base_model,
+                    **({"methods": args.methods} if getattr(args, "methods", None) else {}),
+                }
             },
             "inference": {"config": {"backend": args.backend}},
         }
@@ -375,8 +391,9 @@ def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
         f"{'succeeded' if success else 'FAILED'} in {elapsed / 60:.1f} min\n"
     )
     if success:
-        selection = load_profile(args.profile).selection
-        table, best = report_table(ArtifactLayout(home, args.task), iterations, selection)
+        profile = run_profile(args)
+        selection = profile.selection
+        table, best = report_table(ArtifactLayout(home, args.task), iterations, selection, profile.methods)
         print(table if best is not None else "(no iteration was evaluated)")
         if best is not None:
             print(

@@ -40,6 +40,12 @@ class EtoSettings(ConfigurableResource):
     )
     base_model: str = _from_env("ETO_BASE_MODEL")
     accelerate_config: str | None = _from_env("ETO_ACCELERATE_CONFIG")
+    methods: str | None = Field(
+        default=None,
+        description="the methods this run trains and evaluates beside SFT (a comma list of eto, best_of_n, "
+        "rft, rl, selfplay_eto, selfplay_rft, selfplay_rft_eto, or all), instead of the profile's "
+        "`methods`; unset: the profile's",
+    )
     data_dir: str | None = _from_env("ETO_DATA_DIR")
     alfworld_data: str | None = _from_env("ALFWORLD_DATA")
 
@@ -50,7 +56,8 @@ class EtoSettings(ConfigurableResource):
         return Path(self.data_dir).expanduser().resolve() if self.data_dir else None
 
     def load_profile(self) -> Profile:
-        return load_profile(self.profile)
+        profile = load_profile(self.profile)
+        return profile.with_methods(self.methods) if self.methods else profile
 
     def layout(self, task: str) -> ArtifactLayout:
         return ArtifactLayout(self.home_path(), task)

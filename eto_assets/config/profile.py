@@ -322,6 +322,19 @@ class Profile(_Strict):
     def scope(self, task: str) -> TaskScope:
         return self.tasks.get(task, TaskScope())
 
+    def with_methods(self, methods: str | list[str]) -> Profile:
+        """The profile running ``methods`` (a list, a comma list, or ``all``) instead of its own
+        ``methods``: what the CLI's ``--methods`` and the run setting ``methods`` do. Checked like the
+        file's own list."""
+        names = list(METHODS) if methods == "all" else methods
+        if isinstance(names, str):
+            names = [m.strip() for m in names.split(",") if m.strip()]
+        try:
+            return Profile.model_validate({**self.model_dump(), "methods": names})
+        except ValidationError as exc:
+            problems = "; ".join(_problem(e) for e in exc.errors())
+            raise ProfileError(f"methods {methods!r} (--methods or the run's settings): {problems}") from None
+
     def iterations_for(self, task: str) -> int:
         override = self.scope(task).iterations
         return self.iterations if override is None else override
