@@ -39,7 +39,7 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the shipped prof
 ALLOWED: dict[str, str] = {
     "ETO_HOME": "a folder (created when missing), not a file",
     "DAGSTER_HOME": "unset ($ETO_HOME/dagster) or a writable folder, not a file",
-    "ETO_DATA_DIR": "unset or a folder laid out like shared/data, not a file",
+    "ETO_DATA_DIR": "unset or an existing folder laid out like shared/data",
     "ETO_PROFILE": "micro | tiny | small | paper (configs/), or a profile YAML file",
     "ETO_BASE_MODEL": "'tiny' or a local Hugging Face model folder",
     "ETO_BACKEND": " | ".join(BACKEND_CHOICES),
@@ -162,6 +162,15 @@ def read_folder(name: str, environ: Mapping[str, str] | None = None) -> Path | N
     path = read_path(name, environ)
     if path is not None and path.exists() and not path.is_dir():
         raise bad(name, str(path), "is a file, not a folder")
+    return path
+
+
+def read_input_folder(name: str, environ: Mapping[str, str] | None = None) -> Path | None:
+    """A folder the run reads and never creates (benchmark data): it must exist, so a typo is refused
+    at once rather than read as "no data" (ScienceWorld would fall back to engine-sampled splits)."""
+    path = read_folder(name, environ)
+    if path is not None and not path.is_dir():
+        raise bad(name, str(path), "does not exist (a typo?)")
     return path
 
 
@@ -314,7 +323,7 @@ def read_flag(name: str, environ: Mapping[str, str] | None = None) -> bool:
 VALIDATORS: dict[str, Callable[[Mapping[str, str] | None], object]] = {
     "ETO_HOME": lambda e: read_folder("ETO_HOME", e),
     "DAGSTER_HOME": lambda e: read_folder("DAGSTER_HOME", e),
-    "ETO_DATA_DIR": lambda e: read_folder("ETO_DATA_DIR", e),
+    "ETO_DATA_DIR": lambda e: read_input_folder("ETO_DATA_DIR", e),
     "ETO_PROFILE": profile_name,
     "ETO_BASE_MODEL": base_model,
     "ETO_BACKEND": backend,

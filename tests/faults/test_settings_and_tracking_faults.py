@@ -321,3 +321,14 @@ def test_processes_starting_together_in_a_fresh_home_all_get_the_mlflow_store(tm
     for proc, (_, err) in zip(procs, outs, strict=True):
         assert proc.returncode == 0, err[-3000:]
     assert len({out.strip() for out, _ in outs}) == 1  # one experiment, the same for all
+
+
+def test_a_typo_in_the_data_folder_is_refused_not_read_as_no_data(tmp_path):
+    """Before: a misspelt ETO_DATA_DIR ran ScienceWorld on engine-sampled splits after one warning
+    mid-log; now the CLI refuses it in one line before any work."""
+    typo = tmp_path / "shraed" / "data"
+    out = cli(["--task", "sciworld"], {"ETO_DATA_DIR": str(typo)}, tmp_path)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    [line] = out.stderr.strip().splitlines()
+    assert f"ETO_DATA_DIR='{typo}' does not exist (a typo?)" in line
+    assert not (tmp_path / "home" / "artifacts").exists()
