@@ -187,9 +187,12 @@ def test_a_tracking_uri_that_answers_but_is_not_mlflow_is_refused(not_mlflow, mo
 def test_a_real_mlflow_server_passes_the_check(tmp_path, monkeypatch):
     """MLflow's own REST handlers (its server's Flask app, served here in a thread) pass."""
     from mlflow.server import ARTIFACT_ROOT_ENV_VAR, BACKEND_STORE_URI_ENV_VAR
+    from mlflow.tracking import MlflowClient
     from werkzeug.serving import make_server
 
-    monkeypatch.setenv(BACKEND_STORE_URI_ENV_VAR, f"sqlite:///{tmp_path / 'server.db'}")
+    store = f"sqlite:///{tmp_path / 'server.db'}"
+    MlflowClient(store).search_experiments()  # a running server's store exists: create it first
+    monkeypatch.setenv(BACKEND_STORE_URI_ENV_VAR, store)
     monkeypatch.setenv(ARTIFACT_ROOT_ENV_VAR, str(tmp_path / "artifacts"))
     from mlflow.server import app
 
@@ -197,7 +200,8 @@ def test_a_real_mlflow_server_passes_the_check(tmp_path, monkeypatch):
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        assert preflight.check_tracking_uri(f"http://127.0.0.1:{server.server_port}") is None
+        # a generous timeout: the handlers open the store on their first request (seconds on 2 busy cores)
+        assert preflight.check_tracking_uri(f"http://127.0.0.1:{server.server_port}", timeout=60) is None
     finally:
         server.shutdown()
 
