@@ -11,17 +11,26 @@ The wrapper's ``step`` asks the engine only for the observation, score and compl
 stock ``ScienceWorldEnv.step`` also builds the valid-action list, look and inventory on every
 step, which the agent never sees and which costs most of the step time. Games share a few JVMs
 (:class:`EngineHost`) rather than starting one each.
+The JVMs run a deterministic engine (:func:`engine_classpath`, :meth:`SciWorldEnv.gold_actions`): a
+task's gold path and the observations of a given action sequence are the same on every JVM launch
+and whatever the JVM ran before, so two runs of a profile generate the same expert data.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import os
 import random
+import shutil
+import struct
+import tempfile
 import threading
 import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,10 +182,151 @@ def eto_split_order(data_dir: Path | None) -> dict[str, list[tuple[str, int]]] |
     }
 
 
+# --------------------------------------------------------------------------- determinism
+# The engine (1.2.3) keeps a room's objects in hash sets, and its ``EnvObject`` overrides ``equals``
+# (same ``uuid``) but not ``hashCode``: the JVM's identity hash codes, which differ on every launch,
+# fix the order in which the engine lists objects in observations, ticks them (bees, heat) and
+# shuffles them with its seeded random stream, so gold paths and observation texts changed from
+# launch to launch (measured: 40 of 119 expert episodes identical across two launches). The engine
+# resets the ``uuid`` counter on every load, so a ``hashCode`` of the ``uuid`` is the same on every
+# launch: the JVMs load a copy of ``EnvObject`` with that ``hashCode``, ahead of the jar on the
+# classpath (upstream fixed the same after 1.2.3 by ordering those sets by ``uuid``). Its ``equals``
+# becomes identity: the same within a game, where every live object has its own ``uuid``, but games
+# sharing a JVM share the counter, so two objects of one game can get the same ``uuid``, and with
+# ``uuid`` equality and hashes a set would drop one of them. JVM flags cannot do it: with
+# ``-XX:hashCode=3`` (one counter) the hashes depend on what the JVM ran before, and
+# ``-XX:hashCode=2`` (all equal) is 1.4 times slower.
+ENV_OBJECT_CLASS = "scienceworld/struct/EnvObject.class"
+_CONSTANT_SIZES = {3: 4, 4: 4, 5: 8, 6: 8, 7: 2, 8: 2, 9: 4, 10: 4, 11: 4, 12: 4, 15: 3, 16: 2, 17: 4, 18: 4}
+_HASH_CODE = (b"hashCode", b"()I")
+_EQUALS = {(b"equals", b"(Ljava/lang/Object;)Z"), (b"equals", b"(Lscienceworld/struct/EnvObject;)Z")}
+
+
+def _members(
+    data: bytes, pos: int, utf8: dict[int, bytes]
+) -> tuple[int, list[tuple[bytes, bytes, int, int]]]:
+    """(position after, [(name, descriptor, start, end)]) of the class file's field or method table
+    at ``pos``."""
+    members = []
+    count, pos = struct.unpack_from(">H", data, pos)[0], pos + 2
+    for _ in range(count):
+        start, (_, name, descriptor, attributes) = pos, struct.unpack_from(">HHHH", data, pos)
+        pos += 8
+        for _ in range(attributes):
+            pos += 6 + struct.unpack_from(">I", data, pos + 2)[0]
+        members.append((utf8[name], utf8[descriptor], start, pos))
+    return pos, members
+
+
+def deterministic_env_object(data: bytes) -> bytes | None:
+    """The class file ``data`` (``EnvObject``) with ``hashCode() { return Long.hashCode(uuid); }``
+    added and both ``equals`` made ``Object.equals`` (identity); None when it has a ``hashCode``."""
+    count, pos, index, utf8 = struct.unpack_from(">H", data, 8)[0], 10, 1, {}
+    while index < count:  # the constant pool
+        tag = data[pos]
+        if tag == 1:
+            size = struct.unpack_from(">H", data, pos + 1)[0]
+            utf8[index], pos = data[pos + 3 : pos + 3 + size], pos + 3 + size
+        else:
+            pos += 1 + _CONSTANT_SIZES[tag]
+        index += 2 if tag in (5, 6) else 1
+    pool_end, this_class = pos, struct.unpack_from(">H", data, pos + 2)[0]
+    pos += 8 + 2 * struct.unpack_from(">H", data, pos + 6)[0]  # flags, this, super, interfaces
+    methods_at, fields = _members(data, pos, utf8)
+    end, methods = _members(data, methods_at, utf8)
+    if any((name, descriptor) == _HASH_CODE for name, descriptor, _, _ in methods):
+        return None
+    if not any((name, descriptor) == (b"uuid", b"J") for name, descriptor, _, _ in fields):
+        raise BenchmarkNotAvailable("ScienceWorld's EnvObject has no `long uuid` field (engine != 1.2.3?)")
+    added: list[bytes] = []
+
+    def constant(tag: int, fmt: str, *values) -> int:
+        added.append(struct.pack(">B" + fmt, tag, *values))
+        return count + len(added) - 1
+
+    def text(value: bytes) -> int:
+        return constant(1, f"H{len(value)}s", len(value), value)
+
+    def reference(tag: int, owner: int, name: bytes, descriptor: bytes) -> int:
+        return constant(tag, "HH", owner, constant(12, "HH", text(name), text(descriptor)))
+
+    code = text(b"Code")
+
+    def method(flags: int, name: bytes, descriptor: bytes, stack: int, local: int, body: bytes) -> bytes:
+        attribute = struct.pack(">HHI", stack, local, len(body)) + body + struct.pack(">HH", 0, 0)
+        head = struct.pack(">HHHH", flags, text(name), text(descriptor), 1)
+        return head + struct.pack(">HI", code, len(attribute)) + attribute
+
+    uuid = reference(9, this_class, b"uuid", b"J")
+    long_hash = reference(10, constant(7, "H", text(b"java/lang/Long")), b"hashCode", b"(J)I")
+    same = reference(10, constant(7, "H", text(b"java/lang/Object")), b"equals", b"(Ljava/lang/Object;)Z")
+    # aload_0; getfield uuid; invokestatic Long.hashCode; ireturn
+    table = [
+        method(0x0001, *_HASH_CODE, 2, 1, struct.pack(">BBHBHB", 0x2A, 0xB4, uuid, 0xB8, long_hash, 0xAC))
+    ]
+    for name, descriptor, start, stop in methods:
+        if (name, descriptor) in _EQUALS:  # aload_0; aload_1; invokespecial Object.equals; ireturn
+            flags = struct.unpack_from(">H", data, start)[0]
+            table.append(
+                method(flags, name, descriptor, 2, 2, struct.pack(">BBBHB", 0x2A, 0x2B, 0xB7, same, 0xAC))
+            )
+        else:
+            table.append(data[start:stop])
+    pool = struct.pack(">H", count + len(added)) + data[10:pool_end] + b"".join(added)
+    return (
+        data[:8]
+        + pool
+        + data[pool_end:methods_at]
+        + struct.pack(">H", len(table))
+        + b"".join(table)
+        + data[end:]
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _deterministic_class(jar: str) -> bytes | None:
+    with zipfile.ZipFile(jar) as archive:
+        return deterministic_env_object(archive.read(ENV_OBJECT_CLASS))
+
+
+def _class_folder(patched: bytes) -> Path:
+    """A folder holding ``patched`` as ``ENV_OBJECT_CLASS``: one per content in the user's cache
+    (``~/.cache/eto``; shared by processes, written atomically), else a private temporary one."""
+    try:
+        folder = Path.home() / ".cache" / "eto" / f"sciworld-{hashlib.sha256(patched).hexdigest()[:16]}"
+        target = folder / ENV_OBJECT_CLASS
+        if not target.is_file() or target.read_bytes() != patched:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            part = target.with_name(f"{target.name}.{os.getpid()}-{threading.get_ident()}")
+            part.write_bytes(patched)
+            os.replace(part, target)
+        return folder
+    except (OSError, RuntimeError):  # no home folder, or not writable
+        folder = Path(tempfile.mkdtemp(prefix="eto-sciworld-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        (folder / ENV_OBJECT_CLASS).parent.mkdir(parents=True)
+        (folder / ENV_OBJECT_CLASS).write_bytes(patched)
+        return folder
+
+
+def engine_classpath() -> str:
+    """The classpath the JVMs start with: the deterministic ``EnvObject`` ahead of the engine's jar."""
+    from scienceworld.constants import JAR_PATH
+
+    patched = _deterministic_class(JAR_PATH)
+    return JAR_PATH if patched is None else os.pathsep.join([str(_class_folder(patched)), JAR_PATH])
+
+
+def _start_engine():
+    """A new JVM with the engine (deterministic: see :func:`engine_classpath`)."""
+    engine = _import_engine()
+    return engine("", serverPath=engine_classpath(), envStepLimit=10_000)
+
+
 @functools.lru_cache(maxsize=1)
 def compute_splits() -> SciWorldSplits:
     """Ask the engine for its train/dev/test variations and sample ETO-sized splits (deterministic)."""
-    engine = _import_engine()("", envStepLimit=10_000)
+    engine = _start_engine()
     try:
         names = set(engine.get_task_names())
         splits: dict[str, dict[str, list[int]]] = {"train": {}, "seen": {}, "unseen": {}}
@@ -201,14 +351,20 @@ class EngineHost:
     """One ScienceWorld JVM hosting any number of games (one ``PythonInterface`` object each).
 
     The engine keeps state shared between the games of a JVM: steps of two games running at once
-    corrupt each other (measured), while interleaved one at a time they match games run alone. So
-    every call into a host holds its lock; parallelism comes from several hosts (JVM processes),
-    and games sharing a JVM share its warmed-up JIT instead of each starting cold.
+    corrupt each other (measured), while interleaved one at a time they play correctly, though not
+    word for word as alone: they share the engine's random stream and object-id counter, so random
+    events (bees) and the order objects are listed in follow the interleaving (a game alone on its
+    JVM is reproducible). So every call into a host holds its lock; parallelism comes from several
+    hosts (JVM processes), and games sharing a JVM share its warmed-up JIT instead of each starting
+    cold.
     """
 
     def __init__(self) -> None:
-        self.engine = _import_engine()("", envStepLimit=10_000)
+        self.engine = _start_engine()
         self.process = self.engine._gateway.java_process  # the JVM (a Popen)
+        # The gold agent's room-search routes, cached per start room for the JVM's lifetime.
+        path_finder = self.engine._gateway.jvm.scienceworld.goldagent.PathFinder
+        self.gold_routes = path_finder.precomputedExhaustivePaths()
         self.lock = threading.Lock()
         self.games = 0
         self.dead = False  # set when a call found the JVM gone or it was killed
@@ -392,6 +548,11 @@ class SciWorldEnv:
     def gold_actions(self, task: TaskInstance) -> list[str]:
         self._reattach_if_dead()
         with self._call(f"gold path of task {task.task_id}"):
+            # The engine caches the routes its gold agent searches the house by, per start room,
+            # for the JVM's lifetime, so a gold path depended on which tasks the JVM had solved
+            # before; emptied first, every gold path is the one a fresh JVM gives (the search
+            # then costs about 0.2 s of engine time per gold path).
+            self._host.gold_routes.clear()
             self._load(task, gold=True)
             return list(self._server.getGoldActionSequence())
 
