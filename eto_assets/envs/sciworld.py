@@ -360,6 +360,7 @@ class EngineHost:
     """
 
     def __init__(self) -> None:
+        _silence_py4j()
         self.engine = _start_engine()
         self.process = self.engine._gateway.java_process  # the JVM (a Popen)
         # The gold agent's room-search routes, cached per start room for the JVM's lifetime.
@@ -595,6 +596,16 @@ def _quiet_py4j():
         yield
     finally:
         logger.setLevel(level)
+
+
+@functools.lru_cache(maxsize=1)
+def _silence_py4j() -> None:
+    """py4j logs a full traceback at ERROR for every call that finds its JVM dead (eight for one
+    killed JVM); the games raise :class:`EngineCrashed` naming the JVM instead, and the rollout
+    counts the restart (``*_env_restarts``), so those tracebacks only bury the one line that matters."""
+    import logging
+
+    logging.getLogger("py4j").setLevel(logging.CRITICAL)
 
 
 @functools.lru_cache(maxsize=1)

@@ -210,6 +210,7 @@ def evaluate(
         "eval_cut_turns": sum(s.cut_turns for s in resume.values()),
         "eval_cut_episodes": sum(s.cut_episodes for s in resume.values()),
         "eval_failed": sum(s.failed for s in resume.values()),
+        "eval_env_restarts": sum(s.env_faults for s in resume.values()),
     }
     overlap = f"{len(in_train)} of the {report.seen_tasks} seen tasks are also train tasks" + (
         f" (metrics {SEEN_NOT_IN_TRAIN}_* are over the other {subset.episodes})" if subset else ""

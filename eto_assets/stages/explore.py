@@ -78,6 +78,7 @@ def explore(
             "explore_resumed": stats.resumed,
             "explore_discarded": stats.discarded,
             "explore_failed": stats.failed,
+            "explore_env_restarts": stats.env_faults,
             "explore_model_seconds": stats.model_seconds,
             "explore_env_seconds": stats.env_seconds,
             "explore_cut_turns": stats.cut_turns,

@@ -139,10 +139,13 @@ def test_a_retrained_checkpoint_changes_the_fingerprint(tiny_model_dir, tmp_path
 # ------------------------------------------------------------------ environments that recover
 
 
-def test_a_killed_jvm_restarts_and_every_episode_finishes(sciworld_small, tiny_model_dir, backend, tmp_path):
+def test_a_killed_jvm_restarts_and_every_episode_finishes(
+    sciworld_small, tiny_model_dir, backend, tmp_path, caplog
+):
     """The JVM of the games is SIGKILLed mid-rollout (just before the third step of the run): the
     games on it fail, a new JVM is started, and those episodes are replayed from scratch; every
-    task ends up in the file once."""
+    task ends up in the file once. The restart is counted, and py4j prints no traceback for it."""
+    caplog.set_level("DEBUG")
     bench, _ = sciworld_small
     _, book = tiny_model_dir
     hosts = EngineHosts(1)
@@ -179,6 +182,8 @@ def test_a_killed_jvm_restarts_and_every_episode_finishes(sciworld_small, tiny_m
     assert stats.env_faults >= 1 and stats.failed == 0  # replayed, none given up
     assert not any(t.metadata.get("failed") for t in stored)
     assert all(h.pid != killed[0] for h in hosts._hosts)  # a new JVM took over
+    py4j = [r for r in caplog.records if r.name.startswith("py4j") and r.levelname in ("ERROR", "CRITICAL")]
+    assert not py4j, f"{len(py4j)} py4j errors logged, e.g. {py4j[0].getMessage()[:200]}"
 
 
 class _HangingEnv:
