@@ -302,6 +302,8 @@ def _skip_base_eval(profile: Profile, task: str) -> str | None:
     return f"profile {profile.name!r} does not evaluate the base model (evaluate_base_model: false)"
 
 
+# what an evaluation charts on the pipeline's parent run: the held-out numbers, not its bookkeeping
+HELD_OUT_METRICS = ("eval_seen", "eval_unseen")
 EVAL_CHECKS = (checks.COVERS_SPLITS, checks.VALID_ACTIONS, checks.NO_REGRESSION)
 CHECKPOINT_CHECKS = (checks.CHECKPOINT_GENERATES,)
 
@@ -319,7 +321,7 @@ def eval_spec(k: int) -> StageSpec:
         settings=("rollout",) if k == 0 else ("rollout", f"iteration_{k}"),
         checks=EVAL_CHECKS,
         check=lambda run, tools: checks.check_evaluation(run, k),
-        parent_metrics=("eval_",),
+        parent_metrics=HELD_OUT_METRICS,
         skip=_method_skip(ETO) if k > 0 else None,
     )
 
@@ -444,7 +446,7 @@ def _method_eval(method: str, k: int, *, best_of_n: bool = False) -> StageSpec:
         settings=("rollout", f"method_{method}"),
         checks=EVAL_CHECKS,
         check=lambda run, tools: checks.check_evaluation(run.for_method(method), k),
-        parent_metrics=("eval_",),
+        parent_metrics=HELD_OUT_METRICS,
         skip=_method_skip(method),
         method=method,
     )
@@ -674,7 +676,7 @@ def stage_table(n: int) -> list[StageSpec]:
             settings=("rollout", "evaluate_base_model"),
             checks=EVAL_CHECKS,
             check=lambda run, tools: checks.check_evaluation(run, BASE_ITERATION),
-            parent_metrics=("eval_",),
+            parent_metrics=HELD_OUT_METRICS,
             skip=_skip_base_eval,
         ),
         eval_spec(0),

@@ -52,7 +52,7 @@ def test_inference_settings():
     assert env.torch_threads({}) == default_torch_threads() and env.inference_dtype({}) == "auto"
     assert env.torch_threads({"ETO_TORCH_THREADS": "3"}) == 3
     assert env.inference_dtype({"ETO_INFERENCE_DTYPE": "bfloat16"}) == "bfloat16"
-    with pytest.raises(SettingError, match="ETO_TORCH_THREADS=0"):
+    with pytest.raises(SettingError, match="ETO_TORCH_THREADS='0' is outside"):
         env.torch_threads({"ETO_TORCH_THREADS": "0"})
     with pytest.raises(SettingError, match="ETO_INFERENCE_DTYPE='half-ish'"):
         env.inference_dtype({"ETO_INFERENCE_DTYPE": "half-ish"})

@@ -97,7 +97,7 @@ def test_one_table_with_a_row_per_policy_as_markdown_and_csv(tmp_path):
     assert best.iteration == 1 and not layout.report_dir.exists()  # the CLI's table writes nothing
     assert "| base | base | 0.050 |" in table and "| 1 (best) | eto-1 | 0.400 |" in table
 
-    result = report_iterations(layout, 1, wall_seconds={0: 12.0, 1: 30.0})
+    result = report_iterations(layout, 1, wall_seconds={("eto", 0): 12.0, ("eto", 1): 30.0})
     assert layout.report_csv == layout.report_dir / "iterations.csv"
     rows = list(csv.DictReader(io.StringIO(layout.report_csv.read_text())))
     assert [(r["iteration"], r["method"]) for r in rows] == [("base", "base"), ("0", "sft"), ("1", "eto-1")]

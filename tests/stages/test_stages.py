@@ -116,6 +116,9 @@ def test_evaluation_covers_both_held_out_splits_greedily(iteration):
             "eval_resumed",
             "eval_discarded",
             "eval_failed",
+            "eval_cut_turns",
+            "eval_cut_episodes",
+            "eval_env_restarts",
         }
         assert result.metrics["eval_discarded"] == 0 and result.metadata["resume"] == "nothing to resume"
         report = stages.EvalReport.read(run.layout.eval_report(k))
