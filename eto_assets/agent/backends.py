@@ -27,6 +27,13 @@ Conversation = list[dict[str, str]]
 BACKENDS = ("transformers", "vllm", "openai")
 
 
+def encode_prompt(tokenizer, conversation: Conversation) -> list[int]:
+    """The token ids a policy reads for ``conversation``: rendered with the generation prompt, then
+    tokenized as text (the one encoding of the local backends and of RL's episode tokens)."""
+    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
 @dataclass(frozen=True)
 class GenerationConfig:
     max_new_tokens: int = 128
@@ -137,8 +144,7 @@ class _TokenizerCounting:
     max_context: int
 
     def _encode(self, conversation: Conversation) -> list[int]:
-        text = self.tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return encode_prompt(self.tokenizer, conversation)
 
     def prompt_tokens(self, conversation: Conversation) -> int:
         return len(self._encode(conversation))

@@ -54,14 +54,19 @@ def _message(exc: BaseException) -> str:
     return re.sub(r"\s+", " ", text)
 
 
-def _path_in_traceback(exc: BaseException) -> str | None:
-    """The innermost frame's path-like local that exists on disk (the file a loader choked on)."""
+def _frames_innermost_first(exc: BaseException) -> list:
+    """The frames of ``exc``'s traceback, innermost first (where the failing call held its locals)."""
     tb = exc.__traceback__
     frames = []
     while tb is not None:
         frames.append(tb.tb_frame)
         tb = tb.tb_next
-    for frame in reversed(frames):
+    return frames[::-1]
+
+
+def _path_in_traceback(exc: BaseException) -> str | None:
+    """The innermost frame's path-like local that exists on disk (the file a loader choked on)."""
+    for frame in _frames_innermost_first(exc):
         for name in PATH_LOCALS:
             value = frame.f_locals.get(name)
             if isinstance(value, str | Path) and str(value) and len(str(value)) < 500:
@@ -75,12 +80,7 @@ def _path_in_traceback(exc: BaseException) -> str | None:
 
 def _frame_paths(exc: BaseException) -> Iterator[Path]:
     """Absolute paths (and sqlite store URIs) held by the locals of ``exc``'s frames, innermost first."""
-    tb = exc.__traceback__
-    frames = []
-    while tb is not None:
-        frames.append(tb.tb_frame)
-        tb = tb.tb_next
-    for frame in reversed(frames):
+    for frame in _frames_innermost_first(exc):
         for value in list(frame.f_locals.values()):
             if isinstance(value, Path) or (isinstance(value, str) and 1 < len(value) < 500):
                 text = str(value).removeprefix("sqlite:///")

@@ -39,6 +39,17 @@ class TrainResult:
     num_examples: int = 0
 
 
+def common_prefix_length(a: list[int], b: list[int]) -> int:
+    """How many leading token ids ``a`` and ``b`` share (where a rendered prompt ends in a rendered
+    conversation)."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
 def num_processes() -> int:
     """Training processes: ``WORLD_SIZE`` as ``accelerate launch`` / torchrun set it, else 1."""
     return max(1, int(os.environ.get("WORLD_SIZE", "1")))

@@ -23,6 +23,7 @@ from eto_assets.config.training import DPOTrainConfig
 from eto_assets.data.schemas import PreferencePair
 from eto_assets.training.common import (
     TrainResult,
+    common_prefix_length,
     load_for_training,
     prepare_run,
     run_identity,
@@ -46,15 +47,6 @@ def dpo_dataset(pairs: Sequence[PreferencePair], book: PromptBook) -> Dataset:
     return Dataset.from_list(rows)
 
 
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
-
-
 def tokenize_pair(example: dict[str, Any], tokenizer) -> dict[str, list[int]]:
     """prompt/chosen/rejected ids plus a 1-per-action-token mask over each completion."""
     prompt_ids = tokenizer.apply_chat_template(example["prompt"], tokenize=True, return_dict=True)[
@@ -69,7 +61,7 @@ def tokenize_pair(example: dict[str, Any], tokenizer) -> dict[str, list[int]]:
             return_dict=True,
             return_assistant_tokens_mask=True,
         )
-    prompt_len = min(_common_prefix(prompt_ids, full[k]["input_ids"]) for k in full)
+    prompt_len = min(common_prefix_length(prompt_ids, full[k]["input_ids"]) for k in full)
     out["prompt_ids"] = list(prompt_ids[:prompt_len])
     for key, enc in full.items():
         out[f"{key}_ids"] = list(enc["input_ids"][prompt_len:])

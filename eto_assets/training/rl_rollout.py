@@ -39,7 +39,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from eto_assets.agent.backends import TransformersBackend
+from eto_assets.agent.backends import TransformersBackend, encode_prompt
 from eto_assets.agent.decoding import SessionDecoder
 from eto_assets.agent.parsing import STOP_STRINGS
 from eto_assets.agent.prompt import PromptBook, build_conversation
@@ -48,6 +48,7 @@ from eto_assets.config.profile import RolloutConfig
 from eto_assets.config.training import RLTrainConfig
 from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.base import Environment, TaskInstance
+from eto_assets.training.common import common_prefix_length
 
 
 @dataclass(frozen=True)
@@ -57,22 +58,6 @@ class EpisodeTokens:
     prompt_ids: list[int]  # preamble, task turn and generation prompt: what the policy read first
     completion_ids: list[int]  # everything after, through the last agent turn's end token
     env_mask: list[int]  # per completion token: 1 the agent wrote it (it counts), 0 it did not
-
-
-def encode_prompt(tokenizer, conversation: list[dict[str, str]]) -> list[int]:
-    """The token ids the policy reads for ``conversation``, as the transformers backend encodes
-    them (rendered with the generation prompt, then tokenized as text)."""
-    text = tokenizer.apply_chat_template(conversation, tokenize=False, add_generation_prompt=True)
-    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
-
-
-def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def episode_tokens(
@@ -92,7 +77,7 @@ def episode_tokens(
         return_assistant_tokens_mask=True,
     )
     ids, marks = list(full["input_ids"]), [int(x) for x in full["assistant_masks"]]
-    start = _common_prefix(prompt_ids, ids)
+    start = common_prefix_length(prompt_ids, ids)
     completion, mask = ids[start:], marks[start:]
     end = max(i for i, m in enumerate(mask) if m) + 1  # the template's tail after the last turn goes
     completion, mask = completion[:end], mask[:end]

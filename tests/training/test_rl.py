@@ -12,13 +12,13 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from eto_assets.agent.backends import GenerationConfig, TransformersBackend
+from eto_assets.agent.backends import GenerationConfig, TransformersBackend, encode_prompt
 from eto_assets.agent.prompt import build_conversation
 from eto_assets.config.training import RLTrainConfig
 from eto_assets.data.schemas import Message
 from eto_assets.training import rl, rl_rollout
 from eto_assets.training.common import RESULT_FILE, TrainResult, work_dir
-from eto_assets.training.rl_rollout import EpisodeRollout, encode_prompt, episode_tokens
+from eto_assets.training.rl_rollout import EpisodeRollout, episode_tokens
 
 
 @pytest.fixture(scope="module", autouse=True)
