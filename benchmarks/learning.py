@@ -28,10 +28,10 @@ from eto_assets.config import settings
 if __name__ == "__main__":  # the entry point, before the imports below load the Hugging Face libraries
     settings.offline_environment()
 
+from _stage_log import StageLog  # noqa: E402
+
 from eto_assets import stages  # noqa: E402
 from eto_assets.agent.backends import load_backend  # noqa: E402
-from eto_assets.assets.meter import MemoryPeak  # noqa: E402
-from eto_assets.config.memory import trim  # noqa: E402
 from eto_assets.config.profile import Profile, check_profile_for_model, load_profile  # noqa: E402
 from eto_assets.envs.pool import EnvironmentPool  # noqa: E402
 from eto_assets.envs.registry import BenchmarkSources  # noqa: E402
@@ -51,25 +51,6 @@ def seeded(profile: Profile, seed: int) -> Profile:
             "tiny_model": profile.tiny_model.model_copy(update={"seed": seed}),
         }
     )
-
-
-class StageLog:
-    """Wall time and peak memory of every stage, printed as it finishes."""
-
-    def __init__(self) -> None:
-        self.peaks: list[MemoryPeak] = []
-
-    def __call__(self, label: str, work):
-        with MemoryPeak() as peak:
-            result = work()
-        trim()  # as the asset wrapper does between stages
-        self.peaks.append(peak)
-        print(
-            f"  {label:<14} {peak.wall_s / 60:5.1f} min  peak {peak.process_gb:.2f} GB "
-            f"(+ environments {peak.children_gb:.2f} GB)",
-            flush=True,
-        )
-        return result
 
 
 def one_seed(

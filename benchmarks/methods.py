@@ -37,11 +37,11 @@ from eto_assets.config import settings
 if __name__ == "__main__":  # the entry point, before the imports below load the Hugging Face libraries
     settings.offline_environment()
 
+from _stage_log import StageLog  # noqa: E402
+
 from eto_assets import stages  # noqa: E402
 from eto_assets.agent.backends import load_backend  # noqa: E402
-from eto_assets.assets.meter import MemoryPeak  # noqa: E402
 from eto_assets.assets.table import REPORT, StageSpec, StageTools, stage_table  # noqa: E402
-from eto_assets.config.memory import trim  # noqa: E402
 from eto_assets.config.profile import (  # noqa: E402
     METHODS,
     Profile,
@@ -131,25 +131,6 @@ class SeedResult:
     episodes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # line -> episodes
 
 
-class StageLog:
-    """Wall time and peak memory of every stage, printed as it finishes."""
-
-    def __init__(self) -> None:
-        self.peaks: list[MemoryPeak] = []
-
-    def __call__(self, label: str, work):
-        with MemoryPeak() as peak:
-            result = work()
-        trim()  # as the asset wrapper does between stages
-        self.peaks.append(peak)
-        print(
-            f"  {label:<48} {peak.wall_s / 60:5.2f} min  peak {peak.process_gb:.2f} GB "
-            f"(+ environments {peak.children_gb:.2f} GB)",
-            flush=True,
-        )
-        return result, peak.wall_s
-
-
 def one_seed(
     profile: Profile, task: str, base_model: str, home: Path, dtype: str, log: StageLog
 ) -> SeedResult:
@@ -166,7 +147,8 @@ def one_seed(
         for spec in stage_table(iterations):
             if spec.skipped(profile, task):
                 continue
-            result, seconds = log(spec.key, lambda spec=spec: spec.run(run, tools))
+            result = log(spec.key, lambda spec=spec: spec.run(run, tools))
+            seconds = log.peaks[-1].wall_s
             stage_walls[spec.method, spec.iteration] += seconds
             line = bucket(spec)
             if line is not None:
@@ -244,7 +226,7 @@ def main() -> None:
         parser.error(f"--base-model {args.base_model}: no such folder (make real-model builds SmolLM2)")
     home = args.home or Path(tempfile.mkdtemp(prefix="eto-methods-"))
     results: list[SeedResult] = []
-    log = StageLog()
+    log = StageLog(width=48)
     began = time.perf_counter()
     try:
         for seed in range(args.seeds):
