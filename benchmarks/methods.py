@@ -12,7 +12,8 @@ mean over seeds, an iterated method by its last iteration (``eto`` is ETO's iter
     method=<name> seen=<avg reward> unseen=<avg reward> wall_min=<minutes>
 
 and a Markdown table with the spread over seeds, the untrained model's row and the episodes each
-method played (exploration, evaluation, RL's training episodes; not the expert replays).
+method played (exploration, branches from expert steps and their Monte-Carlo continuations,
+evaluation, RL's training episodes; StepAgent's proposed turns beside them; not the expert replays).
 
     make real-model
     python benchmarks/methods.py --seeds 1 --methods all
@@ -111,11 +112,16 @@ def _lines(path: Path) -> int:
 
 
 def episodes_of(spec: StageSpec, run: stages.TaskRun, result: stages.StageResult) -> int:
-    """Episodes the stage played with a model: exploration and sampling, evaluation (every sample of
-    Best-of-N), RL's training episodes."""
+    """Episodes the stage played with a model: exploration and sampling, branches from expert steps
+    and their Monte-Carlo values, evaluation (every sample of Best-of-N), RL's training episodes."""
     metrics = result.metrics
     if "explore_episodes" in metrics:
         return int(metrics["explore_episodes"])
+    # the step-level methods' branches and IPR's Monte-Carlo continuations, as played (a branch
+    # another method already played with the same policy is taken, not played again)
+    for played in ("branch_played", "mc_played"):
+        if played in metrics:
+            return int(metrics[played])
     if "rl_episodes_played" in metrics:
         return int(metrics["rl_episodes_played"])
     if spec.stage == "eval" or spec.stage.endswith("_eval"):
@@ -129,6 +135,7 @@ class SeedResult:
     rewards: dict[str, dict[str, float]] = field(default_factory=dict)  # row name -> metrics
     wall_s: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # line -> seconds
     episodes: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # line -> episodes
+    proposals: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # StepAgent's single turns
 
 
 def one_seed(
@@ -154,6 +161,7 @@ def one_seed(
             if line is not None:
                 out.wall_s[line] += seconds
                 out.episodes[line] += episodes_of(spec, run, result)
+                out.proposals[line] += int(result.metrics.get("proposals", 0))
     for row in collect_rows(run.layout, iterations, stage_walls, profile.methods):
         out.rewards[row.method] = row.metrics
     return out
@@ -196,6 +204,9 @@ def report(results: list[SeedResult], profile: Profile, task: str) -> None:
         else:
             wall = spread([r.wall_s[line] / 60 for r in results])
             episodes = f"{statistics.fmean(r.episodes[line] for r in results):.0f}"
+            proposals = statistics.fmean(r.proposals[line] for r in results)
+            if proposals:
+                episodes += f" + {proposals:.0f} proposed turns"
         print(f"| {line} | {rows[line]} | {cells} | {wall} | {episodes} |")
 
 

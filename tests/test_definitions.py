@@ -48,6 +48,8 @@ def test_lineage_is_unrolled_per_iteration():
     evals = {f"iteration_{k}/eval_report" for k in range(4)}
     methods = {"best_of_n/eval_report", "rft/eval_report", "rl/eval_report", "selfplay_rft/eval_report"}
     methods |= {f"selfplay_{m}/iteration_{k}/eval_report" for m in ("eto", "rft_eto") for k in range(1, 4)}
+    step_methods = ("eto_step", "eto_mixture", "stepagent", "ipr")
+    methods |= {f"{m}/iteration_{k}/eval_report" for m in step_methods for k in range(1, 4)}
     assert deps["iteration_report"] == {"base_model/eval_report"} | evals | methods
     # every other method branches from the stage it shares: SFT, or the base model for self-play
     assert deps["best_of_n/eval_report"] == {"sft_checkpoint", "expert_trajectories"}
@@ -65,6 +67,28 @@ def test_lineage_is_unrolled_per_iteration():
     assert deps["selfplay_rft_eto/iteration_1/exploration_rollouts"] == {
         "selfplay_rft/checkpoint",
         "expert_trajectories",
+    }
+    # the step-level methods start from SFT and branch from the expert's steps; IPR values the steps
+    # with the frozen SFT policy, whatever iteration it is in
+    for method in ("eto_step", "eto_mixture", "ipr"):
+        assert deps[f"{method}/iteration_1/exploration_rollouts"] == {"sft_checkpoint", "expert_trajectories"}
+    assert deps["stepagent/iteration_2/step_proposals"] == {
+        "stepagent/iteration_1/dpo_checkpoint",
+        "expert_trajectories",
+    }
+    assert deps["ipr/iteration_2/step_values"] == {
+        "ipr/iteration_2/exploration_rollouts",
+        "sft_checkpoint",
+        "expert_trajectories",
+    }
+    assert deps["ipr/iteration_2/preference_pairs"] == {
+        "ipr/iteration_2/exploration_rollouts",
+        "ipr/iteration_2/step_values",
+        "expert_trajectories",
+    }
+    assert deps["eto_mixture/iteration_3/dpo_checkpoint"] == {
+        "eto_mixture/iteration_3/preference_pairs",
+        "eto_mixture/iteration_2/dpo_checkpoint",
     }
     partitions = graph.get(AssetKey("expert_trajectories")).partitions_def.get_partition_keys()
     assert partitions == ["sciworld", "alfworld", "webshop"]

@@ -20,6 +20,12 @@ count tokens are asked before generating; for one that cannot (``openai``), a ``
 makes the engine ask again with one more round left out. Records note the turns whose prompt was
 cut (``metadata["cut_turns"]``) and the most rounds left out (``"cut_rounds"``).
 
+An episode may start from a given prefix (:class:`EpisodeStart` ``forced``): its first agent turns
+are an expert's, replayed in the real environment (which restores the state the expert was in, on
+every benchmark), and the policy plays on from there. The step-level methods branch from every
+step of an expert trajectory this way; the prefixes of one trajectory share their tokens, which the
+backend's prefix cache computes once.
+
 Each finished episode is appended to the output JSONL at once; a rerun skips the episodes already
 there, so an interrupted stage resumes without duplicating work.
 """
@@ -71,12 +77,30 @@ class RolloutStats:
     wall_seconds: float = 0.0
 
 
+@dataclass(frozen=True)
+class EpisodeStart:
+    """One episode to play: ``task``, as its sample ``sample``, with its first ``len(forced)`` agent
+    turns given (whole turns, thought and action, replayed in the environment before the policy
+    plays on). ``branch`` tells apart episodes of one task and sample that start differently."""
+
+    task: TaskInstance
+    sample: int = 0
+    forced: tuple[str, ...] = ()
+    branch: str = ""
+
+    @property
+    def key(self) -> str:
+        return episode_key(self.task.task_id, self.sample, self.branch)
+
+
 @dataclass
 class _Episode:
     task: TaskInstance
     sample: int
     env: Environment
     messages: list[Message]
+    forced: tuple[str, ...] = ()
+    branch: str = ""
     last: StepResult = field(default_factory=lambda: StepResult("", 0.0, False, False))
     steps: int = 0
     ended_by: str = ""
@@ -89,11 +113,16 @@ class _Episode:
 
     @property
     def key(self) -> str:
-        return episode_key(self.task.task_id, self.sample)
+        return episode_key(self.task.task_id, self.sample, self.branch)
 
 
-def episode_key(task_id: str, sample: int) -> str:
-    return f"{task_id}#{sample}"
+def episode_key(task_id: str, sample: int, branch: str = "") -> str:
+    return f"{task_id}#{sample}" + (f"@{branch}" if branch else "")
+
+
+def record_key(traj: Trajectory) -> str:
+    """The :func:`episode_key` of a rollout record."""
+    return episode_key(traj.task_id, int(traj.metadata.get("sample", 0)), traj.metadata.get("branch", ""))
 
 
 def seed_for(*parts: object) -> int:
@@ -183,7 +212,7 @@ def scan_finished(path: Path, fingerprint: str | None = None) -> ResumeState:
             state.retried += 1
             state.rewrite = True
             continue
-        state.finished[episode_key(traj.task_id, int(traj.metadata.get("sample", 0)))] = traj
+        state.finished[record_key(traj)] = traj
     return state
 
 
@@ -233,9 +262,11 @@ def run_rollouts(
     stats: RolloutStats | None = None,
     release_env: Callable[[Environment], None] | None = None,
     fingerprint: str = "",
+    starts: Sequence[EpisodeStart] | None = None,
 ) -> list[Trajectory]:
     """Play every task ``samples`` times (greedy unless ``temperature`` > 0; each sample has its own
-    seeds); returns all trajectories in task order (samples of a task together), resumed ones included.
+    seeds), or the episodes ``starts`` lists instead (prefixes given); returns all trajectories in
+    task order (samples of a task together) or in the order of ``starts``, resumed ones included.
 
     Environments come from ``make_env`` and go back through ``release_env`` (default: closed), so a
     caller can keep expensive engines alive across stages. ``fingerprint`` (see
@@ -254,8 +285,12 @@ def run_rollouts(
     stats.resumed = len(finished)
     stats.discarded = resume.discarded
     stats.resume_note = resume.note()
-    order = [(t, s) for t in tasks for s in range(samples)]
-    pending = deque((t, s, 0) for t, s in order if episode_key(t.task_id, s) not in finished)
+    order = (
+        list(starts) if starts is not None else [EpisodeStart(t, s) for t in tasks for s in range(samples)]
+    )
+    if len({start.key for start in order}) != len(order):
+        raise ValueError(f"{desc}: two episodes to play share a task, sample and branch")
+    pending = deque((start, 0) for start in order if start.key not in finished)
     progress = tqdm(total=len(order), initial=len(finished), desc=desc, unit="ep", mininterval=2.0)
     rewards = [t.reward for t in finished.values()]
     n_envs = min(config.concurrency, len(pending))
@@ -274,9 +309,19 @@ def run_rollouts(
 
     def admit() -> None:
         while pending and free_envs:
-            task, sample, attempt = pending.popleft()
-            ep = _Episode(task, sample, free_envs.pop(), [], attempt=attempt)
-            submit(ep, ep.env.reset, task)
+            start, attempt = pending.popleft()
+            ep = _Episode(
+                start.task, start.sample, free_envs.pop(), [], start.forced, start.branch, attempt=attempt
+            )
+            submit(ep, ep.env.reset, start.task)
+
+    def act(ep: _Episode, answer: str) -> None:
+        """Play ``answer`` (the policy's or a given turn) in the episode's environment."""
+        ep.messages.append(Message("assistant", answer.strip()))
+        ep.steps += 1
+        action = parse_answer(answer).action
+        ep.invalid_turn = is_invalid_format(action)
+        submit(ep, ep.env.step, action)
 
     def retire(ep: _Episode) -> None:
         traj = _to_trajectory(ep, source, fingerprint)
@@ -309,7 +354,7 @@ def run_rollouts(
                 ) from exc
         if ep.attempt < config.max_episode_retries:
             backend.end_session(ep.key)
-            pending.appendleft((ep.task, ep.sample, ep.attempt + 1))
+            pending.appendleft((EpisodeStart(ep.task, ep.sample, ep.forced, ep.branch), ep.attempt + 1))
             return
         ep.failed = reason
         ep.ended_by = "failed"
@@ -358,6 +403,8 @@ def run_rollouts(
                     _record(ep, result, config.invalid_format_reward)
                     if ep.ended_by:
                         retire(ep)
+                    elif ep.steps < len(ep.forced):  # a given turn: no model call
+                        act(ep, ep.forced[ep.steps])
                     else:
                         ready.append(ep)
                 check_timeouts()
@@ -395,11 +442,7 @@ def run_rollouts(
                     retire(ep)
                     continue
                 ep.cut_turns += ep.cut > 0
-                ep.messages.append(Message("assistant", answer.strip()))
-                ep.steps += 1
-                action = parse_answer(answer).action
-                ep.invalid_turn = is_invalid_format(action)
-                submit(ep, ep.env.step, action)
+                act(ep, answer)
             admit()
     finally:
         progress.close()
@@ -410,7 +453,7 @@ def run_rollouts(
             release_env(env)
         stats.env_seconds += env_busy.seconds
         stats.wall_seconds += time.perf_counter() - started
-    return [finished[episode_key(t.task_id, s)] for t, s in order]
+    return [finished[start.key] for start in order]
 
 
 def _prompt(
@@ -500,6 +543,8 @@ def _to_trajectory(ep: _Episode, source: str, fingerprint: str = "") -> Trajecto
             "step_rewards": ep.step_rewards,
             "cut_turns": ep.cut_turns,
             "cut_rounds": ep.cut,
+            **({"forced_steps": len(ep.forced)} if ep.forced else {}),
+            **({"branch": ep.branch} if ep.branch else {}),
             **({"fingerprint": fingerprint} if fingerprint else {}),
             **({"failed": ep.failed, "attempts": ep.attempt + 1} if ep.failed else {}),
         },

@@ -24,7 +24,7 @@ from eto_assets.envs.registry import split_settings
 from eto_assets.stages import checks
 from eto_assets.stages.checks import CheckOutcome, CheckSpec
 from eto_assets.stages.layout import BASE_ITERATION, ETO, ArtifactLayout
-from eto_assets.stages.methods import ITERATED_METHODS, STARTS
+from eto_assets.stages.methods import ITERATED_METHODS, STARTS, STEP_METHODS
 from eto_assets.stages.result import StageResult
 from eto_assets.stages.task import TaskRun
 
@@ -167,14 +167,18 @@ def _iteration_settings(k: int) -> SettingsFn:
     }
 
 
-# each method's own settings (the profile section it reads), and whether it is selected
-METHOD_SECTIONS = {
-    "best_of_n": "best_of_n",
-    "rft": "rft",
-    "rl": "rl",
-    "selfplay_eto": "selfplay",
-    "selfplay_rft": "selfplay",
-    "selfplay_rft_eto": "selfplay",
+# each method's own settings (the profile sections it reads), and whether it is selected
+METHOD_SECTIONS: dict[str, tuple[str, ...]] = {
+    "best_of_n": ("best_of_n",),
+    "rft": ("rft",),
+    "rl": ("rl",),
+    "selfplay_eto": ("selfplay",),
+    "selfplay_rft": ("selfplay",),
+    "selfplay_rft_eto": ("selfplay",),
+    "eto_step": ("step",),
+    "eto_mixture": ("step",),
+    "stepagent": ("stepagent",),
+    "ipr": ("step", "ipr"),
 }
 
 
@@ -182,7 +186,7 @@ def _method_settings(method: str) -> SettingsFn:
     def value(profile: Profile, task: str, inputs: VersionInputs) -> object:
         return {
             "selected": method in profile.methods,
-            "settings": _section(profile, METHOD_SECTIONS[method]),
+            "settings": {name: _section(profile, name) for name in METHOD_SECTIONS[method]},
             "iterations": profile.iterations_for(task),
         }
 
@@ -245,7 +249,7 @@ def settings_groups(n: int) -> list[SettingsGroup]:
                 f"method_{method}",
                 _method_settings(method),
                 f"Whether the profile selects the {method} method (methods, or the CLI's --methods) and "
-                f"its settings (profile section {METHOD_SECTIONS[method]}).",
+                f"its settings (profile sections {', '.join(METHOD_SECTIONS[method])}).",
             )
         )
     for k in range(1, n + 1):
@@ -397,7 +401,7 @@ def method_policy_key(method: str, k: int) -> str:
         if source == ETO:
             return BASE_MODEL if iteration == BASE_ITERATION else policy_key(iteration)
         return method_policy_key(source, iteration)
-    if method in ("selfplay_eto", "selfplay_rft_eto"):
+    if method in ITERATED:
         return f"{method}/iteration_{k}/dpo_checkpoint"
     return f"{method}/checkpoint"
 
@@ -550,26 +554,143 @@ def _selfplay_eto_specs(method: str, k: int) -> list[StageSpec]:
             skip=_method_skip(method),
             method=method,
         ),
-        StageSpec(
-            key=method_policy_key(method, k),
-            stage=f"{method}_dpo",
-            iteration=k,
-            group=method,
-            description=f"DPO on the self-play pairs of iteration {k} from the iteration-{k - 1} policy, "
-            "also the frozen reference; only action tokens count.",
-            run=_on(method, lambda run, tools: stages.train_dpo_policy(run, k, tools.accelerate_config)),
-            outputs=lambda layout: [layout.for_method(method).policy_json(k)],
-            deps=(pairs, method_policy_key(method, k - 1)),
-            settings=(f"dpo_{k}", f"method_{method}"),
-            kinds=frozenset({"pytorch", "mlflow"}),
-            checks=CHECKPOINT_CHECKS,
-            check=lambda run, tools: checks.check_checkpoint(run.for_method(method), k, tools.open_backend),
-            produces_policy=True,
-            skip=_method_skip(method),
-            method=method,
-        ),
+        _dpo_spec(method, k, pairs, "the self-play pairs"),
         _method_eval(method, k),
     ]
+
+
+def _dpo_spec(method: str, k: int, pairs: str, what: str, sft_weight: bool = False) -> StageSpec:
+    """ETO's DPO stage on ``method``'s pairs of iteration ``k`` (``sft_weight``: with IPR's SFT loss)."""
+
+    def train(run: TaskRun, tools: StageTools) -> StageResult:
+        weight = run.profile.ipr.sft_weight if sft_weight else None
+        return stages.train_dpo_policy(run, k, tools.accelerate_config, sft_weight=weight)
+
+    return StageSpec(
+        key=method_policy_key(method, k),
+        stage=f"{method}_dpo",
+        iteration=k,
+        group=method,
+        description=f"DPO on {what} of iteration {k} from the iteration-{k - 1} policy, also the frozen "
+        "reference; only action tokens count"
+        + (", plus an SFT loss on the chosen side." if sft_weight else "."),
+        run=_on(method, train),
+        outputs=lambda layout: [layout.for_method(method).policy_json(k)],
+        deps=(pairs, method_policy_key(method, k - 1)),
+        settings=(f"dpo_{k}", f"method_{method}"),
+        kinds=frozenset({"pytorch", "mlflow"}),
+        checks=CHECKPOINT_CHECKS,
+        check=lambda run, tools: checks.check_checkpoint(run.for_method(method), k, tools.open_backend),
+        produces_policy=True,
+        skip=_method_skip(method),
+        method=method,
+    )
+
+
+STEP_PAIR_RULES = {
+    "eto_step": "ETO's step-wise pairs: at each branch step the expert's action (valued by the expert's "
+    "final reward) against the policy's (valued by the final reward of its play from there); higher "
+    "chosen, ties and identical actions dropped",
+    "eto_mixture": "ETO's mixture: its trajectory-level pairs (the policy's whole episode against the "
+    "expert's) and its step-wise pairs in one set, each distinct pair once",
+    "stepagent": "StepAgent's reflection pairs: the expert's action preferred to the policy's differing "
+    "proposal at the same step",
+    "ipr": "IPR's pairs: a step pair where the expert action's Monte-Carlo value beats the policy's by more "
+    "than ipr.tau and the policy's play ended worse; a trajectory pair (expert's remaining turns against "
+    "the policy's) wherever the policy's play ended worse",
+}
+
+
+def _step_method_specs(method: str, k: int) -> list[StageSpec]:
+    """A step-level method's iteration ``k``: branches (or StepAgent's proposals), IPR's step values,
+    pairs, DPO and evaluation."""
+    root = f"{method}/iteration_{k}"
+    proposals = method == "stepagent"
+    first = f"{root}/step_proposals" if proposals else f"{root}/exploration_rollouts"
+    previous = method_policy_key(method, k - 1)
+
+    def play(run: TaskRun, tools: StageTools) -> StageResult:
+        if proposals:
+            return stages.propose_steps(run, k, tools.open_backend)
+        return stages.explore_branches(run, k, tools.open_backend, tools.envs)
+
+    table = [
+        StageSpec(
+            key=first,
+            stage=f"{method}_proposals" if proposals else f"{method}_branches",
+            iteration=k,
+            group=method,
+            description=(
+                f"StepAgent's inspection: the iteration-{k - 1} policy proposes its turn at every step of "
+                "each "
+                "expert trajectory, reading the expert's prefix (no environment)."
+                if proposals
+                else f"The iteration-{k - 1} policy replays the first t-1 turns of each expert trajectory in "
+                "the environment and plays on from step t (profile section step); each finished episode "
+                "is appended at once, so a rerun resumes."
+            ),
+            run=_on(method, _started(play) if k == 1 else play),
+            outputs=lambda layout: [layout.for_method(method).rollouts_jsonl(k)],
+            deps=(previous, EXPERT),
+            settings=("rollout", f"method_{method}"),
+            checks=(checks.NO_EMPTY, checks.PROPOSALS_PARSE)
+            if proposals
+            else (checks.REWARDS_IN_RANGE, checks.NO_EMPTY, checks.VALID_ACTIONS),
+            check=(
+                (lambda run, tools: checks.check_proposals(run.for_method(method), k))
+                if proposals
+                else (lambda run, tools: checks.check_exploration(run.for_method(method), k))
+            ),
+            skip=_method_skip(method),
+            method=method,
+        )
+    ]
+    pair_deps: tuple[str, ...] = (first, EXPERT)
+    if method == "ipr":
+        values = f"{root}/step_values"
+        table.append(
+            StageSpec(
+                key=values,
+                stage="ipr_values",
+                iteration=k,
+                group=method,
+                description="IPR's Monte-Carlo step values: where the policy's action at a branch differs "
+                "from the expert's and its play ended worse, the frozen SFT policy samples ipr.mc_samples "
+                "continuations after each of the two actions; a value is their mean final reward.",
+                run=_on(
+                    method, lambda run, tools: stages.value_steps(run, k, tools.open_backend, tools.envs)
+                ),
+                outputs=lambda layout: [layout.for_method(method).step_values_jsonl(k)],
+                deps=(first, SFT, EXPERT),
+                settings=("rollout", f"method_{method}"),
+                checks=(checks.REWARDS_IN_RANGE,),
+                check=lambda run, tools: checks.check_step_values(run.for_method(method), k),
+                skip=_method_skip(method),
+                method=method,
+            )
+        )
+        pair_deps = (first, values, EXPERT)
+    pairs = f"{root}/preference_pairs"
+    table.append(
+        StageSpec(
+            key=pairs,
+            stage=f"{method}_pairs",
+            iteration=k,
+            group=method,
+            description=STEP_PAIR_RULES[method] + ". Also exported in ETO's DPO JSON layout.",
+            run=_on(method, lambda run, tools: stages.make_step_pairs(run, k)),
+            outputs=lambda layout: [layout.for_method(method).pairs_jsonl(k)],
+            deps=pair_deps,
+            settings=(f"method_{method}",),
+            checks=(checks.PAIRS_ORDERED, checks.PAIRS_PRESENT),
+            check=lambda run, tools: checks.check_pairs(run.for_method(method), k),
+            skip=_method_skip(method),
+            method=method,
+        )
+    )
+    table.append(_dpo_spec(method, k, pairs, f"the {method} pairs", sft_weight=method == "ipr"))
+    table.append(_method_eval(method, k))
+    return table
 
 
 def _rl_specs() -> list[StageSpec]:
@@ -598,14 +719,18 @@ def _rl_specs() -> list[StageSpec]:
 
 
 def method_specs(n: int) -> list[StageSpec]:
-    """The baselines' and self-play methods' assets, each a no-op unless the profile selects it."""
+    """The baselines', self-play and step-level methods' assets, each a no-op unless the profile
+    selects it."""
     table = [_method_eval("best_of_n", 0, best_of_n=True)]
     table.extend(_rft_specs("rft"))
     table.extend(_rl_specs())
     table.extend(_rft_specs("selfplay_rft"))
-    for method in ITERATED[1:]:
+    for method in ("selfplay_eto", "selfplay_rft_eto"):
         for k in range(1, n + 1):
             table.extend(_selfplay_eto_specs(method, k))
+    for method in STEP_METHODS:
+        for k in range(1, n + 1):
+            table.extend(_step_method_specs(method, k))
     return table
 
 

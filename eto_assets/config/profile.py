@@ -189,7 +189,19 @@ class TinyModelConfig(_Strict):
     seed: int = Field(default=0, description="seed of the model's random initialisation")
 
 
-MethodName = Literal["eto", "best_of_n", "rft", "rl", "selfplay_eto", "selfplay_rft", "selfplay_rft_eto"]
+MethodName = Literal[
+    "eto",
+    "best_of_n",
+    "rft",
+    "rl",
+    "selfplay_eto",
+    "selfplay_rft",
+    "selfplay_rft_eto",
+    "eto_step",
+    "eto_mixture",
+    "stepagent",
+    "ipr",
+]
 METHODS: tuple[str, ...] = get_args(MethodName)
 
 
@@ -219,6 +231,56 @@ class SelfPlayConfig(_Strict):
 
     samples_per_task: int = Field(default=4, ge=2, description="episodes sampled per train task")
     temperature: float = Field(default=1.0, gt=0, description="sampling temperature (the paper: 1.0)")
+
+
+class StepConfig(_Strict):
+    """Branches of the step-level methods (`eto_step`, `eto_mixture`, `ipr`): the policy replays an
+    expert trajectory's first t-1 turns in the environment and plays on from step t."""
+
+    steps_per_trajectory: int | None = Field(
+        default=None,
+        ge=1,
+        description="steps of each expert trajectory to branch from: none given = every step; k = step 1 "
+        "(the policy's whole episode) plus k-1 others drawn with the rollout seed (the paper does not say)",
+    )
+    temperature: float = Field(
+        default=0.0,
+        ge=0,
+        description="sampling temperature of the policy's play from a branch (0: greedy, as ETO explores)",
+    )
+
+
+class StepAgentConfig(_Strict):
+    """StepAgent's inspection (arXiv 2411.03817, implicit reward): at each step of an expert
+    trajectory the policy proposes its own turn from the expert's prefix, without the environment;
+    its cycles are the profile's iterations."""
+
+    temperature: float = Field(
+        default=0.0,
+        ge=0,
+        description="sampling temperature of the proposals (0: greedy; inferred, not stated)",
+    )
+
+
+class IPRConfig(_Strict):
+    """IPR (arXiv 2406.11176): Monte-Carlo step values from a frozen scorer (the SFT policy)."""
+
+    mc_samples: int = Field(default=5, ge=1, description="continuations per valued action (the paper: 5)")
+    mc_temperature: float = Field(
+        default=1.0, gt=0, description="sampling temperature of the continuations (the paper: 1.0)"
+    )
+    tau: dict[TaskName, float] = Field(
+        default_factory=lambda: {"webshop": 0.01, "alfworld": 0.5, "sciworld": 0.01},
+        description="a step pair is kept when the expert action's value beats the policy's by more than "
+        "this (the paper: 0.01 WebShop, 0.5 ALFWorld; ScienceWorld is not in the paper, 0.01 like "
+        "WebShop's dense reward)",
+    )
+    sft_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="weight of the SFT loss on the chosen side beside the trajectory and step DPO losses "
+        "(the paper: equal weights)",
+    )
 
 
 class Profile(_Strict):
@@ -259,8 +321,9 @@ class Profile(_Strict):
         min_length=1,
         description="which methods run beside SFT, side by side in one report: `eto`, `best_of_n`, `rft`, "
         "`rl` (GRPO through TRL, the paper's online RL row), `selfplay_eto`, `selfplay_rft`, "
-        "`selfplay_rft_eto` (no expert data: from the base model); the CLI's `--methods` overrides it. "
-        "Assets of a method not listed are no-ops",
+        "`selfplay_rft_eto` (no expert data: from the base model), and the step-level `eto_step`, "
+        "`eto_mixture`, `stepagent`, `ipr`; the CLI's `--methods` overrides it. Assets of a method not "
+        "listed are no-ops",
     )
     best_of_n: BestOfNConfig = Field(default=BestOfNConfig(), description="the `best_of_n` method")
     rft: RFTConfig = Field(
@@ -274,6 +337,12 @@ class Profile(_Strict):
         default=SelfPlayConfig(),
         description="sampling of the self-play methods (`selfplay_eto`, `selfplay_rft`, `selfplay_rft_eto`)",
     )
+    step: StepConfig = Field(
+        default=StepConfig(),
+        description="branching of the step-level methods (`eto_step`, `eto_mixture`, `ipr`)",
+    )
+    stepagent: StepAgentConfig = Field(default=StepAgentConfig(), description="the `stepagent` method")
+    ipr: IPRConfig = Field(default=IPRConfig(), description="the `ipr` method")
     tasks: dict[TaskName, TaskScope] = Field(
         default_factory=dict,
         description="per-benchmark scope (task types, tasks per type, overrides); a benchmark not "

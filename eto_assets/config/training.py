@@ -139,6 +139,22 @@ class DPOTrainConfig(TrainConfig):
         description="DPO's beta: how strongly the policy is held to the reference (higher = closer); "
         "ETO: 0.1 in iteration 1, 0.5 later (see `dpo_schedule`) and 0.5 for ALFWorld in the paper",
     )
+    sft_weight: float = Field(
+        default=0.0,
+        ge=0,
+        description="weight of an SFT loss on the chosen side's action tokens beside DPO's (TRL's `sft` loss "
+        "type; 0: DPO alone, as ETO); the `ipr` method sets it from `ipr.sft_weight`",
+    )
+
+    def trainer_fields(self) -> dict[str, Any]:
+        """The shared fields, with ``sft_weight`` as TRL's loss list: DPO's sigmoid loss, plus its
+        ``sft`` loss on the chosen side when the weight is above 0."""
+        fields = super().trainer_fields()
+        weight = fields.pop("sft_weight")
+        if weight > 0:
+            fields["loss_type"] = ["sigmoid", "sft"]
+            fields["loss_weights"] = [1.0, weight]
+        return fields
 
 
 class RLTrainConfig(TrainConfig):

@@ -63,6 +63,9 @@ VALID_ACTIONS = CheckSpec(
     "WARN",
 )
 INVALID_SHARE_LIMIT = 0.5
+PROPOSALS_PARSE = CheckSpec(
+    "proposals_have_actions", "At most half of the policy's proposals lack a parseable action", "WARN"
+)
 NO_REGRESSION = CheckSpec(
     "no_regression", "The held-out (seen) reward is not below the previous iteration's", "WARN"
 )
@@ -115,6 +118,38 @@ def check_exploration(run: TaskRun, iteration: int) -> list[CheckOutcome]:
         ),
         _outcome(NO_EMPTY, _empty(explored), "no empty trajectory", "empty trajectories"),
         check_valid_actions(explored, "exploration"),
+    ]
+
+
+def check_step_values(run: TaskRun, iteration: int) -> list[CheckOutcome]:
+    """IPR's Monte-Carlo continuations: rewards in range."""
+    played = read_trajectories(run.layout.step_values_jsonl(iteration))
+    return [
+        _outcome(REWARDS_IN_RANGE, _out_of_range(played), "all rewards in [0, 1]", "rewards outside [0, 1]")
+    ]
+
+
+def check_proposals(run: TaskRun, iteration: int) -> list[CheckOutcome]:
+    """StepAgent's proposals: one per expert step, most of them an action the environment reads."""
+    from eto_assets.agent.parsing import parse_answer
+    from eto_assets.envs.base import is_invalid_format
+
+    proposals = read_trajectories(run.layout.rollouts_jsonl(iteration))
+    unparsed = [
+        f"{t.task_id}@{t.metadata.get('branch', '')}"
+        for t in proposals
+        if is_invalid_format(parse_answer(t.messages[-1].content).action)
+    ]
+    share = len(unparsed) / len(proposals) if proposals else 0.0
+    return [
+        _outcome(NO_EMPTY, [] if proposals else ["no proposals"], f"{len(proposals)} proposals", "empty"),
+        CheckOutcome(
+            PROPOSALS_PARSE.name,
+            share <= INVALID_SHARE_LIMIT,
+            f"{len(unparsed)}/{len(proposals)} proposals ({share:.0%}) had no parseable action",
+            PROPOSALS_PARSE.severity,
+            {"unparsed_share": round(share, 4)},
+        ),
     ]
 
 

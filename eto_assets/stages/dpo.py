@@ -12,18 +12,24 @@ from eto_assets.stages.task import TaskRun
 from eto_assets.training.launch import plan_training, train
 
 
-def train_dpo_policy(run: TaskRun, iteration: int, accelerate_config: str | None = None) -> StageResult:
+def train_dpo_policy(
+    run: TaskRun, iteration: int, accelerate_config: str | None = None, *, sft_weight: float | None = None
+) -> StageResult:
+    """``sft_weight`` (IPR) adds an SFT loss on the chosen side with that weight."""
     layout = run.layout
     previous = PolicyRecord.read(layout, iteration - 1)
     pairs_path = layout.pairs_jsonl(iteration)
     pairs = read_pairs(pairs_path)
     params = run.profile.dpo_for(run.task, iteration)
+    if sft_weight is not None:
+        params = params.model_copy(update={"sft_weight": sft_weight})
     common = dict(
         params={
             "reference": previous.checkpoint,
             "dpo.beta": params.beta,
             "dpo.learning_rate": params.learning_rate,
             "dpo.lr_scheduler_type": params.lr_scheduler_type,
+            "dpo.sft_weight": params.sft_weight,
         },
         datasets=[DatasetInput(pairs_path, f"{run.task}-pairs-it{iteration}", "train")],
     )

@@ -72,6 +72,10 @@ class ArtifactLayout:
     def rollouts_jsonl(self, k: int) -> Path:
         return self.iteration_dir(k) / "exploration_rollouts.jsonl"
 
+    def step_values_jsonl(self, k: int) -> Path:
+        """IPR's Monte-Carlo continuations of iteration ``k`` (the step values are their means)."""
+        return self.iteration_dir(k) / "step_values.jsonl"
+
     def pairs_jsonl(self, k: int) -> Path:
         return self.iteration_dir(k) / "preference_pairs.jsonl"
 

@@ -3,7 +3,8 @@
 Each method keeps its iterations in its own folder (``ArtifactLayout.for_method``) and starts from
 a policy of the shared graph, recorded as its iteration 0 (``start_policy``): Best-of-N, RFT and RL
 from SFT, ``selfplay_eto`` and ``selfplay_rft`` from the untrained base model, ``selfplay_rft_eto``
-from ``selfplay_rft``'s policy. Sampling reuses the rollout engine (``explore`` with per-episode
+from ``selfplay_rft``'s policy, the step-level methods (:mod:`eto_assets.stages.step_methods`) from
+SFT. Sampling reuses the rollout engine (``explore`` with per-episode
 seeds), ETO's DPO and evaluation stages run unchanged on a method's folder, and RFT's SFT is the
 project's SFT on another dataset.
 """
@@ -27,7 +28,8 @@ from eto_assets.stages.task import TaskRun
 from eto_assets.training.launch import plan_training, train
 
 # The methods with ETO's unrolled iterations (explore, pair, DPO, evaluate); the others run one round.
-ITERATED_METHODS = (ETO, "selfplay_eto", "selfplay_rft_eto")
+STEP_METHODS = ("eto_step", "eto_mixture", "stepagent", "ipr")  # pairs from steps (see step_methods)
+ITERATED_METHODS = (ETO, "selfplay_eto", "selfplay_rft_eto", *STEP_METHODS)
 
 # Where each method starts: (the method whose policy it starts from, that policy's iteration).
 STARTS: dict[str, tuple[str, int]] = {
@@ -37,6 +39,7 @@ STARTS: dict[str, tuple[str, int]] = {
     "selfplay_eto": (ETO, BASE_ITERATION),
     "selfplay_rft": (ETO, BASE_ITERATION),
     "selfplay_rft_eto": ("selfplay_rft", 1),
+    **{method: (ETO, 0) for method in STEP_METHODS},
 }
 
 

@@ -53,7 +53,8 @@ def test_every_method_has_stage_runs_tagged_with_its_name(all_methods):
     # every trained policy is a registered version carrying its method
     versions = client.search_model_versions("name = 'eto-sciworld'")
     registered = {v.tags.get("eto.method") for v in versions}
-    assert {"sft", "eto", "rft", "rl"} <= registered, registered  # self-play may carry its start over
+    # self-play may carry its start over; a step-level method without pairs would too
+    assert {"sft", "eto", "rft", "rl"} <= registered, registered
 
 
 def test_the_report_has_a_row_per_method(all_methods):
@@ -73,6 +74,10 @@ def test_the_report_has_a_row_per_method(all_methods):
         "selfplay_rft",
         "selfplay_eto-1",
         "selfplay_rft_eto-1",
+        "eto_step-1",
+        "eto_mixture-1",
+        "stepagent-1",
+        "ipr-1",
     ):
         assert name in rows, summary
     assert "best_of_n" in out  # the CLI prints the same table
@@ -89,3 +94,42 @@ def test_best_of_n_keeps_every_sample_and_scores_the_best(all_methods):
     assert all(len(r) == 2 for r in by_task.values())  # nano: best_of_n.n = 2
     best = sum(max(r) for r in by_task.values()) / len(by_task)
     assert report["splits"]["unseen"]["avg_reward"] == pytest.approx(best)
+
+
+def _lines(path):
+    return [json.loads(line) for line in path.open()]
+
+
+def test_step_branches_replay_the_expert_prefix(all_methods):
+    """Each branch's first t-1 agent turns are the expert's, replayed in the engine; the policy
+    plays from step t; nano branches from step 1 and two others per expert (step.steps_per_trajectory)."""
+    home, _ = all_methods
+    root = home / "artifacts" / "sciworld"
+    experts = {e["task_id"]: e for e in _lines(root / "expert" / "expert_trajectories.jsonl")}
+    branches = _lines(root / "eto_step" / "iteration_1" / "exploration_rollouts.jsonl")
+    assert branches
+    per_task: dict[str, set[int]] = {}
+    for b in branches:
+        forced = b["metadata"].get("forced_steps", 0)
+        per_task.setdefault(b["task_id"], set()).add(forced + 1)
+        expert_turns = [m["content"] for m in experts[b["task_id"]]["messages"] if m["role"] == "assistant"]
+        turns = [m["content"] for m in b["messages"] if m["role"] == "assistant"]
+        assert turns[:forced] == expert_turns[:forced]
+        assert len(turns) > forced  # the policy took at least one turn (step cap 3)
+    assert all(1 in steps and len(steps) <= 3 for steps in per_task.values()), per_task
+
+
+def test_ipr_step_pairs_beat_the_policy_by_more_than_tau(all_methods):
+    home, _ = all_methods
+    folder = home / "artifacts" / "sciworld" / "ipr" / "iteration_1"
+    values = _lines(folder / "step_values.jsonl")
+    per_branch: dict[tuple[str, str], int] = {}
+    for v in values:
+        key = (v["task_id"], v["metadata"]["branch"])
+        per_branch[key] = per_branch.get(key, 0) + 1
+    assert all(n == 2 for n in per_branch.values()), per_branch  # nano: ipr.mc_samples = 2
+    for pair in _lines(folder / "preference_pairs.jsonl"):
+        assert pair["chosen_source"].startswith("expert@step")
+        if not pair["chosen_source"].endswith("-end"):  # a step pair: its rewards are the values
+            assert len(pair["chosen"]) == len(pair["rejected"]) == 1
+            assert pair["chosen_reward"] - pair["rejected_reward"] > 0.01
