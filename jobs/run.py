@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from eto_assets.config import settings
+from eto_assets.config.profile import METHODS
 
 REPO = Path(__file__).resolve().parents[1]
 INSTANCE_LOCK = ".eto-instance.lock"
@@ -109,8 +110,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--backend", help="transformers | vllm | openai (default: $ETO_BACKEND)")
     parser.add_argument(
         "--methods",
-        help="methods beside SFT: a comma list of eto, best_of_n, rft, rl, selfplay_eto, selfplay_rft, "
-        "selfplay_rft_eto, or all (default: the profile's `methods`, ETO alone in the shipped ones)",
+        help=f"methods beside SFT: a comma list of {', '.join(METHODS)}, or all (default: the profile's "
+        "`methods`, ETO alone in the shipped ones)",
     )
     parser.add_argument(
         "--force", action="store_true", help="rerun every asset, even those up to date (same inputs)"

@@ -282,7 +282,6 @@ def run_rollouts(
     finished = resume.finished
     if resume.rewrite:
         _rewrite_clean(out_path, finished)
-    stats.resumed = len(finished)
     stats.discarded = resume.discarded
     stats.resume_note = resume.note()
     order = (
@@ -291,8 +290,10 @@ def run_rollouts(
     if len({start.key for start in order}) != len(order):
         raise ValueError(f"{desc}: two episodes to play share a task, sample and branch")
     pending = deque((start, 0) for start in order if start.key not in finished)
-    progress = tqdm(total=len(order), initial=len(finished), desc=desc, unit="ep", mininterval=2.0)
-    rewards = [t.reward for t in finished.values()]
+    # resumed: the asked-for episodes already in the file (it may hold others, e.g. other branches)
+    rewards = [finished[start.key].reward for start in order if start.key in finished]
+    stats.resumed = len(rewards)
+    progress = tqdm(total=len(order), initial=len(rewards), desc=desc, unit="ep", mininterval=2.0)
     n_envs = min(config.concurrency, len(pending))
     pools = [ThreadPoolExecutor(max_workers=max(1, n_envs))]
     free_envs: list[Environment] = []
