@@ -17,6 +17,14 @@ trainer checkpoints in ``OUT.work``, the final model, tokenizer and ``train_resu
 in at ``OUT`` at the very end. The summary metrics add the mean reward and success rate of every
 episode played in training (``episode_reward_mean``, ``episode_success_rate``, ``episodes_played``);
 each logged step has TRL's ``reward``, ``reward_std`` and ``episodes/success_rate``.
+
+StepAgent's inverse-RL form adds a second reward: with a ``step_scorer`` (e.g. a trained
+:class:`~eto_assets.training.discriminator.StepDiscriminator`: the mean over an episode's turns of
+the discriminator's probability that the expert wrote each one) the rollout also returns each
+episode's ``step_reward``, the reward function :func:`step_reward` hands it to GRPO, and an
+episode's reward is ``reward_weights[0] * environment + reward_weights[1] * step`` (default 1, 1).
+The log rows then have ``rewards/episode_reward/mean`` and ``rewards/step_reward/mean`` beside the
+sum's ``reward``; the summary adds ``step_reward_mean``.
 """
 
 from __future__ import annotations
@@ -30,6 +38,7 @@ from trl import GRPOConfig, GRPOTrainer
 
 from eto_assets.agent.prompt import PromptBook
 from eto_assets.config.training import RLTrainConfig
+from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.base import Environment, TaskInstance
 from eto_assets.training.common import (
     TrainResult,
@@ -55,6 +64,23 @@ def episode_reward(prompts, completions, env_reward, episode_success=None, log_m
     if log_metric is not None and episode_success:
         log_metric("episodes/success_rate", statistics.fmean(float(s) for s in episode_success))
     return [None if r is None else float(r) for r in env_reward]
+
+
+def step_reward(prompts, completions, step_reward, **kwargs):
+    """The second reward function with a ``step_scorer``: each episode's score by it, as the rollout
+    returned it (None: the environment failed, the episode is not scored)."""
+    return [None if r is None else float(r) for r in step_reward]
+
+
+def scorer_identity(step_scorer: Callable) -> str:
+    """What names a step scorer in the run's identity: its ``identity`` (a discriminator's folder, by
+    content) or its bound object's, else its qualified name."""
+    for obj in (step_scorer, getattr(step_scorer, "__self__", None)):
+        identity = getattr(obj, "identity", None)
+        if isinstance(identity, str):
+            return identity
+    name = getattr(step_scorer, "__qualname__", None) or repr(step_scorer)
+    return f"{getattr(step_scorer, '__module__', '')}.{name}"
 
 
 class EpisodeGRPOTrainer(GRPOTrainer):
@@ -86,10 +112,15 @@ def train_rl(
     params: RLTrainConfig,
     *,
     release_env: Callable[[Environment], None] | None = None,
+    step_scorer: Callable[[list[Trajectory]], list[float]] | None = None,
+    reward_weights: tuple[float, float] | None = None,
 ) -> TrainResult:
     """Train ``policy_model`` (the SFT checkpoint, also the KL reference) by RL on ``tasks`` played in
     environments from ``make_env``; save the checkpoint to ``output_dir``. Environments are reused
-    between steps and finally closed, or handed to ``release_env`` (e.g. an environment pool's)."""
+    between steps and finally closed, or handed to ``release_env`` (e.g. an environment pool's).
+    With ``step_scorer`` (played trajectories -> one reward each in [0, 1], StepAgent's
+    discriminator) each episode's reward is ``reward_weights`` (default (1, 1)) over (environment
+    reward, step_scorer's reward)."""
     if not tasks:
         raise ValueError("RL needs at least one training task")
     per_step = params.batch_size // params.num_generations
@@ -98,13 +129,25 @@ def train_rl(
             f"RL plays batch_size / num_generations = {per_step} distinct tasks per step, but only "
             f"{len(tasks)} training tasks were given; lower batch_size or raise num_generations"
         )
+    if step_scorer is None and reward_weights is not None:
+        raise ValueError(
+            "reward_weights weigh the environment's reward against the step_scorer's: give a step_scorer"
+        )
+    weights = None
+    if step_scorer is not None:
+        weights = [float(w) for w in (reward_weights or (1.0, 1.0))]
+        if len(weights) != 2:
+            raise ValueError(f"reward_weights: (environment, step_scorer), got {len(weights)} weights")
     output_dir = Path(output_dir)
     identity = {"tasks": [task_record(t) for t in tasks], "book": book.to_dict()}
+    if step_scorer is not None:
+        identity["step_reward"] = {"scorer": scorer_identity(step_scorer), "weights": weights}
     resume_from = prepare_run(output_dir, run_identity("rl", policy_model, identity, params))
     model, tokenizer = load_for_training(policy_model, "policy checkpoint")
-    config = GRPOConfig(
-        **trainer_kwargs(params, output_dir, len(tasks) * params.num_generations, num_processes())
-    )
+    kwargs = trainer_kwargs(params, output_dir, len(tasks) * params.num_generations, num_processes())
+    if weights is not None:
+        kwargs["reward_weights"] = weights
+    config = GRPOConfig(**kwargs)
     rollout = EpisodeRollout(
         tasks,
         make_env,
@@ -113,11 +156,12 @@ def train_rl(
         params,
         episodes_dir=work_dir(output_dir) / "episodes",
         release_env=release_env,
+        step_scorer=step_scorer,
     )
     try:
         trainer = EpisodeGRPOTrainer(
             model=model,
-            reward_funcs=[episode_reward],
+            reward_funcs=[episode_reward] if step_scorer is None else [episode_reward, step_reward],
             args=config,
             train_dataset=rl_dataset(tasks),
             processing_class=tokenizer,

@@ -6,7 +6,9 @@ ids, the completion's token ids and, under the extra key ``env_mask``, a 1/0 per
 GRPO multiplies ``env_mask`` into its loss mask (``completion_mask * tool_mask`` in TRL 1.16), so
 the policy-gradient term, the KL term, the token count the loss is normalised by and the logged
 completion lengths cover only the tokens marked 1. Every other extra key is handed to the reward
-functions; here ``env_reward`` carries each episode's final reward.
+functions; here ``env_reward`` carries each episode's final reward and, with a ``step_scorer``
+(StepAgent's inverse-RL reward, :class:`~eto_assets.training.discriminator.StepDiscriminator`),
+``step_reward`` each played episode's score by it.
 
 :class:`EpisodeRollout` plays each prompt's task with the pipeline's own episode engine
 (:func:`eto_assets.agent.rollout.run_rollouts`: the 1-shot conversation of
@@ -111,7 +113,9 @@ class EpisodeRollout:
     returns its tokens, agent-token mask (``env_mask``) and final reward (``env_reward``; None for an
     episode whose environment failed, which TRL then leaves out of its group's baseline and gives no
     advantage). Environments are kept between steps and closed (or handed to ``release_env``) by
-    :meth:`close`."""
+    :meth:`close`. With a ``step_scorer`` (played trajectories -> one reward each) the output also
+    has ``step_reward``: its scores of the played episodes, None for an episode whose environment
+    failed."""
 
     def __init__(
         self,
@@ -123,6 +127,7 @@ class EpisodeRollout:
         *,
         episodes_dir: Path | None = None,
         release_env: Callable[[Environment], None] | None = None,
+        step_scorer: Callable[[list[Trajectory]], list[float]] | None = None,
     ) -> None:
         self.tasks = {t.task_id: t for t in tasks}
         if len(self.tasks) != len(tasks):
@@ -138,6 +143,8 @@ class EpisodeRollout:
         self._lock = threading.Lock()
         self.history: list[tuple[float | None, bool]] = []  # (reward, success) of every episode played
         self.last_trajectories: list[Trajectory] = []
+        self.step_scorer = step_scorer
+        self.step_history: list[float] = []  # step_scorer's reward of every scored episode
 
     # -- environments kept across steps ------------------------------------------------------------
 
@@ -222,7 +229,7 @@ class EpisodeRollout:
         rewards = [None if t.metadata.get("failed") else float(t.reward) for t in trajectories]
         successes = [bool(t.success) for t in trajectories]
         self.history.extend(zip(rewards, successes, strict=True))
-        return {
+        out = {
             "prompt_ids": [e.prompt_ids for e in tokens],
             "completion_ids": [e.completion_ids for e in tokens],
             "logprobs": None,  # TRL scores the tokens itself (see module docstring: re-tokenized)
@@ -231,14 +238,30 @@ class EpisodeRollout:
             "episode_success": successes,
             "episode_turns": [t.num_steps for t in trajectories],
         }
+        if self.step_scorer is not None:
+            out["step_reward"] = self.step_rewards(trajectories)
+        return out
+
+    def step_rewards(self, trajectories: list[Trajectory]) -> list[float | None]:
+        """``step_scorer``'s reward of each played episode; None where the environment failed."""
+        played = [t for t in trajectories if not t.metadata.get("failed")]
+        scores = [float(s) for s in self.step_scorer(played)] if played else []
+        if len(scores) != len(played):
+            raise ValueError(f"step_scorer returned {len(scores)} rewards for {len(played)} episodes")
+        self.step_history.extend(scores)
+        it = iter(scores)
+        return [None if t.metadata.get("failed") else next(it) for t in trajectories]
 
     def summary(self) -> dict[str, float]:
         """Mean reward and success rate of every episode this rollout played (this process's)."""
         scored = [(r, s) for r, s in self.history if r is not None]
         if not scored:
             return {}
-        return {
+        summary = {
             "episode_reward_mean": statistics.fmean(r for r, _ in scored),
             "episode_success_rate": statistics.fmean(float(s) for _, s in scored),
             "episodes_played": float(len(self.history)),
         }
+        if self.step_history:
+            summary["step_reward_mean"] = statistics.fmean(self.step_history)
+        return summary
