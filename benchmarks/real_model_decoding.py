@@ -32,7 +32,7 @@ from _real_model_setup import real_model, sciworld_prompts_by_turn  # noqa: E402
 
 from eto_assets.agent.backends import GenerationConfig, TransformersBackend, set_torch_threads  # noqa: E402
 from eto_assets.agent.decoding import KVStore  # noqa: E402
-from eto_assets.agent.parsing import STOP_STRINGS, truncate_at_stop  # noqa: E402
+from eto_assets.data.react import STOP_STRINGS, truncate_at_stop  # noqa: E402
 
 
 def hf_generate(backend: TransformersBackend, convs, max_new_tokens: int) -> tuple[list[str], int]:

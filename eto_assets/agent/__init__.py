@@ -1,1 +1,1 @@
-"""Prompt building, action parsing, inference backends and the batched rollout engine."""
+"""Prompt building, inference backends and the batched rollout engine (answers parse in `data.react`)."""

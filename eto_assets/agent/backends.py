@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from eto_assets.agent.parsing import STOP_STRINGS, truncate_at_stop
 from eto_assets.config import settings
 from eto_assets.config.settings import DTYPES
+from eto_assets.data.react import STOP_STRINGS, truncate_at_stop
 
 Conversation = list[dict[str, str]]
 

@@ -48,10 +48,10 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from eto_assets.agent.backends import Conversation, GenerationConfig, InferenceBackend, fits
-from eto_assets.agent.parsing import parse_answer
 from eto_assets.agent.prompt import PromptBook, build_conversation, episode_rounds
 from eto_assets.config.profile import RolloutConfig
 from eto_assets.data.files import folder_identity
+from eto_assets.data.react import parse_answer
 from eto_assets.data.schemas import DataFormatError, Message, Trajectory, append_jsonl, write_jsonl
 from eto_assets.envs.base import (
     Environment,

@@ -16,8 +16,8 @@ import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from eto_assets.agent.parsing import parse_answer
 from eto_assets.data.pairs import REJECTED_EXTRA_MESSAGES, make_pair
+from eto_assets.data.react import parse_answer
 from eto_assets.data.schemas import Message, PreferencePair, Trajectory
 
 

@@ -131,7 +131,7 @@ def check_step_values(run: TaskRun, iteration: int) -> list[CheckOutcome]:
 
 def check_proposals(run: TaskRun, iteration: int) -> list[CheckOutcome]:
     """StepAgent's proposals: one per expert step, most of them an action the environment reads."""
-    from eto_assets.agent.parsing import parse_answer
+    from eto_assets.data.react import parse_answer
     from eto_assets.envs.base import is_invalid_format
 
     proposals = read_trajectories(run.layout.rollouts_jsonl(iteration))

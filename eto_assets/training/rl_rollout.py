@@ -43,11 +43,11 @@ from typing import Any
 
 from eto_assets.agent.backends import TransformersBackend, encode_prompt
 from eto_assets.agent.decoding import SessionDecoder
-from eto_assets.agent.parsing import STOP_STRINGS
 from eto_assets.agent.prompt import PromptBook, build_conversation
 from eto_assets.agent.rollout import run_rollouts, seed_for
 from eto_assets.config.profile import RolloutConfig
 from eto_assets.config.training import RLTrainConfig
+from eto_assets.data.react import STOP_STRINGS
 from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.base import Environment, TaskInstance
 from eto_assets.training.common import common_prefix_length

@@ -4,8 +4,8 @@ import pytest
 
 from eto_assets.agent.backends import GenerationConfig, TransformersBackend
 from eto_assets.agent.decoding import KVStore, SessionDecoder, _Held
-from eto_assets.agent.parsing import STOP_STRINGS
 from eto_assets.agent.prompt import build_conversation
+from eto_assets.data.react import STOP_STRINGS
 
 
 @pytest.fixture(scope="module")

@@ -5,9 +5,9 @@ import json
 import pytest
 
 from eto_assets.agent.backends import GenerationConfig, ModelPathError, TransformersBackend
-from eto_assets.agent.parsing import truncate_at_stop
 from eto_assets.agent.rollout import RolloutStats, load_finished, run_rollouts
 from eto_assets.config.profile import RolloutConfig
+from eto_assets.data.react import truncate_at_stop
 
 
 @pytest.fixture(scope="module")

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from eto_assets.agent.parsing import parse_answer
 from eto_assets.agent.prompt import PromptBook
 from eto_assets.agent.rollout import run_rollouts
 from eto_assets.config.profile import RolloutConfig
 from eto_assets.data.pairs import make_pair
+from eto_assets.data.react import parse_answer
 from eto_assets.data.schemas import Trajectory
 from eto_assets.envs.base import INVALID_FORMAT_OBSERVATION, TaskInstance, replay_actions
 

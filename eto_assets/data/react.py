@@ -1,4 +1,4 @@
-"""Parse the agent's ReAct answer ("Thought: ...\\nAction: ...") into an action string."""
+"""ETO's ReAct turns ("Thought: ...\\nAction: ...") as data: the action a turn sends, the stop strings."""
 
 from __future__ import annotations
 

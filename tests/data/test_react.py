@@ -2,7 +2,7 @@
 
 import pytest
 
-from eto_assets.agent.parsing import STOP_STRINGS, parse_answer, truncate_at_stop
+from eto_assets.data.react import STOP_STRINGS, parse_answer, truncate_at_stop
 
 
 def test_action_only():
