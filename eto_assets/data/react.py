@@ -11,7 +11,7 @@ _THOUGHT = re.compile(r"Thought\s*:\s*(.*?)(?=\n\s*Action\s*:|\Z)", re.IGNORECAS
 # openai_lm_agent.py:37 and fastchat_agent.py:62-67): the agent must not write the environment's
 # reply (``\nObservation:``), the next task (``\nTask:``) or the prompt's section rule (``\n---``).
 # Each needs its leading newline, as in ETO: an "Observation:" inside the action line is not a
-# hallucinated turn, and ETO keeps it too (tests/agent/test_parsing.py).
+# hallucinated turn, and ETO keeps it too (tests/data/test_react.py).
 STOP_STRINGS = ("\nObservation:", "\nTask:", "\n---")
 
 
