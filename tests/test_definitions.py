@@ -50,6 +50,7 @@ def test_lineage_is_unrolled_per_iteration():
     methods |= {f"selfplay_{m}/iteration_{k}/eval_report" for m in ("eto", "rft_eto") for k in range(1, 4)}
     step_methods = ("eto_step", "eto_mixture", "stepagent", "ipr")
     methods |= {f"{m}/iteration_{k}/eval_report" for m in step_methods for k in range(1, 4)}
+    methods |= {"stepagent_irl/eval_report"}
     assert deps["iteration_report"] == {"base_model/eval_report"} | evals | methods
     # every other method branches from the stage it shares: SFT, or the base model for self-play
     assert deps["best_of_n/eval_report"] == {"sft_checkpoint", "expert_trajectories"}
@@ -89,6 +90,16 @@ def test_lineage_is_unrolled_per_iteration():
     assert deps["eto_mixture/iteration_3/dpo_checkpoint"] == {
         "eto_mixture/iteration_3/preference_pairs",
         "eto_mixture/iteration_2/dpo_checkpoint",
+    }
+    # StepAgent's inverse-RL form: proposals of SFT, a discriminator on them, RL from SFT with it
+    assert deps["stepagent_irl/discriminator_checkpoint"] == {
+        "stepagent_irl/step_proposals",
+        "expert_trajectories",
+    }
+    assert deps["stepagent_irl/checkpoint"] == {
+        "stepagent_irl/discriminator_checkpoint",
+        "sft_checkpoint",
+        "expert_trajectories",
     }
     partitions = graph.get(AssetKey("expert_trajectories")).partitions_def.get_partition_keys()
     assert partitions == ["sciworld", "alfworld", "webshop"]

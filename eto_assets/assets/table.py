@@ -24,7 +24,7 @@ from eto_assets.envs.registry import split_settings
 from eto_assets.stages import checks
 from eto_assets.stages.checks import CheckOutcome, CheckSpec
 from eto_assets.stages.layout import BASE_ITERATION, ETO, ArtifactLayout
-from eto_assets.stages.methods import ITERATED_METHODS, STARTS, STEP_METHODS
+from eto_assets.stages.methods import ITERATED_METHODS, STARTS, STEP_METHODS, STEPAGENT_IRL
 from eto_assets.stages.result import StageResult
 from eto_assets.stages.task import TaskRun
 
@@ -178,6 +178,7 @@ METHOD_SECTIONS: dict[str, tuple[str, ...]] = {
     "eto_step": ("step",),
     "eto_mixture": ("step",),
     "stepagent": ("stepagent",),
+    "stepagent_irl": ("stepagent", "stepagent_irl", "rl"),
     "ipr": ("step", "ipr"),
 }
 
@@ -718,6 +719,73 @@ def _rl_specs() -> list[StageSpec]:
     ]
 
 
+def _stepagent_irl_specs() -> list[StageSpec]:
+    """StepAgent's inverse-RL form, one round: the SFT policy's proposals, a discriminator of expert
+    and policy turns, RL from SFT with the discriminator's reward, evaluation."""
+    method = STEPAGENT_IRL
+    proposals = f"{method}/step_proposals"
+    discriminator = f"{method}/discriminator_checkpoint"
+    return [
+        StageSpec(
+            key=proposals,
+            stage=f"{method}_proposals",
+            iteration=1,
+            group=method,
+            description="StepAgent's inspection with the SFT policy: its turn at every step of each expert "
+            "trajectory, reading the expert's prefix (no environment).",
+            run=_on(method, _started(lambda run, tools: stages.propose_steps(run, 1, tools.open_backend))),
+            outputs=lambda layout: [layout.for_method(method).rollouts_jsonl(1)],
+            deps=(SFT, EXPERT),
+            settings=("rollout", f"method_{method}"),
+            checks=(checks.NO_EMPTY, checks.PROPOSALS_PARSE),
+            check=lambda run, tools: checks.check_proposals(run.for_method(method), 1),
+            skip=_method_skip(method),
+            method=method,
+        ),
+        StageSpec(
+            key=discriminator,
+            stage=f"{method}_discriminator",
+            iteration=1,
+            group=method,
+            description="A discriminator (the SFT policy's weights with a score head, TRL's reward trainer) "
+            "trained to score the expert's turn above the policy's differing proposal at the same step.",
+            run=_on(method, lambda run, tools: stages.train_step_discriminator(run)),
+            outputs=lambda layout: [layout.for_method(method).discriminator_json(1)],
+            deps=(proposals, EXPERT),
+            settings=("sft", f"method_{method}"),
+            kinds=frozenset({"pytorch", "mlflow"}),
+            checks=(checks.PAIRS_PRESENT,),
+            check=lambda run, tools: checks.check_pairs(run.for_method(method), 1)[1:],
+            skip=_method_skip(method),
+            method=method,
+        ),
+        StageSpec(
+            key=method_policy_key(method, 1),
+            stage=f"{method}_rl",
+            iteration=1,
+            group=method,
+            description="The RL baseline (GRPO from SFT, KL to it, observations masked) whose episodes also "
+            "earn the discriminator's mean per-turn probability that the expert wrote each turn.",
+            run=_on(
+                method,
+                lambda run, tools: stages.train_rl_policy(
+                    run, tools.envs, discriminator=stages.discriminator_of(run)
+                ),
+            ),
+            outputs=lambda layout: [layout.for_method(method).policy_json(1)],
+            deps=(discriminator, SFT, EXPERT),
+            settings=("rollout", f"method_{method}"),
+            kinds=frozenset({"pytorch", "mlflow"}),
+            checks=CHECKPOINT_CHECKS,
+            check=lambda run, tools: checks.check_checkpoint(run.for_method(method), 1, tools.open_backend),
+            produces_policy=True,
+            skip=_method_skip(method),
+            method=method,
+        ),
+        _method_eval(method, 1),
+    ]
+
+
 def method_specs(n: int) -> list[StageSpec]:
     """The baselines', self-play and step-level methods' assets, each a no-op unless the profile
     selects it."""
@@ -731,6 +799,7 @@ def method_specs(n: int) -> list[StageSpec]:
     for method in STEP_METHODS:
         for k in range(1, n + 1):
             table.extend(_step_method_specs(method, k))
+    table.extend(_stepagent_irl_specs())
     return table
 
 

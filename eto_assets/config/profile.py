@@ -200,6 +200,7 @@ MethodName = Literal[
     "eto_step",
     "eto_mixture",
     "stepagent",
+    "stepagent_irl",
     "ipr",
 ]
 METHODS: tuple[str, ...] = get_args(MethodName)
@@ -259,6 +260,26 @@ class StepAgentConfig(_Strict):
         default=0.0,
         ge=0,
         description="sampling temperature of the proposals (0: greedy; inferred, not stated)",
+    )
+
+
+class StepAgentIRLConfig(_Strict):
+    """StepAgent's inverse-RL form: a discriminator of expert and policy turns (trained on the SFT
+    policy's proposals, the `stepagent` section's sampling) gives each episode of the RL baseline
+    (the `rl` section's GRPO settings) a second reward: the mean over its turns of the probability
+    that the expert wrote each one."""
+
+    discriminator_learning_rate: float = Field(
+        default=1e-5,
+        gt=0,
+        description="learning rate of the discriminator (its other training fields: `sft`'s)",
+    )
+    discriminator_epochs: float = Field(default=1, gt=0, description="passes over the step pairs")
+    step_reward_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="weight of the discriminator's reward beside the environment's (weight 1); the paper's "
+        "weighting is not known to us",
     )
 
 
@@ -322,8 +343,8 @@ class Profile(_Strict):
         description="which methods run beside SFT, side by side in one report: `eto`, `best_of_n`, `rft`, "
         "`rl` (GRPO through TRL, the paper's online RL row), `selfplay_eto`, `selfplay_rft`, "
         "`selfplay_rft_eto` (no expert data: from the base model), and the step-level `eto_step`, "
-        "`eto_mixture`, `stepagent`, `ipr`; the CLI's `--methods` overrides it. Assets of a method not "
-        "listed are no-ops",
+        "`eto_mixture`, `stepagent`, `stepagent_irl`, `ipr`; the CLI's `--methods` overrides it. "
+        "Assets of a method not listed are no-ops",
     )
     best_of_n: BestOfNConfig = Field(default=BestOfNConfig(), description="the `best_of_n` method")
     rft: RFTConfig = Field(
@@ -342,6 +363,9 @@ class Profile(_Strict):
         description="branching of the step-level methods (`eto_step`, `eto_mixture`, `ipr`)",
     )
     stepagent: StepAgentConfig = Field(default=StepAgentConfig(), description="the `stepagent` method")
+    stepagent_irl: StepAgentIRLConfig = Field(
+        default=StepAgentIRLConfig(), description="the `stepagent_irl` method (its RL settings: `rl`)"
+    )
     ipr: IPRConfig = Field(default=IPRConfig(), description="the `ipr` method")
     tasks: dict[TaskName, TaskScope] = Field(
         default_factory=dict,

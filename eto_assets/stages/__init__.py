@@ -27,7 +27,14 @@ from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.report import report_iterations, report_table
 from eto_assets.stages.result import DatasetInput, Markdown, StageResult
 from eto_assets.stages.sft import build_base_model, train_sft_policy
-from eto_assets.stages.step_methods import explore_branches, make_step_pairs, propose_steps, value_steps
+from eto_assets.stages.step_methods import (
+    discriminator_of,
+    explore_branches,
+    make_step_pairs,
+    propose_steps,
+    train_step_discriminator,
+    value_steps,
+)
 from eto_assets.stages.task import TaskRun, open_task_run
 
 __all__ = [
@@ -43,7 +50,9 @@ __all__ = [
     "evaluate",
     "evaluate_base_model",
     "explore",
+    "discriminator_of",
     "explore_branches",
+    "train_step_discriminator",
     "make_step_pairs",
     "propose_steps",
     "value_steps",

@@ -76,6 +76,10 @@ class ArtifactLayout:
         """IPR's Monte-Carlo continuations of iteration ``k`` (the step values are their means)."""
         return self.iteration_dir(k) / "step_values.jsonl"
 
+    def discriminator_json(self, k: int) -> Path:
+        """Names the discriminator trained in iteration ``k`` (StepAgent's inverse-RL form)."""
+        return self.iteration_dir(k) / "discriminator.json"
+
     def pairs_jsonl(self, k: int) -> Path:
         return self.iteration_dir(k) / "preference_pairs.jsonl"
 

@@ -29,6 +29,7 @@ from eto_assets.training.launch import plan_training, train
 
 # The methods with ETO's unrolled iterations (explore, pair, DPO, evaluate); the others run one round.
 STEP_METHODS = ("eto_step", "eto_mixture", "stepagent", "ipr")  # pairs from steps (see step_methods)
+STEPAGENT_IRL = "stepagent_irl"  # proposals, a discriminator, then RL with its reward (one round)
 ITERATED_METHODS = (ETO, "selfplay_eto", "selfplay_rft_eto", *STEP_METHODS)
 
 # Where each method starts: (the method whose policy it starts from, that policy's iteration).
@@ -39,7 +40,7 @@ STARTS: dict[str, tuple[str, int]] = {
     "selfplay_eto": (ETO, BASE_ITERATION),
     "selfplay_rft": (ETO, BASE_ITERATION),
     "selfplay_rft_eto": ("selfplay_rft", 1),
-    **{method: (ETO, 0) for method in STEP_METHODS},
+    **{method: (ETO, 0) for method in (*STEP_METHODS, STEPAGENT_IRL)},
 }
 
 
@@ -134,16 +135,19 @@ def make_selfplay_pairs(run: TaskRun, iteration: int) -> StageResult:
     )
 
 
-def train_rl_policy(run: TaskRun, envs: EnvironmentPool) -> StageResult:
+def train_rl_policy(run: TaskRun, envs: EnvironmentPool, *, discriminator: str | None = None) -> StageResult:
     """The paper's online RL baseline: GRPO (TRL) from the start policy (SFT), which is also the KL
     reference, on whole episodes of the train tasks played in the real environment; observations are
-    masked out of the loss. It trains in this process (``accelerate`` is not wired for it)."""
+    masked out of the loss. It trains in this process (``accelerate`` is not wired for it). With a
+    ``discriminator`` folder (StepAgent's inverse-RL form) each episode also earns its mean
+    per-turn discriminator reward, weighted by ``stepagent_irl.step_reward_weight``."""
     layout = run.layout
     start = PolicyRecord.read(layout, 0)
     book = PromptBook.read(layout.prompt_book)
     tasks = run.tasks("train")
     params = run.profile.rl
-    # the output folder is named by what it trains (the policy, the task list, the prompts) and how
+    # the output folder is named by what it trains (the policy, the task list, the prompts, the
+    # discriminator) and how
     spec = plan_training(
         "rl",
         start.checkpoint,
@@ -151,12 +155,29 @@ def train_rl_policy(run: TaskRun, envs: EnvironmentPool) -> StageResult:
         str(layout.prompt_book),
         layout.checkpoints_dir(1),
         params,
+        also=(discriminator,) if discriminator else (),
     )
     make_env, release_env = envs.for_rollouts(run.benchmark)
     from eto_assets.training.rl import train_rl  # TRL's GRPO: imported only where it runs
 
+    scoring = {}
+    if discriminator:
+        from eto_assets.training.discriminator import StepDiscriminator
+
+        weight = run.profile.stepagent_irl.step_reward_weight
+        scoring = {
+            "step_scorer": StepDiscriminator.load(discriminator, book),
+            "reward_weights": (1.0, weight),
+        }
     result = train_rl(
-        start.checkpoint, tasks, make_env, book, Path(spec.output_dir), params, release_env=release_env
+        start.checkpoint,
+        tasks,
+        make_env,
+        book,
+        Path(spec.output_dir),
+        params,
+        release_env=release_env,
+        **scoring,
     )
     policy = PolicyRecord(spec.output_dir)
     policy.write(layout, 1)
@@ -167,6 +188,7 @@ def train_rl_policy(run: TaskRun, envs: EnvironmentPool) -> StageResult:
             "reference": start.checkpoint,
             "rl.beta": params.beta,
             "rl.num_generations": params.num_generations,
+            **({"discriminator": discriminator} if discriminator else {}),
         },
         datasets=[DatasetInput(layout.splits_json, f"{run.task}-splits", "train tasks")],
         history=result.log_history,

@@ -11,10 +11,15 @@ pairs come from (rules in :mod:`eto_assets.data.step_pairs`):
   batched generation per step position, no environment;
 * ``value_steps`` (``ipr``): Monte-Carlo values of the expert's and the policy's action at each
   branch, from continuations sampled by the frozen SFT policy.
+
+``stepagent_irl`` runs one round instead: the SFT policy's proposals, a discriminator trained on
+the step pairs they give (``train_step_discriminator``), then the RL baseline with the
+discriminator's per-turn reward beside the environment's.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -31,7 +36,7 @@ from eto_assets.agent.rollout import (
     seed_for,
 )
 from eto_assets.data.eto_format import dpo_records, write_json
-from eto_assets.data.files import folder_identity
+from eto_assets.data.files import atomic_write_json, folder_identity
 from eto_assets.data.pairs import truncates_rejected
 from eto_assets.data.schemas import Message, PreferencePair, Trajectory, read_trajectories, write_jsonl
 from eto_assets.data.step_pairs import (
@@ -58,6 +63,7 @@ from eto_assets.stages.evaluate import summarize
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
+from eto_assets.training.launch import plan_training
 
 OpenBackend = Callable[[str], InferenceBackend]
 # the methods whose pairs come from branches played in the environment, and their DPO's extra loss
@@ -373,3 +379,75 @@ def make_step_pairs(run: TaskRun, iteration: int) -> StageResult:
 
 def _stats_metrics(stats: StepPairStats) -> dict[str, float]:
     return {k: v for k, v in stats.metrics().items() if k != "step_pairs_pairs"}
+
+
+def train_step_discriminator(run: TaskRun) -> StageResult:
+    """StepAgent's inverse-RL form, its reward model: step pairs from the start policy's proposals
+    (the expert's turn against a differing proposal) train a discriminator from the start policy's
+    weights (TRL's reward trainer, the ``sft`` section's settings with ``stepagent_irl``'s learning
+    rate and epochs). Without a pair there is nothing to discriminate: the RL stage then trains on
+    the environment's reward alone, and says so."""
+    layout = run.layout
+    experts = [golden_form(t) for t in read_trajectories(layout.expert_jsonl)]
+    pairs, stats = stepagent_pairs(experts, read_trajectories(layout.rollouts_jsonl(1)))
+    out = layout.pairs_jsonl(1)
+    write_jsonl(out, pairs)
+    metrics: dict[str, float] = {"pairs_count": len(pairs), **_stats_metrics(stats)}
+    datasets = [DatasetInput(out, f"{run.task}-{layout.method}-pairs", "train")]
+    if not pairs:
+        atomic_write_json(layout.discriminator_json(1), {"discriminator": None, "reason": "no step pair"})
+        return StageResult(
+            metrics=metrics,
+            metrics_step=1,
+            tags={"eto.discriminator_skipped": "no step pair"},
+            datasets=datasets,
+            metadata={"pairs": 0},
+            warnings=[
+                f"{run.task} {layout.method}: every proposal matched the expert; RL gets no step reward"
+            ],
+        )
+    start = PolicyRecord.read(layout, 0)
+    section = run.profile.stepagent_irl
+    params = run.profile.sft.model_copy(
+        update={
+            "learning_rate": section.discriminator_learning_rate,
+            "num_train_epochs": section.discriminator_epochs,
+        }
+    )
+    spec = plan_training(
+        "discriminator",
+        start.checkpoint,
+        str(out),
+        str(layout.prompt_book),
+        layout.iteration_dir(1) / "discriminators",
+        params,
+    )
+    from eto_assets.training.discriminator import StepDiscriminator, train_discriminator
+
+    book = PromptBook.read(layout.prompt_book)
+    result = train_discriminator(start.checkpoint, pairs, book, Path(spec.output_dir), params)
+    scored = StepDiscriminator.load(spec.output_dir, book).score_pairs(pairs)
+    accuracy = sum(expert > policy for expert, policy in scored) / len(scored)
+    atomic_write_json(layout.discriminator_json(1), {"discriminator": spec.output_dir})
+    return StageResult(
+        metrics={
+            **metrics,
+            **{f"discriminator_{k}": v for k, v in result.metrics.items()},
+            "discriminator_pair_accuracy": accuracy,
+        },
+        metrics_step=1,
+        params={
+            "base": start.checkpoint,
+            "learning_rate": params.learning_rate,
+            "epochs": params.num_train_epochs,
+        },
+        datasets=datasets,
+        history=result.log_history,
+        history_prefix="discriminator",
+        metadata={"pairs": len(pairs), "pair_accuracy": accuracy, "path": Path(spec.output_dir)},
+    )
+
+
+def discriminator_of(run: TaskRun) -> str | None:
+    """The discriminator folder the method's RL reads (None: none was trained)."""
+    return json.loads(run.layout.discriminator_json(1).read_text())["discriminator"]

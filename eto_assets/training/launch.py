@@ -49,15 +49,23 @@ class TrainSpec:
 
 
 def plan_training(
-    algo: str, model: str, data: str, prompt_book: str, checkpoints: Path, params: TrainConfig
+    algo: str,
+    model: str,
+    data: str,
+    prompt_book: str,
+    checkpoints: Path,
+    params: TrainConfig,
+    *,
+    also: tuple[str, ...] = (),
 ) -> TrainSpec:
     """The spec whose output folder under ``checkpoints`` is named by what it trains (the model,
-    data and prompt book, by identity) and how (the parameters). A retrain with other inputs or
-    settings writes a new folder, so the weights a registered model version names never change, and
-    a rerun of the same training (after a kill) resumes in the same folder."""
+    data and prompt book, and ``also``: any other input, such as a reward model; by identity) and
+    how (the parameters). A retrain with other inputs or settings writes a new folder, so the weights
+    a registered model version names never change, and a rerun of the same training (after a kill)
+    resumes in the same folder."""
     identity = [
         algo,
-        *(folder_identity(p) for p in (model, data, prompt_book)),
+        *(folder_identity(p) for p in (model, data, prompt_book, *also)),
         params.model_dump(mode="json"),
     ]
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]

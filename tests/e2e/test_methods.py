@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,6 +79,7 @@ def test_the_report_has_a_row_per_method(all_methods):
         "eto_mixture-1",
         "stepagent-1",
         "ipr-1",
+        "stepagent_irl",
     ):
         assert name in rows, summary
     assert "best_of_n" in out  # the CLI prints the same table
@@ -133,3 +135,20 @@ def test_ipr_step_pairs_beat_the_policy_by_more_than_tau(all_methods):
         if not pair["chosen_source"].endswith("-end"):  # a step pair: its rewards are the values
             assert len(pair["chosen"]) == len(pair["rejected"]) == 1
             assert pair["chosen_reward"] - pair["rejected_reward"] > 0.01
+
+
+def test_stepagent_irl_trains_a_discriminator_and_rl_earns_its_reward(all_methods):
+    """The discriminator separates the expert's turns from the SFT policy's proposals it was trained
+    on (or, with no differing proposal, RL says it had no step reward), and RL's episodes earned
+    its reward beside the environment's."""
+    home, _ = all_methods
+    folder = home / "artifacts" / "sciworld" / "stepagent_irl" / "iteration_1"
+    named = json.loads((folder / "discriminator.json").read_text())["discriminator"]
+    policy = json.loads((folder / "policy.json").read_text())
+    result = json.loads((Path(policy["checkpoint"]) / "train_result.json").read_text())
+    if named is None:
+        assert not _lines(folder / "preference_pairs.jsonl")
+        assert "step_reward_mean" not in result["metrics"]
+        return
+    assert (Path(named) / "train_result.json").is_file()
+    assert 0.0 <= result["metrics"]["step_reward_mean"] <= 1.0
