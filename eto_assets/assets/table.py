@@ -457,6 +457,37 @@ def _method_eval(method: str, k: int, *, best_of_n: bool = False) -> StageSpec:
     )
 
 
+def _trained_policy_spec(
+    method: str,
+    k: int,
+    *,
+    stage: str,
+    description: str,
+    run: Callable[[TaskRun, StageTools], StageResult],
+    deps: tuple[str, ...],
+    settings: tuple[str, ...],
+) -> StageSpec:
+    """The asset of a policy ``method`` trains in iteration ``k`` (``run`` on its folders): its
+    ``policy.json``, the checkpoint check, a registered model version."""
+    return StageSpec(
+        key=method_policy_key(method, k),
+        stage=stage,
+        iteration=k,
+        group=method,
+        description=description,
+        run=_on(method, run),
+        outputs=lambda layout: [layout.for_method(method).policy_json(k)],
+        deps=deps,
+        settings=settings,
+        kinds=frozenset({"pytorch", "mlflow"}),
+        checks=CHECKPOINT_CHECKS,
+        check=lambda run, tools: checks.check_checkpoint(run.for_method(method), k, tools.open_backend),
+        produces_policy=True,
+        skip=_method_skip(method),
+        method=method,
+    )
+
+
 def _explore_spec(
     method: str, k: int, key: str, samples: Callable[[Profile], tuple[int, float]], self_play: bool
 ) -> StageSpec:
@@ -501,32 +532,21 @@ def _rft_specs(method: str) -> list[StageSpec]:
 
     return [
         _explore_spec(method, 1, samples, sampling, self_play),
-        StageSpec(
-            key=method_policy_key(method, 1),
+        _trained_policy_spec(
+            method,
+            1,
             stage=f"{method}_sft",
-            iteration=1,
-            group=method,
             description=(
                 "Self-play RFT: SFT of the base model on its own successful samples (no expert data)."
                 if self_play
                 else "RFT: SFT of the base model on the expert data plus the successful samples of the SFT "
                 "policy (per task type counts in the metadata and tags)."
             ),
-            run=_on(
-                method,
-                lambda run, tools: stages.train_rft_policy(
-                    run, tools.base_model, tools.accelerate_config, with_experts=not self_play
-                ),
+            run=lambda run, tools: stages.train_rft_policy(
+                run, tools.base_model, tools.accelerate_config, with_experts=not self_play
             ),
-            outputs=lambda layout: [layout.for_method(method).policy_json(1)],
             deps=(samples, EXPERT, BASE_MODEL),
             settings=("sft", f"method_{method}"),
-            kinds=frozenset({"pytorch", "mlflow"}),
-            checks=CHECKPOINT_CHECKS,
-            check=lambda run, tools: checks.check_checkpoint(run.for_method(method), 1, tools.open_backend),
-            produces_policy=True,
-            skip=_method_skip(method),
-            method=method,
         ),
         _method_eval(method, 1),
     ]
@@ -567,24 +587,16 @@ def _dpo_spec(method: str, k: int, pairs: str, what: str, sft_weight: bool = Fal
         weight = run.profile.ipr.sft_weight if sft_weight else None
         return stages.train_dpo_policy(run, k, tools.accelerate_config, sft_weight=weight)
 
-    return StageSpec(
-        key=method_policy_key(method, k),
+    return _trained_policy_spec(
+        method,
+        k,
         stage=f"{method}_dpo",
-        iteration=k,
-        group=method,
         description=f"DPO on {what} of iteration {k} from the iteration-{k - 1} policy, also the frozen "
         "reference; only action tokens count"
         + (", plus an SFT loss on the chosen side." if sft_weight else "."),
-        run=_on(method, train),
-        outputs=lambda layout: [layout.for_method(method).policy_json(k)],
+        run=train,
         deps=(pairs, method_policy_key(method, k - 1)),
         settings=(f"dpo_{k}", f"method_{method}"),
-        kinds=frozenset({"pytorch", "mlflow"}),
-        checks=CHECKPOINT_CHECKS,
-        check=lambda run, tools: checks.check_checkpoint(run.for_method(method), k, tools.open_backend),
-        produces_policy=True,
-        skip=_method_skip(method),
-        method=method,
     )
 
 
@@ -696,24 +708,16 @@ def _step_method_specs(method: str, k: int) -> list[StageSpec]:
 
 def _rl_specs() -> list[StageSpec]:
     return [
-        StageSpec(
-            key=method_policy_key("rl", 1),
+        _trained_policy_spec(
+            "rl",
+            1,
             stage="rl_train",
-            iteration=1,
-            group="rl",
             description="The paper's online RL baseline: GRPO (TRL's trainer, whole episodes in the real "
             "environment as its rollouts) from the SFT policy, KL to it as the reference; observations "
             "are masked out of the loss.",
-            run=_on("rl", _started(lambda run, tools: stages.train_rl_policy(run, tools.envs))),
-            outputs=lambda layout: [layout.for_method("rl").policy_json(1)],
+            run=_started(lambda run, tools: stages.train_rl_policy(run, tools.envs)),
             deps=(SFT, EXPERT),
             settings=("rollout", "method_rl"),
-            kinds=frozenset({"pytorch", "mlflow"}),
-            checks=CHECKPOINT_CHECKS,
-            check=lambda run, tools: checks.check_checkpoint(run.for_method("rl"), 1, tools.open_backend),
-            produces_policy=True,
-            skip=_method_skip("rl"),
-            method="rl",
         ),
         _method_eval("rl", 1),
     ]
@@ -759,28 +763,17 @@ def _stepagent_irl_specs() -> list[StageSpec]:
             skip=_method_skip(method),
             method=method,
         ),
-        StageSpec(
-            key=method_policy_key(method, 1),
+        _trained_policy_spec(
+            method,
+            1,
             stage=f"{method}_rl",
-            iteration=1,
-            group=method,
             description="The RL baseline (GRPO from SFT, KL to it, observations masked) whose episodes also "
             "earn the discriminator's mean per-turn probability that the expert wrote each turn.",
-            run=_on(
-                method,
-                lambda run, tools: stages.train_rl_policy(
-                    run, tools.envs, discriminator=stages.discriminator_of(run)
-                ),
+            run=lambda run, tools: stages.train_rl_policy(
+                run, tools.envs, discriminator=stages.discriminator_of(run)
             ),
-            outputs=lambda layout: [layout.for_method(method).policy_json(1)],
             deps=(discriminator, SFT, EXPERT),
             settings=("rollout", f"method_{method}"),
-            kinds=frozenset({"pytorch", "mlflow"}),
-            checks=CHECKPOINT_CHECKS,
-            check=lambda run, tools: checks.check_checkpoint(run.for_method(method), 1, tools.open_backend),
-            produces_policy=True,
-            skip=_method_skip(method),
-            method=method,
         ),
         _method_eval(method, 1),
     ]
