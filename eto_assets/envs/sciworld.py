@@ -61,6 +61,12 @@ def golden_task_turn(task_turn: str) -> str:
     return task_turn
 
 
+def played_task_turn(task_turn: str) -> str:
+    """The task turn as the agent reads it while playing (``TASK_TURN_PREFIX`` and the task): what a
+    golden record's task turn becomes when the policy is asked for a turn from it."""
+    return task_turn if task_turn.startswith(TASK_TURN_PREFIX) else TASK_TURN_PREFIX + task_turn
+
+
 def golden_form(trajectory: Trajectory) -> Trajectory:
     """``trajectory`` with its task turn in the golden records' form (no ``Task Description:``): how
     expert episodes are stored, and how the pairs stage reads explored ones (construct_preference.py

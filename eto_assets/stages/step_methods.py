@@ -58,7 +58,7 @@ from eto_assets.data.step_pairs import (
 )
 from eto_assets.envs.base import TaskInstance
 from eto_assets.envs.pool import EnvironmentPool
-from eto_assets.envs.sciworld import golden_form
+from eto_assets.envs.sciworld import golden_form, played_task_turn
 from eto_assets.stages.evaluate import summarize
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import DatasetInput, StageResult
@@ -216,7 +216,7 @@ def propose_steps(run: TaskRun, iteration: int, open_backend: OpenBackend) -> St
         ) as bar:
             for step in range(1, longest + 1):
                 batch = [e for e in experts if len(agent_turns(e)) >= step]
-                prefixes = [list(e.messages[: 1 + 2 * (step - 1)]) for e in batch]
+                prefixes = [_as_played(run.task, e.messages[: 1 + 2 * (step - 1)]) for e in batch]
                 answers = backend.generate(
                     [build_conversation(book, e.task_type, p) for e, p in zip(batch, prefixes, strict=True)],
                     config,
@@ -250,6 +250,14 @@ def propose_steps(run: TaskRun, iteration: int, open_backend: OpenBackend) -> St
         artifacts=[(out, "explore")],
         metadata={"path": out, "proposals": len(proposals), "differing": differing},
     )
+
+
+def _as_played(task: str, prefix: Sequence[Message]) -> list[Message]:
+    """An expert prefix as the policy reads it while playing: ScienceWorld's task turn carries the
+    "Task Description:" its environment shows (the records, like ETO's, are stored without it)."""
+    if task != "sciworld":
+        return list(prefix)
+    return [Message("user", played_task_turn(prefix[0].content)), *prefix[1:]]
 
 
 def _proposal(expert: Trajectory, prefix: list[Message], answer: str, step: int) -> Trajectory:

@@ -152,3 +152,14 @@ def test_stepagent_irl_trains_a_discriminator_and_rl_earns_its_reward(all_method
         return
     assert (Path(named) / "train_result.json").is_file()
     assert 0.0 <= result["metrics"]["step_reward_mean"] <= 1.0
+
+
+def test_stepagent_proposals_read_the_task_as_played_and_pairs_as_recorded(all_methods):
+    """A proposal is asked from the expert's prefix as the environment shows it (ScienceWorld's
+    "Task Description:"); its pairs read like the expert records (without it), as ETO's do."""
+    home, _ = all_methods
+    folder = home / "artifacts" / "sciworld" / "stepagent" / "iteration_1"
+    proposals = _lines(folder / "exploration_rollouts.jsonl")
+    assert proposals and all(p["messages"][0]["content"].startswith("Task Description:\n") for p in proposals)
+    for pair in _lines(folder / "preference_pairs.jsonl"):
+        assert not pair["prompt"][0]["content"].startswith("Task Description:")
