@@ -66,14 +66,56 @@ class PromptBook:
             layout=record.get("layout", "flat"),  # books written before layouts existed were flat
         )
 
+    def for_type(self, task_type: str) -> PromptBook:
+        """The book a record of ``task_type`` is rendered with: this one (see :class:`PromptBooks`)."""
+        return self
+
     def write(self, path: Path) -> Path:
         return atomic_write_json(path, self.to_dict())
 
     @classmethod
-    def read(cls, path: Path) -> PromptBook:
+    def read(cls, path: Path) -> PromptBook | PromptBooks:
+        """A task's prompt book, or the books of several (a :class:`PromptBooks` file)."""
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no prompt book; materialize expert_trajectories first")
-        return cls.from_dict(json.loads(path.read_text()))
+        record = json.loads(path.read_text())
+        return PromptBooks.from_dict(record) if "books" in record else cls.from_dict(record)
+
+
+@dataclass(frozen=True)
+class PromptBooks:
+    """The prompt books of several benchmarks, for one policy trained on all of them (multi-task):
+    a record is rendered with the book of the benchmark its task type belongs to, so each keeps its
+    own instruction and examples. Read and written like a :class:`PromptBook`."""
+
+    books: dict[str, PromptBook]  # benchmark -> its book
+    types: dict[str, str]  # task type -> benchmark
+
+    @classmethod
+    def of(cls, books: dict[str, PromptBook], task_types: dict[str, Iterable[str]]) -> PromptBooks:
+        """Books by benchmark and each benchmark's task types; a task type two benchmarks share
+        could not tell which book is its own, and is refused."""
+        types: dict[str, str] = {}
+        for benchmark, names in task_types.items():
+            for name in names:
+                if types.setdefault(name, benchmark) != benchmark:
+                    raise ValueError(f"task type {name!r} belongs to both {types[name]} and {benchmark}")
+        return cls(dict(books), types)
+
+    def for_type(self, task_type: str) -> PromptBook:
+        if task_type not in self.types:
+            raise KeyError(f"task type {task_type!r} is in none of the books ({', '.join(self.books)})")
+        return self.books[self.types[task_type]]
+
+    def to_dict(self) -> dict:
+        return {"books": {k: v.to_dict() for k, v in self.books.items()}, "types": self.types}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> PromptBooks:
+        return cls({k: PromptBook.from_dict(v) for k, v in record["books"].items()}, dict(record["types"]))
+
+    def write(self, path: Path) -> Path:
+        return atomic_write_json(path, self.to_dict())
 
 
 def select_examples(experts: Iterable[Trajectory]) -> dict[str, list[Message]]:
@@ -112,8 +154,9 @@ def render_example(messages: list[Message]) -> str:
     return "\n".join(m.content for m in messages)
 
 
-def preamble(book: PromptBook, task_type: str) -> list[Message]:
+def preamble(book: PromptBook | PromptBooks, task_type: str) -> list[Message]:
     """The turns before the task at exploration and evaluation (see the module docstring)."""
+    book = book.for_type(task_type)
     example = book.example_for(task_type)
     if book.layout == "eto":
         return [Message("user", book.instruction), Message("assistant", ACK), *example]
@@ -124,8 +167,9 @@ def preamble(book: PromptBook, task_type: str) -> list[Message]:
     return [Message("user", text), Message("assistant", ACK)]
 
 
-def training_preamble(book: PromptBook, task_type: str) -> list[Message]:
+def training_preamble(book: PromptBook | PromptBooks, task_type: str) -> list[Message]:
     """The turns before the episode in SFT and DPO records: ETO's has no in-context example."""
+    book = book.for_type(task_type)
     if book.layout == "eto":
         return [Message("user", book.instruction), Message("assistant", ACK)]
     return preamble(book, task_type)

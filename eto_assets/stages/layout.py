@@ -14,6 +14,9 @@ def iteration_label(k: int) -> str:
 
 
 ETO = "eto"  # the method whose iterations live at the task's root (the others in a folder each)
+# one policy for several benchmarks: the union's folder (artifacts/multitask), and the method name of
+# its policies in each task's folder and report (see stages/multitask.py)
+MULTITASK = "multitask"
 
 
 @dataclass(frozen=True)

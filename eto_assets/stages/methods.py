@@ -20,7 +20,7 @@ from eto_assets.data.pairs import truncates_rejected
 from eto_assets.data.schemas import read_trajectories, write_jsonl
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.sciworld import golden_form
-from eto_assets.stages.layout import BASE_ITERATION, ETO
+from eto_assets.stages.layout import BASE_ITERATION, ETO, MULTITASK
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.sft import built_base_model
@@ -30,7 +30,7 @@ from eto_assets.training.launch import plan_training, train
 # The methods with ETO's unrolled iterations (explore, pair, DPO, evaluate); the others run one round.
 STEP_METHODS = ("eto_step", "eto_mixture", "stepagent", "ipr")  # pairs from steps (see step_methods)
 STEPAGENT_IRL = "stepagent_irl"  # proposals, a discriminator, then RL with its reward (one round)
-ITERATED_METHODS = (ETO, "selfplay_eto", "selfplay_rft_eto", *STEP_METHODS)
+ITERATED_METHODS = (ETO, "selfplay_eto", "selfplay_rft_eto", *STEP_METHODS, MULTITASK)
 
 # Where each method starts: (the method whose policy it starts from, that policy's iteration).
 STARTS: dict[str, tuple[str, int]] = {

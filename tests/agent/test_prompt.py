@@ -5,6 +5,7 @@ import pytest
 from eto_assets.agent.prompt import (
     ACK,
     PromptBook,
+    PromptBooks,
     build_conversation,
     eto_prompt_book,
     make_prompt_book,
@@ -101,3 +102,38 @@ def test_prompts_from_an_eto_prompt_folder():
     conv = build_conversation(book, "any-type", [Message("user", "the task")])
     assert conv[0]["content"] == inst and conv[1]["content"] == ACK
     assert conv[2]["role"] == "user" and conv[-1] == {"role": "user", "content": "the task"}
+
+
+def _book(instruction: str, task_type: str) -> PromptBook:
+    example = [Message("user", f"a {task_type} task"), Message("assistant", "Action: look")]
+    return PromptBook(instruction, {task_type: example})
+
+
+def test_books_of_several_benchmarks_render_each_record_with_its_own():
+    """Multi-task training: a record keeps its benchmark's instruction and example."""
+    books = PromptBooks.of(
+        {"alfworld": _book("Household.", "put"), "webshop": _book("Shop.", "webshop")},
+        {"alfworld": ["put", "clean"], "webshop": ["webshop"]},
+    )
+    episode = [Message("user", "buy a lamp")]
+    assert training_conversation(books, "webshop", episode)[0]["content"] == "Shop."
+    assert training_conversation(books, "clean", episode)[0]["content"] == "Household."
+    assert build_conversation(books, "put", episode)[2]["content"] == "a put task"  # alfworld's example
+    with pytest.raises(KeyError, match="'boil' is in none of the books"):
+        training_conversation(books, "boil", episode)
+
+
+def test_books_refuse_a_task_type_of_two_benchmarks_and_round_trip(tmp_path):
+    with pytest.raises(ValueError, match="'put' belongs to both alfworld and other"):
+        PromptBooks.of(
+            {"alfworld": _book("A.", "put"), "other": _book("B.", "put")},
+            {"alfworld": ["put"], "other": ["put"]},
+        )
+    books = PromptBooks.of(
+        {"alfworld": _book("A.", "put"), "webshop": _book("S.", "webshop")},
+        {"alfworld": ["put"], "webshop": ["webshop"]},
+    )
+    path = books.write(tmp_path / "prompt_book.json")
+    assert PromptBook.read(path) == books
+    single = _book("A.", "put")
+    assert PromptBook.read(single.write(tmp_path / "one.json")) == single

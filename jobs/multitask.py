@@ -1,0 +1,82 @@
+"""One policy for every benchmark: SFT on the union of their expert data, ETO's iterations with
+exploration and pairs per benchmark and one DPO on the union of the pairs, evaluation per benchmark
+(``eto_assets/stages/multitask.py``). Then each benchmark's table: the ``multitask-k`` rows beside
+the per-task policies already evaluated in the same ``ETO_HOME`` (``python -m jobs.run --task ...``).
+
+    python -m jobs.multitask --profile micro                       # sciworld, alfworld and webshop
+    python -m jobs.multitask --profile micro --tasks sciworld,webshop
+
+It runs in this process, without Dagster; the settings are the pipeline's (``ETO_HOME``,
+``ETO_DATA_DIR``, ``ETO_BASE_MODEL``, ``ETO_INFERENCE_DTYPE``), and every stage resumes like its
+per-task counterpart. Exit status 2 on a bad setting or profile, with one line saying which.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+
+from eto_assets.config import settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profile", default="micro", help="a profile name (configs/) or a YAML file")
+    parser.add_argument("--tasks", default="sciworld,alfworld,webshop", help="a comma list of benchmarks")
+    parser.add_argument("--base-model", help="tiny | a model folder (default: $ETO_BASE_MODEL, else tiny)")
+    args = parser.parse_args(argv)
+    settings.offline_environment()
+    from eto_assets.config.profile import TASKS, ProfileError, check_profile_for_model, load_profile
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in TASKS]
+    try:
+        settings.check_environment()
+        if unknown:
+            raise ProfileError(f"--tasks: unknown {unknown}; known: {', '.join(TASKS)}")
+        profile = load_profile(args.profile)
+        base_model = args.base_model or settings.base_model()
+        check_profile_for_model(profile, base_model)
+    except (ProfileError, settings.SettingError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from eto_assets.agent.backends import load_backend
+    from eto_assets.envs.pool import EnvironmentPool
+    from eto_assets.envs.registry import BenchmarkSources
+    from eto_assets.stages.layout import MULTITASK
+    from eto_assets.stages.multitask import open_multitask_run, run_multitask
+    from eto_assets.stages.report import report_table
+    from eto_assets.stages.result import StageResult
+
+    home = settings.home()
+    sources = BenchmarkSources(home=home, data_dir=settings.read_path("ETO_DATA_DIR"))
+    mt = open_multitask_run(tasks, profile, sources)
+    dtype, threads = settings.inference_dtype(), settings.torch_threads()
+
+    def open_backend(path: str):
+        return load_backend("transformers", path, dtype=dtype, threads=threads)
+
+    def log(name: str, work: Callable[[], StageResult]) -> StageResult:
+        started = time.perf_counter()
+        result = work()
+        print(f"  {name:<58} {(time.perf_counter() - started) / 60:6.2f} min", flush=True)
+        return result
+
+    began = time.perf_counter()
+    with EnvironmentPool() as envs:
+        accelerate = settings.accelerate_config()
+        run_multitask(mt, base_model, open_backend, envs, str(accelerate) if accelerate else None, log)
+    minutes = (time.perf_counter() - began) / 60
+    print(f"\nmulti-task ({', '.join(tasks)}; profile {profile.name}) in {minutes:.1f} min")
+    for task, run in mt.runs.items():
+        table, _ = report_table(run.layout, mt.iterations, profile.selection, (*profile.methods, MULTITASK))
+        print(f"\n{task}\n\n{table}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
