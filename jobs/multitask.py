@@ -38,15 +38,20 @@ def main(argv: list[str] | None = None) -> int:
         settings.check_environment()
         if unknown:
             raise ProfileError(f"--tasks: unknown {unknown}; known: {', '.join(TASKS)}")
+        if len(set(tasks)) < 2:
+            raise ProfileError(f"--tasks: one policy for several benchmarks needs two or more, got {tasks}")
         profile = load_profile(args.profile)
         base_model = args.base_model or settings.base_model()
         check_profile_for_model(profile, base_model)
     except (ProfileError, settings.SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from eto_assets.agent.backends import load_backend
+    from eto_assets.agent.backends import ModelPathError, load_backend
+    from eto_assets.data.schemas import DataFormatError
+    from eto_assets.envs.base import BenchmarkNotAvailable
     from eto_assets.envs.pool import EnvironmentPool
-    from eto_assets.envs.registry import BenchmarkSources
+    from eto_assets.envs.registry import BenchmarkSources, UnknownTaskError
+    from eto_assets.stages.expert import NoExpertData
     from eto_assets.stages.layout import MULTITASK
     from eto_assets.stages.multitask import open_multitask_run, run_multitask
     from eto_assets.stages.report import report_table
@@ -67,9 +72,15 @@ def main(argv: list[str] | None = None) -> int:
         return result
 
     began = time.perf_counter()
-    with EnvironmentPool() as envs:
-        accelerate = settings.accelerate_config()
-        run_multitask(mt, base_model, open_backend, envs, str(accelerate) if accelerate else None, log)
+    try:
+        with EnvironmentPool() as envs:
+            accelerate = settings.accelerate_config()
+            run_multitask(mt, base_model, open_backend, envs, str(accelerate) if accelerate else None, log)
+    except (NoExpertData, BenchmarkNotAvailable, DataFormatError, ModelPathError, UnknownTaskError) as exc:
+        # what the user can fix (data folder, expert file, model folder): one line naming it; the
+        # stages already finished keep their files and resume on the next run
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
     minutes = (time.perf_counter() - began) / 60
     print(f"\nmulti-task ({', '.join(tasks)}; profile {profile.name}) in {minutes:.1f} min")
     for task, run in mt.runs.items():
