@@ -7,8 +7,12 @@ the per-task policies already evaluated in the same ``ETO_HOME`` (``python -m jo
     python -m jobs.multitask --profile micro --tasks sciworld,webshop
 
 It runs in this process, without Dagster; the settings are the pipeline's (``ETO_HOME``,
-``ETO_DATA_DIR``, ``ETO_BASE_MODEL``, ``ETO_INFERENCE_DTYPE``), and every stage resumes like its
-per-task counterpart. Exit status 2 on a bad setting or profile, with one line saying which.
+``ETO_DATA_DIR``, ``ETO_BASE_MODEL``, ``ETO_INFERENCE_DTYPE``, ``MLFLOW_TRACKING_URI``), and every
+stage resumes like its per-task counterpart. Each stage is an MLflow run tagged
+``eto.method=multitask``: a benchmark's exploration, pairs and evaluations in its own experiment
+(``eto-<task>``, beside its per-task runs), the union's expert data, SFT and DPO in
+``eto-multitask``, whose policies are versions of the registered model ``eto-multitask``.
+Exit status 2 on a bad setting or profile, 1 on a missing input, with one line saying which.
 """
 
 from __future__ import annotations
@@ -46,7 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ProfileError, settings.SettingError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
     from eto_assets.agent.backends import ModelPathError, load_backend
+    from eto_assets.assets import tracking
     from eto_assets.data.schemas import DataFormatError
     from eto_assets.envs.base import BenchmarkNotAvailable
     from eto_assets.envs.pool import EnvironmentPool
@@ -56,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     from eto_assets.stages.multitask import open_multitask_run, run_multitask
     from eto_assets.stages.report import report_table
     from eto_assets.stages.result import StageResult
+    from resources.mlflow_tracking import MlflowTracking
 
     home = settings.home()
     sources = BenchmarkSources(home=home, data_dir=settings.read_path("ETO_DATA_DIR"))
@@ -65,10 +72,20 @@ def main(argv: list[str] | None = None) -> int:
     def open_backend(path: str):
         return load_backend("transformers", path, dtype=dtype, threads=threads)
 
-    def log(name: str, work: Callable[[], StageResult]) -> StageResult:
+    uri = MlflowTracking().resolved_uri(home)
+    artifact_root = MlflowTracking.artifact_root(home)  # used where the store is local, as the pipeline's
+
+    def log(task: str, stage: str, iteration: int, work: Callable[[], StageResult]) -> StageResult:
+        """Run a stage as an MLflow run of its benchmark's experiment (the union's: ``eto-multitask``),
+        tagged ``eto.method=multitask``, and print its wall time."""
         started = time.perf_counter()
-        result = work()
-        print(f"  {name:<58} {(time.perf_counter() - started) / 60:6.2f} min", flush=True)
+        with tracking.stage_run(
+            uri, task, stage, iteration, artifact_root=artifact_root, tags={"eto.method": MULTITASK}
+        ):
+            result = work()
+            tracking.record_result(result, task, iteration, stage)
+        name = f"{task}/{stage} it{iteration}"
+        print(f"  {name:<48} {(time.perf_counter() - started) / 60:6.2f} min", flush=True)
         return result
 
     began = time.perf_counter()

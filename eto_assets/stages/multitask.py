@@ -115,9 +115,15 @@ def train_multitask_sft(mt: MultiTaskRun, base: Path, accelerate_config: str | N
         mt.profile.sft,
     )
     result = train(spec, accelerate_config)
-    _share(mt, PolicyRecord(spec.output_dir), 0)
+    policy = PolicyRecord(spec.output_dir)
+    _share(mt, policy, 0)
     return StageResult(
         metrics={f"sft_{k}": v for k, v in result.metrics.items()},
+        params={"base_model_path": str(base), "tasks": ",".join(mt.runs)},
+        history=result.log_history,
+        history_prefix="sft",
+        policy=policy,
+        register_policy=True,
         metadata={"examples": result.num_examples, "path": Path(spec.output_dir)},
     )
 
@@ -135,33 +141,29 @@ def train_multitask_dpo(
     return result
 
 
+# how a caller wraps each stage: (benchmark or "multitask", stage, iteration, the work) -> its result
+StageLogger = Callable[[str, str, int, Callable[[], StageResult]], StageResult]
+
+
 def run_multitask(
     mt: MultiTaskRun,
     base_model: str,
     open_backend: OpenBackend,
     envs: EnvironmentPool,
     accelerate_config: str | None = None,
-    log: Callable[[str, Callable[[], StageResult]], StageResult] = lambda name, fn: fn(),
+    log: StageLogger = lambda task, stage, iteration, work: work(),
 ) -> None:
-    """Every stage, upstream first; ``log`` wraps each (name, work) to time or print it."""
-    log("multitask/expert_trajectories", lambda: union_expert_data(mt, envs))
+    """Every stage, upstream first; ``log`` wraps each to time, print or record it. The union's
+    stages are named for ``multitask``, the others for their benchmark; every stage is ``multitask_*``."""
+    log(MULTITASK, "multitask_expert", 0, lambda: union_expert_data(mt, envs))
     base = build_multitask_base_model(mt, base_model)
-    log("multitask/sft_checkpoint", lambda: train_multitask_sft(mt, base, accelerate_config))
+    log(MULTITASK, "multitask_sft", 0, lambda: train_multitask_sft(mt, base, accelerate_config))
     for task, run in mt.runs.items():
-        log(f"{task}/multitask/iteration_0/eval_report", lambda run=run: evaluate(run, 0, open_backend, envs))
+        log(task, "multitask_eval", 0, lambda run=run: evaluate(run, 0, open_backend, envs))
     for k in range(1, mt.iterations + 1):
         for task, run in mt.runs.items():
-            log(
-                f"{task}/multitask/iteration_{k}/exploration_rollouts",
-                lambda run=run, k=k: explore(run, k, open_backend, envs),
-            )
-            log(f"{task}/multitask/iteration_{k}/preference_pairs", lambda run=run, k=k: make_pairs(run, k))
-        log(
-            f"multitask/iteration_{k}/dpo_checkpoint",
-            lambda k=k: train_multitask_dpo(mt, k, accelerate_config),
-        )
+            log(task, "multitask_explore", k, lambda run=run, k=k: explore(run, k, open_backend, envs))
+            log(task, "multitask_pairs", k, lambda run=run, k=k: make_pairs(run, k))
+        log(MULTITASK, "multitask_dpo", k, lambda k=k: train_multitask_dpo(mt, k, accelerate_config))
         for task, run in mt.runs.items():
-            log(
-                f"{task}/multitask/iteration_{k}/eval_report",
-                lambda run=run, k=k: evaluate(run, k, open_backend, envs),
-            )
+            log(task, "multitask_eval", k, lambda run=run, k=k: evaluate(run, k, open_backend, envs))

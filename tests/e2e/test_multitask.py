@@ -93,3 +93,21 @@ def test_each_benchmark_is_evaluated_and_tabled_beside_its_per_task_policies(mul
         if line.startswith("| ") and "---" not in line
     ]
     assert {"sft", "eto-1", "multitask-0", "multitask-1"} <= set(rows), sciworld
+
+
+def test_every_stage_is_an_mlflow_run_tagged_multitask_and_each_policy_registered(multitask):
+    from mlflow.tracking import MlflowClient
+
+    home, _ = multitask
+    client = MlflowClient(f"sqlite:///{home / 'mlflow' / 'mlflow.db'}")
+
+    def stages_of(experiment: str) -> set[str]:
+        [found] = client.search_experiments(filter_string=f"name = '{experiment}'")
+        runs = client.search_runs([found.experiment_id], "tags.`eto.method` = 'multitask'", max_results=200)
+        return {r.data.tags["eto.stage"] for r in runs}
+
+    assert stages_of("eto-multitask") == {"multitask_expert", "multitask_sft", "multitask_dpo"}
+    for task in TASKS:  # beside the benchmark's own runs, in its experiment
+        assert stages_of(f"eto-{task}") == {"multitask_eval", "multitask_explore", "multitask_pairs"}
+    versions = client.search_model_versions("name = 'eto-multitask'")
+    assert len(versions) == 2  # SFT and the DPO of iteration 1
