@@ -15,12 +15,12 @@ from pathlib import Path
 
 from eto_assets.agent.prompt import PromptBook
 from eto_assets.data.baselines import per_type_counts, rft_additions, selfplay_pairs
-from eto_assets.data.eto_format import dpo_records, write_json
 from eto_assets.data.pairs import truncates_rejected
 from eto_assets.data.schemas import read_trajectories, write_jsonl
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.sciworld import golden_form
 from eto_assets.stages.layout import BASE_ITERATION, ETO, MULTITASK
+from eto_assets.stages.pairs import write_pairs
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.sft import built_base_model
@@ -118,10 +118,7 @@ def make_selfplay_pairs(run: TaskRun, iteration: int) -> StageResult:
     layout = run.layout
     samples = [golden_form(t) for t in read_trajectories(layout.rollouts_jsonl(iteration))]
     pairs, stats = selfplay_pairs(samples, truncates_rejected(run.task))
-    out = layout.pairs_jsonl(iteration)
-    write_jsonl(out, pairs)
-    book = PromptBook.read(layout.prompt_book)
-    eto_json = write_json(out.with_suffix(".eto.json"), dpo_records(pairs, book.instruction))
+    out, eto_json = write_pairs(layout, iteration, pairs)
     return StageResult(
         metrics={"pairs_count": stats.pairs, "pairs_dropped_ties": stats.dropped_ties},
         metrics_step=iteration,

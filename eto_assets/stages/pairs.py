@@ -3,13 +3,24 @@ ties dropped (rules in :mod:`eto_assets.data.pairs`). Also exported in ETO's DPO
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from eto_assets.agent.prompt import PromptBook
 from eto_assets.data.eto_format import dpo_records, write_json
 from eto_assets.data.pairs import build_preference_pairs, truncates_rejected
-from eto_assets.data.schemas import read_trajectories, write_jsonl
+from eto_assets.data.schemas import PreferencePair, read_trajectories, write_jsonl
 from eto_assets.envs.sciworld import golden_form
+from eto_assets.stages.layout import ArtifactLayout
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
+
+
+def write_pairs(layout: ArtifactLayout, iteration: int, pairs: list[PreferencePair]) -> tuple[Path, Path]:
+    """The iteration's pairs as JSONL (what DPO reads) and in ETO's DPO JSON layout; both paths."""
+    out = layout.pairs_jsonl(iteration)
+    write_jsonl(out, pairs)
+    book = PromptBook.read(layout.prompt_book)
+    return out, write_json(out.with_suffix(".eto.json"), dpo_records(pairs, book.instruction))
 
 
 def make_pairs(run: TaskRun, iteration: int) -> StageResult:
@@ -24,11 +35,8 @@ def make_pairs(run: TaskRun, iteration: int) -> StageResult:
     # ETO strips "Task Description:" from explored episodes so they read like its golden records
     # (construct_preference.py:74, :141): a chosen agent episode's prompt then matches the expert's
     explored = [golden_form(t) for t in explored]
-    book = PromptBook.read(layout.prompt_book)
     pairs, stats = build_preference_pairs(experts, explored, truncates_rejected(run.task))
-    out = layout.pairs_jsonl(iteration)
-    write_jsonl(out, pairs)
-    eto_json = write_json(out.with_suffix(".eto.json"), dpo_records(pairs, book.instruction))
+    out, eto_json = write_pairs(layout, iteration, pairs)
     return StageResult(
         metrics={
             "pairs_count": stats.pairs,

@@ -35,7 +35,6 @@ from eto_assets.agent.rollout import (
     run_rollouts,
     seed_for,
 )
-from eto_assets.data.eto_format import dpo_records, write_json
 from eto_assets.data.files import atomic_write_json, folder_identity
 from eto_assets.data.pairs import truncates_rejected
 from eto_assets.data.schemas import Message, PreferencePair, Trajectory, read_trajectories, write_jsonl
@@ -60,6 +59,7 @@ from eto_assets.envs.base import TaskInstance
 from eto_assets.envs.pool import EnvironmentPool
 from eto_assets.envs.sciworld import golden_form, played_task_turn
 from eto_assets.stages.evaluate import summarize
+from eto_assets.stages.pairs import write_pairs
 from eto_assets.stages.policy import PolicyRecord
 from eto_assets.stages.result import DatasetInput, StageResult
 from eto_assets.stages.task import TaskRun
@@ -364,10 +364,7 @@ def make_step_pairs(run: TaskRun, iteration: int) -> StageResult:
         metrics = {"pairs_trajectory_level": len(trajectory_level), "pairs_duplicates": duplicates}
     else:
         raise ValueError(f"no step-level pairs for method {method!r}")
-    out = layout.pairs_jsonl(iteration)
-    write_jsonl(out, pairs)
-    book = PromptBook.read(layout.prompt_book)
-    eto_json = write_json(out.with_suffix(".eto.json"), dpo_records(pairs, book.instruction))
+    out, eto_json = write_pairs(layout, iteration, pairs)
     return StageResult(
         metrics={
             "pairs_count": len(pairs),
