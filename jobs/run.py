@@ -67,11 +67,23 @@ def code_location_name() -> str:
     return workspace["load_from"][0]["python_module"]["location_name"]
 
 
+def remote_job_origin(job_name: str = "eto_job"):
+    """Where the UI and the daemon find ``job_name``: the code location ``workspace.yaml`` loads. A run
+    that carries it re-executes from the UI ("Re-execute all", "from failure") like one the UI launched;
+    without it the webserver fails on ``check.not_none(parent_run.remote_job_origin)``."""
+    from dagster._core.remote_origin import RemoteJobOrigin, RemoteRepositoryOrigin
+    from dagster._core.workspace.load import location_origins_from_yaml_paths
+
+    (location,) = location_origins_from_yaml_paths([str(REPO / "workspace.yaml")])
+    return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
+
+
 def execute(task: str, run_config: dict, instance, asset_selection=None, tags=None):
     """Execute ``eto_job`` for ``task`` in this process, as a run of the code location (only the
-    assets of ``asset_selection`` when given)."""
-    from dagster import execute_job
+    assets of ``asset_selection`` when given): created with the location's origin, as the UI creates
+    its runs, then executed here so the terminal shows its progress and Ctrl-C stops it."""
     from dagster._core.definitions.reconstruct import ReconstructableRepository
+    from dagster._core.execution.api import execute_run
     from dagster._core.storage.tags import PARTITION_NAME_TAG, REPOSITORY_LABEL_TAG
 
     from eto_assets.assets.workers import worker_tags
@@ -79,19 +91,22 @@ def execute(task: str, run_config: dict, instance, asset_selection=None, tags=No
     repository = ReconstructableRepository.for_module(
         "eto_assets.definitions", "defs", working_directory=str(REPO)
     )
+    job = repository.get_reconstructable_job("eto_job")
     all_tags = {
         PARTITION_NAME_TAG: task,
         REPOSITORY_LABEL_TAG: f"__repository__@{code_location_name()}",
         **worker_tags(),
         **(tags or {}),
     }
-    return execute_job(
-        repository.get_reconstructable_job("eto_job"),
-        instance,
-        run_config,
+    dagster_run = instance.create_run_for_job(
+        job_def=job.get_definition(),
+        run_config=run_config,
         tags=all_tags,
-        asset_selection=asset_selection,
+        job_code_origin=job.get_python_origin(),
+        remote_job_origin=remote_job_origin(),
+        asset_selection=frozenset(asset_selection) if asset_selection else None,
     )
+    return execute_run(job, dagster_run, instance)
 
 
 # Options that replace a setting: given, the variable is neither read nor checked.
