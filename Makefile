@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean browser-setup bench-learning bench-methods
+.PHONY: services services-stop setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean browser-setup bench-learning bench-methods
 
 setup: $(VENV)/.installed
 
@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 gpu-setup: setup
 	$(BIN)/pip install -q -e '.[dev,gpu]'
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+$(DAGSTER_HOME)/dagster.yaml: | dagster.yaml  # only when missing: never over an instance file `make services` wrote
 	mkdir -p $(DAGSTER_HOME)
 	cp dagster.yaml $@
 
@@ -48,6 +48,14 @@ ui: setup $(DAGSTER_HOME)/dagster.yaml
 
 mlflow-ui: setup
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///$(ETO_HOME)/mlflow/mlflow.db} -h 127.0.0.1 -p 5000 --workers 1
+
+# the team deployment: PostgreSQL (Debian's package) and an MLflow server, then `source $(ETO_HOME)/services.env`
+services: setup
+	bash scripts/ensure_postgres.sh
+	$(BIN)/python -m jobs.services start
+
+services-stop: setup
+	$(BIN)/python -m jobs.services stop
 
 browser-setup:
 	bash scripts/ensure_browser.sh

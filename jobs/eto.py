@@ -20,6 +20,7 @@ from dagster import (
     SensorResult,
     define_asset_job,
     in_process_executor,
+    multiprocess_executor,
     schedule,
     sensor,
 )
@@ -27,17 +28,28 @@ from dagster import (
 from eto_assets.assets.stage_asset import beta_api, version_inputs
 from eto_assets.assets.table import EXPERT, SettingsGroup, StageSpec, inactive_keys
 from eto_assets.assets.versions import has_materialization, observe_settings, settings_versions, stale_assets
+from eto_assets.config import settings as env
 from eto_assets.config.profile import TASKS, ProfileError
 from eto_assets.stages.layout import ArtifactLayout
+from jobs.queue import device_tags
 from resources import EtoSettings, InferenceResource
 
 with beta_api():
     ALL_WITH_SETTINGS = AssetSelection.all(include_sources=True)
 
+# ETO_EXECUTOR: in_process reuses the environment pool across stages; multiprocess (the team
+# deployment) runs each stage in its own process, one at a time, so a crash in one stage cannot take
+# the others' state with it (a run's stages share one device; the run queue spreads runs over devices).
+EXECUTORS = {
+    "in_process": in_process_executor,
+    "multiprocess": multiprocess_executor.configured({"max_concurrent": 1}),
+}
+
 eto_job = define_asset_job(
     name="eto_job",
     selection=ALL_WITH_SETTINGS,
-    executor_def=in_process_executor,
+    executor_def=EXECUTORS[env.executor()],
+    tags=device_tags(),  # the run queue's device guard (jobs/queue.py)
     description="Settings observed -> expert data -> base model -> SFT -> N x (explore -> pairs -> DPO -> "
     "eval) -> report, for one task.",
 )

@@ -98,10 +98,11 @@ def execute(task: str, run_config: dict, instance, asset_selection=None, tags=No
         **worker_tags(),
         **(tags or {}),
     }
+    job_def = job.get_definition()
     dagster_run = instance.create_run_for_job(
-        job_def=job.get_definition(),
+        job_def=job_def,
         run_config=run_config,
-        tags=all_tags,
+        tags={**job_def.run_tags, **all_tags},  # the job's own (the device tag), as execute_job merges
         job_code_origin=job.get_python_origin(),
         remote_job_origin=remote_job_origin(),
         asset_selection=frozenset(asset_selection) if asset_selection else None,

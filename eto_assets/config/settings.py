@@ -57,6 +57,11 @@ ALLOWED: dict[str, str] = {
     "ETO_MLFLOW_UI_URL": "an http(s) URL",
     "ETO_MLFLOW_COPY_CHECKPOINTS": "true | false (also 1/0, yes/no, on/off)",
     "ALFWORLD_DATA": "unset or a folder, not a file",
+    "ETO_PG_PORT": "a port number 1024..65535",
+    "ETO_MLFLOW_PORT": "a port number 1024..65535",
+    "ETO_GPUS": "unset (the GPUs torch sees) or a whole number 0..64",
+    "ETO_CPU_RUNS": "unset (one per 8 cores, at least 1) or a whole number 1..64",
+    "ETO_EXECUTOR": "in_process | multiprocess",
 }
 
 
@@ -103,6 +108,16 @@ SETTINGS: dict[str, Setting] = {
             "true: copy checkpoints into MLflow; false: model versions refer to the checkpoint folder",
         ),
         Setting("ALFWORLD_DATA", None, "ALFWorld's own data folder, tried after ETO_DATA_DIR"),
+        Setting("ETO_PG_PORT", "55432", "`make services`: the PostgreSQL server's port on 127.0.0.1"),
+        Setting("ETO_MLFLOW_PORT", "5000", "`make services`: the MLflow tracking server's port on 127.0.0.1"),
+        Setting("ETO_GPUS", None, "GPUs the run queue shares: runs tagged eto/device=gpu, this many at once"),
+        Setting("ETO_CPU_RUNS", None, "CPU-only runs (eto/device=cpu) the run queue lets run at once"),
+        Setting(
+            "ETO_EXECUTOR",
+            "in_process",
+            "eto_job's executor: in_process (one process, environments reused) or multiprocess "
+            "(each stage in its own process; `make services` sets it)",
+        ),
     )
 }
 
@@ -224,6 +239,39 @@ def torch_threads(environ: Mapping[str, str] | None = None) -> int:
     return value if value is not None else default_torch_threads()
 
 
+def port(name: str, environ: Mapping[str, str] | None = None) -> int:
+    value = read_int(name, 1024, 65535, environ)
+    assert value is not None  # it has a default
+    return value
+
+
+def gpus(environ: Mapping[str, str] | None = None) -> int:
+    """The GPUs the run queue shares: ``ETO_GPUS``, else those torch sees (0 on a CPU machine)."""
+    value = read_int("ETO_GPUS", 0, 64, environ)
+    if value is not None:
+        return value
+    import torch
+
+    return torch.cuda.device_count()
+
+
+def cpu_runs(environ: Mapping[str, str] | None = None) -> int:
+    """CPU-only runs at once: ``ETO_CPU_RUNS``, else one per 8 cores (a run's inference takes half the
+    cores and its environments the rest; two runs on 2 cores each slow the other by about 2x)."""
+    value = read_int("ETO_CPU_RUNS", 1, 64, environ)
+    return value if value is not None else max(1, (os.cpu_count() or 1) // 8)
+
+
+EXECUTORS = ("in_process", "multiprocess")
+
+
+def executor(environ: Mapping[str, str] | None = None) -> str:
+    value = read("ETO_EXECUTOR", environ) or "in_process"
+    if value not in EXECUTORS:
+        raise bad("ETO_EXECUTOR", value, "is not a known executor")
+    return value
+
+
 def inference_dtype(environ: Mapping[str, str] | None = None) -> str:
     value = read("ETO_INFERENCE_DTYPE", environ) or "auto"
     if value not in DTYPES:
@@ -340,6 +388,11 @@ VALIDATORS: dict[str, Callable[[Mapping[str, str] | None], object]] = {
     "ETO_MLFLOW_UI_URL": mlflow_ui_url,
     "ETO_MLFLOW_COPY_CHECKPOINTS": lambda e: read_flag("ETO_MLFLOW_COPY_CHECKPOINTS", e),
     "ALFWORLD_DATA": lambda e: read_folder("ALFWORLD_DATA", e),
+    "ETO_PG_PORT": lambda e: port("ETO_PG_PORT", e),
+    "ETO_MLFLOW_PORT": lambda e: port("ETO_MLFLOW_PORT", e),
+    "ETO_GPUS": lambda e: read_int("ETO_GPUS", 0, 64, e),  # not gpus(): validating must not load torch
+    "ETO_CPU_RUNS": cpu_runs,
+    "ETO_EXECUTOR": executor,
 }
 
 
