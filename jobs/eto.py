@@ -18,6 +18,7 @@ from dagster import (
     SensorDefinition,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     define_asset_job,
     in_process_executor,
     multiprocess_executor,
@@ -32,7 +33,7 @@ from eto_assets.config import settings as env
 from eto_assets.config.profile import TASKS, ProfileError
 from eto_assets.stages.layout import ArtifactLayout
 from jobs.queue import device_tags
-from resources import EtoSettings, InferenceResource
+from resources import EtoSettings, InferenceResource, MlflowTracking
 
 with beta_api():
     ALL_WITH_SETTINGS = AssetSelection.all(include_sources=True)
@@ -117,5 +118,22 @@ def inputs_sensor(table: list[StageSpec], groups: list[SettingsGroup]) -> Sensor
     return _sensor
 
 
+@sensor(
+    name="eto_dead_runs",
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Marks FAILURE the runs whose worker process is gone (killed with the daemon, OOM), "
+    "closes their MLflow runs and frees their place in the run queue (jobs/sweep.py); launches nothing.",
+)
+def dead_runs_sensor(
+    context: SensorEvaluationContext, settings: EtoSettings, mlflow_tracking: MlflowTracking
+):
+    from jobs.sweep import sweep
+
+    lines = sweep(context.instance, mlflow_tracking.resolved_uri(settings.home_path())).lines()
+    return SkipReason("; ".join(lines) if lines else "no run's worker is gone")
+
+
 def build_jobs_and_schedules(table: list[StageSpec], groups: list[SettingsGroup]):
-    return [eto_job], [weekly_schedule(task) for task in TASKS], [inputs_sensor(table, groups)]
+    sensors = [inputs_sensor(table, groups), dead_runs_sensor]
+    return [eto_job], [weekly_schedule(task) for task in TASKS], sensors

@@ -85,6 +85,7 @@ def execute(task: str, run_config: dict, instance, asset_selection=None, tags=No
     from dagster._core.definitions.reconstruct import ReconstructableRepository
     from dagster._core.execution.api import execute_run
     from dagster._core.storage.tags import PARTITION_NAME_TAG, REPOSITORY_LABEL_TAG
+    from dagster._core.utils import make_new_run_id
 
     from eto_assets.assets.workers import worker_tags
 
@@ -92,15 +93,17 @@ def execute(task: str, run_config: dict, instance, asset_selection=None, tags=No
         "eto_assets.definitions", "defs", working_directory=str(REPO)
     )
     job = repository.get_reconstructable_job("eto_job")
+    run_id = make_new_run_id()
     all_tags = {
         PARTITION_NAME_TAG: task,
         REPOSITORY_LABEL_TAG: f"__repository__@{code_location_name()}",
-        **worker_tags(),
+        **worker_tags(run_id=run_id),
         **(tags or {}),
     }
     job_def = job.get_definition()
     dagster_run = instance.create_run_for_job(
         job_def=job_def,
+        run_id=run_id,
         run_config=run_config,
         tags={**job_def.run_tags, **all_tags},  # the job's own (the device tag), as execute_job merges
         job_code_origin=job.get_python_origin(),

@@ -6,7 +6,8 @@ The sweep (run by the CLI on start, callable from a script) marks a Dagster run 
 worker process is known to be gone: the run's ``eto/worker_pid`` / ``eto/worker_host`` /
 ``eto/worker_started`` tags (set by the CLI and by every asset) name a process of this host that no
 longer exists (or is another process that reused the pid). Runs without these tags, or of another
-host, are left to Dagster's run monitoring (``run_monitoring`` in ``dagster.yaml``). MLflow stage runs
+host, or whose tags a re-execution inherited from its parent run (``eto/worker_run`` names another run),
+are left to Dagster's run monitoring (``run_monitoring`` in ``dagster.yaml``). MLflow stage runs
 still RUNNING whose Dagster run (in this instance) has ended are closed as KILLED, and the model
 versions they registered are tagged ``eto.orphan=true``: a stage registers its checkpoint just before
 its materialization is recorded, so a version whose stage run was killed belongs to no
@@ -19,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from eto_assets.assets.workers import HOST_TAG, PID_TAG, worker_gone
+from eto_assets.assets.workers import HOST_TAG, PID_TAG, run_worker_gone
 
 ORPHAN_TAG = "eto.orphan"
 
@@ -46,7 +47,7 @@ def sweep_dagster(instance, report: SweepReport) -> None:
 
     in_progress = [DagsterRunStatus.STARTED, DagsterRunStatus.STARTING, DagsterRunStatus.CANCELING]
     for run in instance.get_runs(filters=RunsFilter(statuses=in_progress)):
-        gone = worker_gone(dict(run.tags))
+        gone = run_worker_gone(run.run_id, dict(run.tags))
         if gone:
             instance.report_run_failed(
                 run,

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eto_assets.assets.workers import worker_gone, worker_tags
+from eto_assets.assets.workers import run_worker_gone, worker_gone, worker_tags
 from eto_assets.data.files import atomic_write_json
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ def _lease_holder_runs(instance: DagsterInstance, holder: dict) -> bool:
     record = instance.get_run_by_id(holder.get("dagster_run_id", ""))
     if record is None:
         return worker_gone(holder.get("worker", {})) is False
-    return record.status in going and worker_gone(dict(record.tags)) is not True
+    return record.status in going and run_worker_gone(record.run_id, dict(record.tags)) is not True
 
 
 def claim_task(home: Path, task: str, run_id: str, instance: DagsterInstance) -> None:

@@ -3,6 +3,7 @@ task's run, check the graph against the profile, open the stage's MLflow run, ca
 its result (MLflow run, registered version, Dagster metadata, data version, asset checks). The stage
 itself returns values and never sees Dagster or MLflow."""
 
+import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -41,7 +42,7 @@ from eto_assets.assets.versions import (
     settings_versions,
     skipped_version,
 )
-from eto_assets.assets.workers import PID_TAG, worker_tags
+from eto_assets.assets.workers import RUN_TAG, worker_tags
 from eto_assets.config.memory import trim
 from eto_assets.config.profile import TASKS, check_profile_for_model
 from eto_assets.envs.registry import BenchmarkSources
@@ -134,10 +135,14 @@ def as_failure(exc: Exception, spec: StageSpec) -> Failure:
 
 
 def tag_worker(context: AssetExecutionContext) -> None:
-    """Name this process as the run's worker, so a later sweep can tell a killed run from a live one."""
+    """Name the run's worker process, so a later sweep can tell a killed run from a live one: this
+    process, or under the multiprocess executor (each stage in a child process that ends with its
+    stage) its parent, the run's orchestrator, which lives as long as the run."""
     try:
-        if PID_TAG not in context.run.tags:
-            context.instance.add_run_tags(context.run_id, worker_tags())
+        if context.run.tags.get(RUN_TAG) != context.run_id:  # untagged, or a parent's tags
+            multiprocess = context.job_def.executor_def.name == "multiprocess"
+            pid = os.getppid() if multiprocess else os.getpid()
+            context.instance.add_run_tags(context.run_id, worker_tags(pid, context.run_id))
     except Exception as exc:  # bookkeeping only: never fail a stage for it
         context.log.debug(f"could not tag the run's worker: {exc}")
 

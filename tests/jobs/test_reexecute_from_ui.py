@@ -35,7 +35,7 @@ RUN = """
 query Run($runId: ID!) {
   runOrError(runId: $runId) {
     __typename
-    ... on Run { status parentRunId stepStats { stepKey status } }
+    ... on Run { runId status parentRunId stepStats { stepKey status } }
   }
 }"""
 

@@ -11,6 +11,7 @@ import contextlib
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,9 +22,9 @@ from pathlib import Path
 import pytest
 
 from jobs.services import ServiceError, postgres_bin
-from tests.browser.servers import BIN, free_port, server
+from tests.browser.servers import BIN, free_port, wait_http
 from tests.conftest import REPO, shared_data_dir
-from tests.jobs.test_reexecute_from_ui import graphql, wait_finished
+from tests.jobs.test_reexecute_from_ui import RUN, graphql, reexecute, steps, wait_finished
 
 NANO = REPO / "tests" / "fixtures" / "nano.yaml"
 
@@ -49,6 +50,7 @@ mutation LaunchRun($executionParams: ExecutionParams!) {
   }
 }"""
 
+IN_PROGRESS = {"NOT_STARTED", "STARTING", "STARTED"}
 STATUS = """
 query Status($runId: ID!) { runOrError(runId: $runId) { ... on Run { status } } }"""
 
@@ -165,49 +167,120 @@ def launch(url: str, keys: list[str]) -> str:
     return launched["run"]["runId"]
 
 
-def test_runs_queue_on_the_device_tag_and_record_in_postgres_and_the_mlflow_server(deployment, tmp_path):
+@contextlib.contextmanager
+def dagster_dev(env: dict[str, str], log: Path):
+    """``dagster dev`` (webserver, daemon, code servers) in its own session: yields (url, process)."""
     port = free_port()
+    cmd = [
+        str(BIN / "dagster"),
+        "dev",
+        "-w",
+        str(REPO / "workspace.yaml"),
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+    ]
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/server_info", process, log)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def session_processes(sid: int) -> list[int]:
+    """Processes still alive in session ``sid`` (``dagster dev`` and everything it started)."""
+    alive = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[3]) == sid and fields[0] != "Z":
+                alive.append(int(stat.parent.name))
+    return alive
+
+
+def status_of(url: str, run_id: str) -> str:
+    return graphql(url, STATUS, {"runId": run_id})["runOrError"]["status"]
+
+
+def step_status(url: str, run_id: str, step: str) -> str | None:
+    stats = graphql(url, RUN, {"runId": run_id})["runOrError"]["stepStats"]
+    return next((s["status"] for s in stats if s["stepKey"] == step), None)
+
+
+def wait_for(what: str, predicate, timeout: float, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(1)
+    raise TimeoutError(f"{what}: not within {timeout:.0f} s\n{log.read_text()[-3000:]}")
+
+
+def test_the_queue_holds_a_run_and_a_killed_daemon_run_is_failed_then_resumed(deployment, tmp_path):
+    """Two runs through the queue (one cpu slot): the second waits while the first runs. The whole
+    deployment's Dagster side (webserver, daemon, code servers, the run worker) is SIGKILLed while the
+    first run is mid-way; on the next start the ``eto_dead_runs`` sensor marks it FAILURE, which frees
+    the slot for the queued run, and a re-execution from failure finishes it without redoing the
+    stage that had finished. Runs and events are in PostgreSQL, runs and models in the MLflow server."""
     log = tmp_path / "dagster-dev.log"
-    dev = [str(BIN / "dagster"), "dev", "-w", str(REPO / "workspace.yaml"), "-h", "127.0.0.1"]
-    with server([*dev, "-p", str(port)], f"http://127.0.0.1:{port}/server_info", log, deployment, REPO):
-        url = f"http://127.0.0.1:{port}"
+    with dagster_dev(deployment, log) as (url, process):
         first = launch(url, ["expert_trajectories", "base_model/checkpoint", "sft_checkpoint"])
         second = launch(url, ["expert_trajectories"])
-        held = False  # the second run waited in the queue while the first held the one cpu slot
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline:
-            a = graphql(url, STATUS, {"runId": first})["runOrError"]["status"]
-            b = graphql(url, STATUS, {"runId": second})["runOrError"]["status"]
-            held |= a in {"STARTING", "STARTED"} and b == "QUEUED"
-            assert not (a in {"STARTING", "STARTED"} and b in {"STARTING", "STARTED"}), (a, b)
-            if a not in {"QUEUED", "NOT_STARTED", "STARTING", "STARTED"}:
-                break
-            time.sleep(1)
-        assert held
-        assert wait_finished(url, first)["status"] == "SUCCESS", log.read_text()[-3000:]
+        held = []
+
+        def first_stage_done() -> bool:
+            a, b = status_of(url, first), status_of(url, second)
+            assert not (a in IN_PROGRESS and b in IN_PROGRESS), (a, b)  # never both on the one slot
+            held.append(a in IN_PROGRESS and b == "QUEUED")
+            assert a not in {"SUCCESS", "FAILURE"}, f"the first run ended ({a}) before the kill"
+            return step_status(url, first, "expert_trajectories") == "SUCCESS"
+
+        wait_for("the first run's expert stage", first_stage_done, 300, log)
+        assert any(held)
+        os.killpg(process.pid, signal.SIGKILL)  # webserver, daemon, code servers, run worker at once
+        wait_for("every dagster dev process gone", lambda: not session_processes(process.pid), 30, log)
+
+    with dagster_dev(deployment, log) as (url, _):
+        wait_for(
+            "the sweep sensor failing the dead run", lambda: status_of(url, first) == "FAILURE", 180, log
+        )
         assert wait_finished(url, second)["status"] == "SUCCESS", log.read_text()[-3000:]
+        resumed = wait_finished(url, reexecute(url, first, "FROM_FAILURE"))
+        assert resumed["status"] == "SUCCESS", log.read_text()[-3000:]
+        ran = steps(resumed, "SUCCESS")
+        assert "sft_checkpoint" in ran and "expert_trajectories" not in ran, ran
 
     with connect(deployment, "dagster") as connection, connection.cursor() as cursor:
-        cursor.execute("SELECT status FROM runs WHERE run_id = %s", (first,))
-        assert cursor.fetchone()[0] == "SUCCESS"
+        events = "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = %s"
+        cursor.execute(events, (resumed["runId"], "STEP_WORKER_STARTED"))
+        assert cursor.fetchone()[0] >= 2  # each stage in its own process (multiprocess executor)
+        cursor.execute(events, (first, "ASSET_MATERIALIZATION"))
+        assert cursor.fetchone()[0] >= 1  # the expert data, recorded before the kill
         cursor.execute(
-            "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = %s",
-            (first, "STEP_WORKER_STARTED"),
+            "SELECT event FROM event_logs WHERE run_id = %s AND dagster_event_type = 'PIPELINE_FAILURE'",
+            (first,),
         )
-        assert cursor.fetchone()[0] >= 3  # each stage in its own process (multiprocess executor)
-        cursor.execute(
-            "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = %s",
-            (first, "ASSET_MATERIALIZATION"),
-        )
-        assert cursor.fetchone()[0] >= 3
+        assert "stale-run sweep" in cursor.fetchone()[0]  # failed by the sensor, not by anything else
+        cursor.execute("SELECT status FROM runs WHERE run_id IN (%s, %s)", (first, resumed["runId"]))
+        assert sorted(row[0] for row in cursor.fetchall()) == ["FAILURE", "SUCCESS"]
 
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=deployment["MLFLOW_TRACKING_URI"])
-    [model] = client.search_registered_models(filter_string="name = 'eto-sciworld'")
     versions = client.search_model_versions("name = 'eto-sciworld'")
-    assert model.name == "eto-sciworld" and any(v.tags.get("eto.stage") == "sft" for v in versions)
-    runs = client.search_runs(
-        [e.experiment_id for e in client.search_experiments()], "tags.`eto.stage` = 'sft'"
-    )
-    assert runs and runs[0].data.tags["eto.method"]
+    assert any(v.tags.get("eto.stage") == "sft" for v in versions)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    assert client.search_runs(experiments, "tags.`eto.stage` = 'sft'")
+    killed = client.search_runs(experiments, f"tags.`dagster.run_id` = '{first}'")
+    assert killed and all(r.info.status != "RUNNING" for r in killed)  # closed by the sweep
