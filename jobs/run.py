@@ -78,39 +78,60 @@ def remote_job_origin(job_name: str = "eto_job"):
     return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
 
 
-def execute(task: str, run_config: dict, instance, asset_selection=None, tags=None):
-    """Execute ``eto_job`` for ``task`` in this process, as a run of the code location (only the
-    assets of ``asset_selection`` when given): created with the location's origin, as the UI creates
-    its runs, then executed here so the terminal shows its progress and Ctrl-C stops it."""
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
-    from dagster._core.execution.api import execute_run
+def create_run(task: str, run_config: dict, instance, asset_selection=None, tags=None, worker: bool = True):
+    """A run of ``eto_job`` for ``task`` in ``instance``, created as the UI creates its runs: with the
+    code location's origin, the job's tags (the device tag) and, when this process will execute it,
+    worker tags naming this process."""
     from dagster._core.storage.tags import PARTITION_NAME_TAG, REPOSITORY_LABEL_TAG
     from dagster._core.utils import make_new_run_id
 
     from eto_assets.assets.workers import worker_tags
 
-    repository = ReconstructableRepository.for_module(
-        "eto_assets.definitions", "defs", working_directory=str(REPO)
-    )
-    job = repository.get_reconstructable_job("eto_job")
+    job = reconstructable_job()
+    job_def = job.get_definition()
     run_id = make_new_run_id()
     all_tags = {
+        **job_def.run_tags,  # the job's own (the device tag), as execute_job merges them
         PARTITION_NAME_TAG: task,
         REPOSITORY_LABEL_TAG: f"__repository__@{code_location_name()}",
-        **worker_tags(run_id=run_id),
+        **(worker_tags(run_id=run_id) if worker else {}),
         **(tags or {}),
     }
-    job_def = job.get_definition()
-    dagster_run = instance.create_run_for_job(
+    return instance.create_run_for_job(
         job_def=job_def,
         run_id=run_id,
         run_config=run_config,
-        tags={**job_def.run_tags, **all_tags},  # the job's own (the device tag), as execute_job merges
+        tags=all_tags,
         job_code_origin=job.get_python_origin(),
         remote_job_origin=remote_job_origin(),
         asset_selection=frozenset(asset_selection) if asset_selection else None,
     )
-    return execute_run(job, dagster_run, instance)
+
+
+def reconstructable_job():
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    repository = ReconstructableRepository.for_module(
+        "eto_assets.definitions", "defs", working_directory=str(REPO)
+    )
+    return repository.get_reconstructable_job("eto_job")
+
+
+def execute(task: str, run_config: dict, instance, asset_selection=None, tags=None):
+    """Execute ``eto_job`` for ``task`` in this process, as a run of the code location (only the
+    assets of ``asset_selection`` when given), so the terminal shows its progress and Ctrl-C stops it."""
+    from dagster._core.execution.api import execute_run
+
+    dagster_run = create_run(task, run_config, instance, asset_selection, tags)
+    return execute_run(reconstructable_job(), dagster_run, instance)
+
+
+def enqueue(task: str, run_config: dict, instance, asset_selection=None) -> str:
+    """Put the run in the instance's queue, as the UI's launchpad does: the daemon launches it when the
+    device limits allow (``--queue``). The run's id."""
+    dagster_run = create_run(task, run_config, instance, asset_selection, worker=False)
+    instance.submit_run(dagster_run.run_id, workspace=None)  # the queued coordinator needs none
+    return dagster_run.run_id
 
 
 # Options that replace a setting: given, the variable is neither read nor checked.
@@ -134,6 +155,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--force", action="store_true", help="rerun every asset, even those up to date (same inputs)"
+    )
+    parser.add_argument(
+        "--queue",
+        action="store_true",
+        help="put the run in the instance's queue for the daemon to launch (`make ui` runs one), as the "
+        "UI's launchpad does, instead of running it in this process",
     )
     args = parser.parse_args(argv)
     args.from_options = {name for attr, name in OPTION_SETTINGS.items() if getattr(args, attr) is not None}
@@ -391,6 +418,10 @@ def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
             observed = [group.key for group in settings_groups(iterations)]  # the run records its settings
             keys = [AssetKey.from_user_string(k) for k in (*observed, *selected)]
             invocation = uuid.uuid4().hex
+            if getattr(args, "queue", False):
+                run_id = enqueue(args.task, run_config, instance, keys)
+                print(f"queued run {run_id}: the daemon launches it when the run queue allows (make ui)")
+                return 0
             try:
                 with execute(
                     args.task, run_config, instance, asset_selection=keys, tags={INVOCATION_TAG: invocation}
