@@ -232,6 +232,22 @@ def step_values(episodes: Iterable[Trajectory]) -> dict[tuple[str, str], float]:
     return {k: sum(v) / len(v) for k, v in sums.items()}
 
 
+def ipr_candidate(
+    t: Trajectory, experts: Mapping[str, Trajectory], stats: StepPairStats
+) -> tuple[Trajectory, list[Message], str, str] | None:
+    """IPR's one eligibility rule, shared by the Monte-Carlo valuation (which values only these
+    branches) and the pair builder: the policy took another action than the expert at the branch's
+    step and its episode from there ended worse than the expert's. The expert, prompt, expert turn
+    and policy turn; None (counted in ``stats``) otherwise."""
+    found = _policy_turn(t, experts, stats)
+    if found is None:
+        return None
+    if t.reward >= found[0].reward:
+        stats.dropped_outcome_not_worse += 1
+        return None
+    return found
+
+
 def ipr_pairs(
     experts: Iterable[Trajectory],
     branches: Sequence[Trajectory],
@@ -249,13 +265,10 @@ def ipr_pairs(
     step_level: list[PreferencePair] = []
     trajectory_level: list[PreferencePair] = []
     for t in branches:
-        found = _policy_turn(t, by_task, stats)
+        found = ipr_candidate(t, by_task, stats)
         if found is None:
             continue
         expert, prompt, expert_turn, policy_turn = found
-        if t.reward >= expert.reward:
-            stats.dropped_outcome_not_worse += 1
-            continue
         trajectory_level.extend(_remainder_pair(expert, t, prompt, truncate_rejected))
         step = branch_step(t)
         expert_value = values.get((t.task_id, value_branch(step, EXPERT_SIDE)))

@@ -48,6 +48,7 @@ from eto_assets.data.step_pairs import (
     branch_trajectory_pairs,
     eto_step_pairs,
     forced_prefix,
+    ipr_candidate,
     ipr_pairs,
     same_action,
     step_values,
@@ -284,26 +285,24 @@ def value_steps(
     layout = run.layout
     scorer = PolicyRecord.read(layout, 0)
     section = run.profile.ipr
-    experts = {e.task_id: (golden_form(e), task) for e, task in _experts_with_tasks(run)}
+    experts, tasks = {}, {}
+    for expert, task in _experts_with_tasks(run):
+        experts[expert.task_id], tasks[expert.task_id] = golden_form(expert), task
     starts: list[EpisodeStart] = []
     for branch in read_trajectories(layout.rollouts_jsonl(iteration)):
-        if branch.task_id not in experts or branch.metadata.get("failed"):
+        found = ipr_candidate(branch, experts, StepPairStats())  # the pair builder's own rule
+        if found is None:
             continue
-        expert, task = experts[branch.task_id]
+        _, _, expert_turn, policy_turn = found
         step = branch_step(branch)
-        turns = agent_turns(expert)
-        cut = 1 + 2 * (step - 1)
-        if step > len(turns) or len(branch.messages) <= cut or branch.reward >= expert.reward:
-            continue
-        policy_turn = branch.messages[cut].content
-        if same_action(policy_turn, turns[step - 1]):
-            continue
+        turns = agent_turns(experts[branch.task_id])
         for side, forced in (
-            (EXPERT_SIDE, tuple(turns[:step])),
+            (EXPERT_SIDE, (*turns[: step - 1], expert_turn)),
             (AGENT_SIDE, (*turns[: step - 1], policy_turn)),
         ):
             starts.extend(
-                EpisodeStart(task, s, forced, value_branch(step, side)) for s in range(section.mc_samples)
+                EpisodeStart(tasks[branch.task_id], s, forced, value_branch(step, side))
+                for s in range(section.mc_samples)
             )
     out = layout.step_values_jsonl(iteration)
     played, stats = _play(
