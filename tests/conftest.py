@@ -14,6 +14,25 @@ import pytest  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 
+NANO = REPO / "tests" / "fixtures" / "nano.yaml"
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 900):
+    """``python -m jobs.run --task sciworld --profile nano <args>`` as a user runs it: the finished
+    process (``returncode``, ``stdout``, ``stderr``)."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "jobs.run", "--task", "sciworld", "--profile", str(NANO), *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
 def shared_data_dir() -> Path | None:
     """ETO_DATA_DIR, else the workspace's ../shared/data when it is there."""
     raw = os.environ.get("ETO_DATA_DIR")

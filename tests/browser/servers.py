@@ -46,14 +46,19 @@ def server(cmd: list[str], health: str, log: Path, env: dict[str, str], cwd: Pat
         wait_http(health, process, log)
         yield health
     finally:
+        stop_session(process)
+
+
+def stop_session(process: subprocess.Popen, timeout: float = 30) -> None:
+    """SIGTERM to the process's whole session (its own group), SIGKILL if it lingers."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
 
 
 @contextlib.contextmanager
@@ -83,3 +88,25 @@ def mlflow_server(store_uri: str, artifacts: Path, log: Path, cwd: Path) -> Iter
     cmd += ["--workers", "1"]  # the default 4 take ~30 s to start on 2 cores
     with server(cmd, f"http://127.0.0.1:{port}/health", log, dict(os.environ), cwd):
         yield f"http://127.0.0.1:{port}"
+
+
+@contextlib.contextmanager
+def dagster_dev(repo: Path, env: dict[str, str], log: Path) -> Iterator[tuple[str, subprocess.Popen]]:
+    """``dagster dev`` (webserver, daemon, code servers) in its own session, as ``make ui`` starts it:
+    yields (url, process) once the webserver answers; the whole session is stopped on exit."""
+    port = free_port()
+    cmd = [str(BIN / "dagster"), "dev", "-w", str(repo / "workspace.yaml"), "-h", "127.0.0.1"]
+    with log.open("a") as out:
+        process = subprocess.Popen(
+            [*cmd, "-p", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=repo,
+            start_new_session=True,
+        )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/server_info", process, log)
+        yield f"http://127.0.0.1:{port}", process
+    finally:
+        stop_session(process)

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from eto_assets.agent.prompt import PromptBook
-from tests.conftest import REPO
+from tests.conftest import REPO, run_cli
 
 NANO = REPO / "tests" / "fixtures" / "nano.yaml"
 TASKS = ("sciworld", "alfworld", "webshop")
@@ -36,14 +36,7 @@ def multitask(tmp_path_factory):
         "DAGSTER_HOME": "",
         "MLFLOW_TRACKING_URI": "",
     }
-    per_task = subprocess.run(
-        [sys.executable, "-m", "jobs.run", "--task", "sciworld", "--profile", str(NANO)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    per_task = run_cli(env)
     assert per_task.returncode == 0, (per_task.stdout + per_task.stderr)[-4000:]
     out = subprocess.run(
         [sys.executable, "-m", "jobs.multitask", "--profile", str(NANO)],

@@ -7,19 +7,18 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from jobs.run import open_instance, prepare_instance_home, select_assets
 from tests.conftest import REPO
+from tests.conftest import run_cli as run_nano
 
 NANO = REPO / "tests" / "fixtures" / "nano.yaml"
 
 
-def run_cli(home: Path) -> tuple[int, str]:
+def run_in(home: Path) -> tuple[int, str]:
     env = {
         **os.environ,
         "ETO_HOME": str(home),
@@ -27,21 +26,14 @@ def run_cli(home: Path) -> tuple[int, str]:
         "DAGSTER_HOME": "",
         "MLFLOW_TRACKING_URI": "",
     }
-    out = subprocess.run(
-        [sys.executable, "-m", "jobs.run", "--task", "sciworld", "--profile", str(NANO)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    out = run_nano(env)
     return out.returncode, out.stdout + out.stderr
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     home = tmp_path_factory.mktemp("content") / "home"
-    code, out = run_cli(home)
+    code, out = run_in(home)
     assert code == 0, out[-3000:]
     return home
 
@@ -61,7 +53,7 @@ def test_a_deleted_report_folder_is_recreated_by_the_next_run(home):
     for path in sorted(report.rglob("*"), reverse=True):
         path.rmdir() if path.is_dir() else path.unlink()
     report.rmdir()
-    code, out = run_cli(home)
+    code, out = run_in(home)
     assert code == 0, out[-3000:]
     assert "run  iteration_report: its files changed or are missing since it was materialized" in out
     assert "skip sft_checkpoint: up to date" in out  # only the report ran

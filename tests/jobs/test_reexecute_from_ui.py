@@ -16,8 +16,8 @@ import urllib.request
 
 import pytest
 
-from tests.browser.servers import BIN, free_port, server
-from tests.conftest import REPO
+from tests.browser.servers import dagster_dev
+from tests.conftest import REPO, run_cli
 
 NANO = REPO / "tests" / "fixtures" / "nano.yaml"
 
@@ -98,14 +98,7 @@ def test_a_cli_run_reexecutes_from_failure_and_in_full_through_the_ui(env, tmp_p
     )
     try:
         assert holder.stdout.readline().strip() == "held"
-        cli = subprocess.run(
-            [sys.executable, "-m", "jobs.run", "--task", "sciworld", "--profile", str(NANO)],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        cli = run_cli(env)
     finally:
         holder.kill()
         holder.wait()
@@ -120,21 +113,7 @@ def test_a_cli_run_reexecutes_from_failure_and_in_full_through_the_ui(env, tmp_p
         assert parent.remote_job_origin is not None  # what the UI's re-execution starts from
         assert parent.remote_job_origin.location_name == "eto"
 
-    port = free_port()
-    dev = [
-        str(BIN / "dagster"),
-        "dev",
-        "-w",
-        str(REPO / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    with server(
-        dev, f"http://127.0.0.1:{port}/server_info", tmp_path / "dagster-dev.log", env, REPO
-    ) as health:
-        url = health.removesuffix("/server_info")
+    with dagster_dev(REPO, env, tmp_path / "dagster-dev.log") as (url, _):
         first = wait_finished(url, reexecute(url, parent.run_id, "FROM_FAILURE"))
         assert first["status"] == "SUCCESS", (tmp_path / "dagster-dev.log").read_text()[-3000:]
         assert first["parentRunId"] == parent.run_id

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from jobs.services import ServiceError, postgres_bin
-from tests.browser.servers import BIN, free_port, wait_http
+from tests.browser.servers import dagster_dev, free_port
 from tests.conftest import REPO, shared_data_dir
 from tests.jobs.test_reexecute_from_ui import RUN, graphql, reexecute, steps, wait_finished
 
@@ -167,37 +167,6 @@ def launch(url: str, keys: list[str]) -> str:
     return launched["run"]["runId"]
 
 
-@contextlib.contextmanager
-def dagster_dev(env: dict[str, str], log: Path):
-    """``dagster dev`` (webserver, daemon, code servers) in its own session: yields (url, process)."""
-    port = free_port()
-    cmd = [
-        str(BIN / "dagster"),
-        "dev",
-        "-w",
-        str(REPO / "workspace.yaml"),
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-    ]
-    with log.open("a") as out:
-        process = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
-        )
-    try:
-        wait_http(f"http://127.0.0.1:{port}/server_info", process, log)
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
 def session_processes(sid: int) -> list[int]:
     """Processes still alive in session ``sid`` (``dagster dev`` and everything it started)."""
     alive = []
@@ -234,7 +203,7 @@ def test_the_queue_holds_a_run_and_a_killed_daemon_run_is_failed_then_resumed(de
     the slot for the queued run, and a re-execution from failure finishes it without redoing the
     stage that had finished. Runs and events are in PostgreSQL, runs and models in the MLflow server."""
     log = tmp_path / "dagster-dev.log"
-    with dagster_dev(deployment, log) as (url, process):
+    with dagster_dev(REPO, deployment, log) as (url, process):
         first = launch(url, ["expert_trajectories", "base_model/checkpoint", "sft_checkpoint"])
         second = launch(url, ["expert_trajectories"])
         held = []
@@ -251,7 +220,7 @@ def test_the_queue_holds_a_run_and_a_killed_daemon_run_is_failed_then_resumed(de
         os.killpg(process.pid, signal.SIGKILL)  # webserver, daemon, code servers, run worker at once
         wait_for("every dagster dev process gone", lambda: not session_processes(process.pid), 30, log)
 
-    with dagster_dev(deployment, log) as (url, _):
+    with dagster_dev(REPO, deployment, log) as (url, _):
         wait_for(
             "the sweep sensor failing the dead run", lambda: status_of(url, first) == "FAILURE", 180, log
         )
