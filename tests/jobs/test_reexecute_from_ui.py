@@ -77,6 +77,7 @@ def env(tmp_path) -> dict[str, str]:
     return {
         **os.environ,
         "ETO_HOME": str(tmp_path / "home"),
+        "ETO_ITERATIONS": "1",  # the nano profile runs one: half the graph's steps to run and re-run
         "DAGSTER_HOME": str(tmp_path / "dagster"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }

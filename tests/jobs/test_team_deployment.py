@@ -97,6 +97,7 @@ def deployment():
         ETO_MLFLOW_PORT=str(free_port()),
         ETO_GPUS="0",
         ETO_CPU_RUNS="1",
+        ETO_ITERATIONS="1",  # the nano profile runs one
         ETO_PROFILE=str(NANO),
         **({"ETO_DATA_DIR": str(data)} if data else {}),
     )
