@@ -41,9 +41,17 @@ with beta_api():
 # ETO_EXECUTOR: in_process reuses the environment pool across stages; multiprocess (the team
 # deployment) runs each stage in its own process, one at a time, so a crash in one stage cannot take
 # the others' state with it (a run's stages share one device; the run queue spreads runs over devices).
+FORKSERVER_PRELOAD = ["eto_assets.definitions", "torch", "transformers", "trl", "mlflow"]
 EXECUTORS = {
     "in_process": in_process_executor,
-    "multiprocess": multiprocess_executor.configured({"max_concurrent": 1}),
+    "multiprocess": multiprocess_executor.configured(
+        {
+            "max_concurrent": 1,
+            # A step forks from a server that has imported the code location and the training stack
+            # once: a no-op stage costs a fork, not a fresh interpreter importing torch (spawn).
+            "start_method": {"forkserver": {"preload_modules": FORKSERVER_PRELOAD}},
+        }
+    ),
 }
 
 eto_job = define_asset_job(

@@ -3,7 +3,9 @@
 tracking server, and ``dagster dev`` (webserver and daemon) launching runs through the queued run
 coordinator, each stage in its own process, a second run held in the queue by the device tag.
 
-Skipped, saying why, where PostgreSQL's server is not installed (``.ci/run`` installs it)."""
+``.ci/run`` starts the services itself (``make services``) and names their ``services.env`` in
+``ETO_TEST_SERVICES``; without it the tests start their own under /tmp. Skipped, saying why, where
+PostgreSQL's server is not installed (``.ci/run`` installs it)."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from eto_assets.assets.table import settings_groups
 from jobs.services import ServiceError, postgres_bin
 from tests.browser.servers import dagster_dev, free_port
 from tests.conftest import REPO, shared_data_dir
@@ -48,6 +51,20 @@ mutation LaunchRun($executionParams: ExecutionParams!) {
     ... on InvalidSubsetError { message }
     ... on RunConfigValidationInvalid { errors { message } }
   }
+}"""
+
+START_SENSOR = """
+mutation StartSensor($sensorSelector: SensorSelector!) {
+  startSensor(sensorSelector: $sensorSelector) {
+    __typename
+    ... on Sensor { sensorState { status } }
+    ... on PythonError { message }
+  }
+}"""
+
+RUNS_BY_TAG = """
+query Runs($filter: RunsFilter) {
+  runsOrError(filter: $filter) { ... on Runs { results { runId status tags { key value } } } }
 }"""
 
 IN_PROGRESS = {"NOT_STARTED", "STARTING", "STARTED"}
@@ -87,27 +104,32 @@ def pid_alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def deployment():
+    """The services' environment: those ``.ci/run`` started (``ETO_TEST_SERVICES``), else our own."""
     root = Path(tempfile.mkdtemp(prefix="eto-team-", dir="/tmp"))
     root.chmod(0o755)  # Debian's postgres user (the server, as root) must reach its data folder
+    profile = root / "nano.yaml"  # the inputs sensor's test edits it
+    shutil.copy(NANO, profile)
     data = shared_data_dir()
+    given = os.environ.get("ETO_TEST_SERVICES")
     env = {k: v for k, v in os.environ.items() if k not in {"DAGSTER_HOME", "MLFLOW_TRACKING_URI"}}
     env.update(
-        ETO_HOME=str(root / "home"),
-        ETO_PG_PORT=str(free_port()),
-        ETO_MLFLOW_PORT=str(free_port()),
+        ETO_HOME=str(Path(given).parent if given else root / "home"),
         ETO_GPUS="0",
         ETO_CPU_RUNS="1",
         ETO_ITERATIONS="1",  # the nano profile runs one
-        ETO_PROFILE=str(NANO),
+        ETO_PROFILE=str(profile),
         **({"ETO_DATA_DIR": str(data)} if data else {}),
     )
-    services(env, "start")
-    env.update(exported(root / "home" / "services.env"))
+    if not given:
+        env.update(ETO_PG_PORT=str(free_port()), ETO_MLFLOW_PORT=str(free_port()))
+    services(env, "start")  # started already (CI): says so and changes nothing
+    env.update(exported(Path(env["ETO_HOME"]) / "services.env"))
     try:
         yield env
     finally:
-        with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
-            services(env, "stop")
+        if not given:
+            with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
+                services(env, "stop")
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -151,6 +173,9 @@ def test_services_write_their_env_and_stop_and_restart_by_pid(deployment):
 
 
 def launch(url: str, keys: list[str]) -> str:
+    """Launch ``keys`` of the sciworld partition with the watched settings groups observed first, as
+    a launch of the whole job does (so the inputs sensor can tell what a later change makes stale)."""
+    keys = [*(g.key for g in settings_groups(1) if g.watched), *keys]
     params = {
         "selector": {
             "repositoryLocationName": "eto",
@@ -230,6 +255,11 @@ def test_the_queue_holds_a_run_and_a_killed_daemon_run_is_failed_then_resumed(de
         assert resumed["status"] == "SUCCESS", log.read_text()[-3000:]
         ran = steps(resumed, "SUCCESS")
         assert "sft_checkpoint" in ran and "expert_trajectories" not in ran, ran
+        sensed = sensor_run(url, deployment, log)
+
+    ran = steps(sensed, "SUCCESS")
+    assert {"base_model__checkpoint", "sft_checkpoint", "iteration_report"} <= ran, sorted(ran)
+    assert "expert_trajectories" not in ran  # its inputs did not change
 
     with connect(deployment, "dagster") as connection, connection.cursor() as cursor:
         events = "SELECT count(*) FROM event_logs WHERE run_id = %s AND dagster_event_type = %s"
@@ -244,6 +274,8 @@ def test_the_queue_holds_a_run_and_a_killed_daemon_run_is_failed_then_resumed(de
         assert "stale-run sweep" in cursor.fetchone()[0]  # failed by the sensor, not by anything else
         cursor.execute("SELECT status FROM runs WHERE run_id IN (%s, %s)", (first, resumed["runId"]))
         assert sorted(row[0] for row in cursor.fetchall()) == ["FAILURE", "SUCCESS"]
+        cursor.execute(events, (sensed["runId"], "ASSET_MATERIALIZATION"))
+        assert cursor.fetchone()[0] >= 5  # the whole nano graph, stages and no-ops
 
     from mlflow import MlflowClient
 
@@ -254,3 +286,32 @@ def test_the_queue_holds_a_run_and_a_killed_daemon_run_is_failed_then_resumed(de
     assert client.search_runs(experiments, "tags.`eto.stage` = 'sft'")
     killed = client.search_runs(experiments, f"tags.`dagster.run_id` = '{first}'")
     assert killed and all(r.info.status != "RUNNING" for r in killed)  # closed by the sweep
+
+    champion = client.search_runs(experiments, f"tags.`dagster.run_id` = '{sensed['runId']}'")
+    assert any(r.data.tags.get("eto.stage") == "report" for r in champion)
+
+
+def sensor_run(url: str, env: dict[str, str], log: Path) -> dict:
+    """Change a watched input (the tiny base model's width, in the run's profile), start the
+    ``eto_inputs_changed`` sensor as the UI's toggle does, and wait for the run the daemon's
+    evaluation of it requests: the task's stale graph, base model onwards, through the queue."""
+    profile = Path(env["ETO_PROFILE"])
+    profile.write_text(profile.read_text().replace("hidden_size: 32", "hidden_size: 48"))
+    selector = {
+        "repositoryLocationName": "eto",
+        "repositoryName": "__repository__",
+        "sensorName": "eto_inputs_changed",
+    }
+    started = graphql(url, START_SENSOR, {"sensorSelector": selector})["startSensor"]
+    assert started["__typename"] == "Sensor", started
+    by_sensor = {"tags": [{"key": "dagster/sensor_name", "value": "eto_inputs_changed"}]}
+    found: list[dict] = []
+
+    def requested() -> bool:
+        found[:] = graphql(url, RUNS_BY_TAG, {"filter": by_sensor})["runsOrError"]["results"]
+        return bool(found)
+
+    wait_for("the sensor's run", requested, 180, log)
+    tags = {t["key"]: t["value"] for t in found[0]["tags"]}
+    assert tags["dagster/partition"] == "sciworld" and tags["eto/device"] == "cpu", tags
+    return wait_finished(url, found[0]["runId"])
