@@ -15,6 +15,7 @@ recorded (``--force`` reruns everything).
 
 import argparse
 import contextlib
+import functools
 import os
 import shutil
 import signal
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from eto_assets.config import settings
 from eto_assets.config.profile import METHODS
+from jobs import console
 
 REPO = Path(__file__).resolve().parents[1]
 INSTANCE_LOCK = ".eto-instance.lock"
@@ -155,6 +157,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--force", action="store_true", help="rerun every asset, even those up to date (same inputs)"
+    )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="print everything the run prints (Dagster's events, the trainers' logs) instead of one line "
+        "per stage, the rest going to a log file under $ETO_HOME/logs",
     )
     parser.add_argument(
         "--queue",
@@ -385,7 +393,7 @@ def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
 
     from dagster import AssetKey
 
-    from eto_assets.assets.table import settings_groups
+    from eto_assets.assets.table import inactive_keys, settings_groups, stage_table
     from eto_assets.stages import report_table
     from eto_assets.stages.layout import ArtifactLayout
     from jobs.sweep import sweep
@@ -411,8 +419,12 @@ def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
         for line in sweep(instance, mlflow_uri).lines():
             print(f"sweep: {line}")
         selected, reasons = select_assets(args, home, instance, iterations)
+        inactive = inactive_keys(stage_table(iterations), run_profile(args), args.task)
         for key, why in reasons.items():
-            print(f"{'run ' if key in selected else 'skip'} {key}: {why}")
+            if key not in inactive:
+                print(f"{'run ' if key in selected else 'skip'} {key}: {why}")
+        if inactive:
+            print(f"(and {len(inactive)} assets of methods or iterations the profile leaves out: no-ops)")
         failures, warnings, success, interrupted = [], [], True, False
         if selected:
             observed = [group.key for group in settings_groups(iterations)]  # the run records its settings
@@ -422,13 +434,30 @@ def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
                 run_id = enqueue(args.task, run_config, instance, keys)
                 print(f"queued run {run_id}: the daemon launches it when the run queue allows (make ui)")
                 return 0
+            log = console.log_path(home, args.task)
+            quiet = {*observed, *inactive}
             try:
-                with execute(
-                    args.task, run_config, instance, asset_selection=keys, tags={INVOCATION_TAG: invocation}
-                ) as result:
-                    success, run_id = result.success, result.run_id
-                    failures, warnings = step_failures(result), check_warnings(result)
-                    interrupted = any(e.is_step_failure and was_interrupted(e) for e in result.all_events)
+                with (
+                    contextlib.nullcontext(sys.stdout) if args.verbose else console.output_to_log(log)
+                ) as terminal:
+                    if not args.verbose:
+                        print(f"running {len(keys)} steps; the full output goes to {log}", file=terminal)
+                    with (
+                        console.StepProgress(
+                            instance,
+                            functools.cache(lambda: interrupted_run_id(instance, invocation)),
+                            len(keys),
+                            lambda step: step.replace("__", "/") in quiet,
+                            terminal,
+                        ),
+                        execute(
+                            args.task, run_config, instance, asset_selection=keys,
+                            tags={INVOCATION_TAG: invocation},
+                        ) as result,
+                    ):  # fmt: skip
+                        success, run_id = result.success, result.run_id
+                        failures, warnings = step_failures(result), check_warnings(result)
+                        interrupted = any(e.is_step_failure and was_interrupted(e) for e in result.all_events)
             except KeyboardInterrupt:
                 mark_pipeline(mlflow_uri, args.task, interrupted_run_id(instance, invocation), "KILLED")
                 raise
@@ -461,6 +490,8 @@ def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
         for failure in failures:
             print(failure)
             print(failure, file=sys.stderr)
+    if selected and not getattr(args, "queue", False) and not args.verbose:
+        print(f"\nrun log:     {log}")
     print(f"\nDagster UI:  make ui   (DAGSTER_HOME={dagster_home}; then open http://127.0.0.1:3000)")
     print(f"MLflow UI:   make mlflow-ui   (store {mlflow_uri}; then open http://127.0.0.1:5000)")
     return 0 if success else 130 if interrupted else 1

@@ -3,6 +3,7 @@ the Dagster instance is created once when two runs start together, runs left beh
 process are swept, up-to-date assets are skipped, and mostly-invalid actions are reported."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -184,6 +185,24 @@ def test_mostly_invalid_actions_warn_in_the_summary_mlflow_and_checks(one_token_
     [experiment] = client.search_experiments(filter_string="name = 'eto-sciworld'")
     runs = client.search_runs([experiment.experiment_id], "tags.`eto.stage` = 'explore'")
     assert "most actions were invalid" in runs[0].data.tags["eto.warning"]
+
+
+def test_the_terminal_shows_stages_and_results_and_the_log_keeps_the_rest(one_token_run):
+    """One line per stage as it starts and ends, then the table; Dagster's event lines and the
+    trainers' output are in the run log the terminal names, not on the terminal."""
+    root, _, code, out = one_token_run
+    assert code == 0, out[-3000:]
+    stages = re.findall(r"^\[ *(\d+)/(\d+)\] done +(\S+)", out, flags=re.MULTILINE)
+    done = {key for _, _, key in stages}
+    assert {"expert_trajectories", "sft_checkpoint", "iteration_report"} <= done, out[-3000:]
+    assert not any(key.startswith("best_of_n") for key in done)  # a method left out: counted only
+    assert stages[-1][0] == stages[-1][1]  # the last step's count is the total
+    assert " - DEBUG - " not in out and "STEP_START" not in out
+    [log] = (root / "home" / "logs").glob("run-sciworld-*.log")
+    assert f"run log:     {log}" in out
+    text = log.read_text()
+    assert "STEP_SUCCESS" in text and "RUN_SUCCESS" in text
+    assert len(out.splitlines()) < 60 < len(text.splitlines())
 
 
 def test_a_second_run_skips_up_to_date_assets(one_token_run):
