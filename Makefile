@@ -38,7 +38,7 @@ smoke: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m jobs.run --task $(TASK) --profile micro
 
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
 
 lint: setup
 	$(BIN)/ruff check .

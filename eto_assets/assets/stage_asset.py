@@ -349,6 +349,7 @@ class StageAssets:
             tracking.annotate_versions(run.task, versions, result.policy_tags, result.aliases)
             if spec.tag_parent and result.tags:
                 tracking.tag_run(uri, parent, result.tags)
+        tracking.extend_pipeline(uri, parent, result.summary)  # spans the pipeline; the champion's numbers
         metadata = dagster_metadata(result.metrics)  # the numbers first, rounded
         metadata["wall_seconds"] = round(time.perf_counter() - started, 2)
         if spec.produces_policy and spec.iteration in versions:

@@ -5,6 +5,7 @@ versions of the registered model ``eto-<task>``."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 import mlflow
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.data.meta_dataset import MetaDataset
+from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
 
 from eto_assets.assets.locks import exclusive
@@ -102,6 +104,17 @@ def pipeline_parent(tracking_uri: str, task: str, dagster_run_id: str, artifact_
     # and end_pipeline.
     client.set_terminated(run.info.run_id)
     return run.info.run_id
+
+
+def extend_pipeline(tracking_uri: str, run_id: str, summary: dict[str, float] | None = None) -> None:
+    """The parent run spans the pipeline: its end moves to now as each stage ends (keeping the status a
+    failed or interrupted stage gave it); ``summary`` (the champion's numbers) joins its metrics."""
+    client = MlflowClient(tracking_uri)
+    if summary:
+        now = int(time.time() * 1000)
+        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in summary.items()])
+    status = client.get_run(run_id).info.status
+    client.set_terminated(run_id, "FINISHED" if status == "RUNNING" else status, int(time.time() * 1000))
 
 
 def find_pipeline(tracking_uri: str, task: str, dagster_run_id: str) -> str | None:

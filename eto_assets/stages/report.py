@@ -30,6 +30,8 @@ from eto_assets.stages.result import Markdown, StageResult
 
 TRAIN_RESULT = "train_result.json"  # written next to every checkpoint by the training launcher
 CHAMPION = "champion"
+# The champion's numbers on the pipeline's parent run (its overview): reward and success per split.
+HEADLINE = tuple(f"{split}_{m}" for split in ("seen", "unseen") for m in ("avg_reward", "success_rate"))
 SELECTION_TAG = "eto.selection"
 _NEVER_TEST = "the unseen split (test) is never used to choose"
 SELECTION_RULES = {  # the profile's `selection` -> the rule, as the report states it
@@ -410,4 +412,7 @@ def report_iterations(
         result.aliases[CHAMPION] = best.iteration
         result.policy_tags[best.iteration] = {"eto.champion_reason": reason}
         result.tags["eto.champion"] = f"iteration {best.iteration}: {reason}"
+        result.summary = {
+            f"summary/champion_{k}": best.metrics[f"eval_{k}"] for k in HEADLINE if f"eval_{k}" in best.metrics
+        }
     return result

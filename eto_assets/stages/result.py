@@ -31,8 +31,9 @@ class StageResult:
     ``artifacts`` are ``(file, folder)`` pairs; ``policy`` is the checkpoint the stage produced,
     registered as a model version when ``register_policy``. Stages know iterations, not registry
     versions: ``policy_tags`` annotate the policy of an iteration (iteration -> tags) and ``aliases``
-    name one (``champion`` -> iteration); the caller resolves them to model versions. ``metadata`` is
-    shown in Dagster only."""
+    name one (``champion`` -> iteration); the caller resolves them to model versions. ``summary``
+    holds the pipeline's headline numbers (the champion's), logged on its parent MLflow run so that
+    run's overview shows them. ``metadata`` is shown in Dagster only."""
 
     metrics: dict[str, float] = field(default_factory=dict)
     metrics_step: int | None = None
@@ -46,5 +47,6 @@ class StageResult:
     register_policy: bool = False
     aliases: dict[str, int] = field(default_factory=dict)  # alias -> iteration
     policy_tags: dict[int, dict[str, str]] = field(default_factory=dict)  # iteration -> tags
+    summary: dict[str, float] = field(default_factory=dict)
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)

@@ -121,6 +121,17 @@ def test_mlflow_runs_tags_metrics_inputs_and_models(pipeline_run):
     history = client.get_metric_history(parent.info.run_id, "eval/seen_avg_reward")
     assert sorted(m.step for m in history) == [0, 1]
     assert parent.data.tags.get("eto.champion", "").startswith("iteration ")
+    # it spans the pipeline (from before its first stage to its last one's end) and its overview's
+    # numbers are the champion's
+    stages = [r for rs in by_stage.values() for r in rs]
+    assert parent.info.start_time <= min(r.info.start_time for r in stages)
+    assert parent.info.end_time >= max(r.info.end_time for r in stages)
+    champion = int(parent.data.tags["eto.champion"].split()[1].rstrip(":"))
+    [champion_eval] = [r for r in by_stage["eval"] if int(r.data.tags["eto.iteration"]) == champion]
+    for name in ("seen_avg_reward", "unseen_success_rate"):
+        assert parent.data.metrics[f"summary/champion_{name}"] == pytest.approx(
+            champion_eval.data.metrics[f"eval/{name}"], abs=1e-6
+        )
 
     expert = by_stage["expert"][0]
     assert expert.data.metrics["expert/count"] == n_experts and expert.data.metrics["expert/dropped"] == 0
