@@ -61,14 +61,6 @@ def open_instance(dagster_home: Path):
     return instance
 
 
-def code_location_name() -> str:
-    """The location name ``workspace.yaml`` gives the definitions (the UI lists runs by it)."""
-    import yaml
-
-    workspace = yaml.safe_load((REPO / "workspace.yaml").read_text())
-    return workspace["load_from"][0]["python_module"]["location_name"]
-
-
 def remote_job_origin(job_name: str = "eto_job"):
     """Where the UI and the daemon find ``job_name``: the code location ``workspace.yaml`` loads. A run
     that carries it re-executes from the UI ("Re-execute all", "from failure") like one the UI launched;
@@ -80,22 +72,24 @@ def remote_job_origin(job_name: str = "eto_job"):
     return RemoteJobOrigin(RemoteRepositoryOrigin(location, "__repository__"), job_name)
 
 
-def create_run(task: str, run_config: dict, instance, asset_selection=None, tags=None, worker: bool = True):
-    """A run of ``eto_job`` for ``task`` in ``instance``, created as the UI creates its runs: with the
-    code location's origin, the job's tags (the device tag) and, when this process will execute it,
-    worker tags naming this process."""
+def create_run(
+    job, task: str, run_config: dict, instance, asset_selection=None, tags=None, worker: bool = True
+):
+    """A run of the reconstructable ``job`` (``eto_job``) for ``task`` in ``instance``, created as the
+    UI creates its runs: with the code location's origin, the job's tags (the device tag) and, when
+    this process will execute it, worker tags naming this process."""
     from dagster._core.storage.tags import PARTITION_NAME_TAG, REPOSITORY_LABEL_TAG
     from dagster._core.utils import make_new_run_id
 
     from eto_assets.assets.workers import worker_tags
 
-    job = reconstructable_job()
     job_def = job.get_definition()
     run_id = make_new_run_id()
+    origin = remote_job_origin()
     all_tags = {
         **job_def.run_tags,  # the job's own (the device tag), as execute_job merges them
         PARTITION_NAME_TAG: task,
-        REPOSITORY_LABEL_TAG: f"__repository__@{code_location_name()}",
+        REPOSITORY_LABEL_TAG: f"__repository__@{origin.location_name}",
         **(worker_tags(run_id=run_id) if worker else {}),
         **(tags or {}),
     }
@@ -105,7 +99,7 @@ def create_run(task: str, run_config: dict, instance, asset_selection=None, tags
         run_config=run_config,
         tags=all_tags,
         job_code_origin=job.get_python_origin(),
-        remote_job_origin=remote_job_origin(),
+        remote_job_origin=origin,
         asset_selection=frozenset(asset_selection) if asset_selection else None,
     )
 
@@ -124,14 +118,14 @@ def execute(task: str, run_config: dict, instance, asset_selection=None, tags=No
     assets of ``asset_selection`` when given), so the terminal shows its progress and Ctrl-C stops it."""
     from dagster._core.execution.api import execute_run
 
-    dagster_run = create_run(task, run_config, instance, asset_selection, tags)
-    return execute_run(reconstructable_job(), dagster_run, instance)
+    job = reconstructable_job()
+    return execute_run(job, create_run(job, task, run_config, instance, asset_selection, tags), instance)
 
 
 def enqueue(task: str, run_config: dict, instance, asset_selection=None) -> str:
     """Put the run in the instance's queue, as the UI's launchpad does: the daemon launches it when the
     device limits allow (``--queue``). The run's id."""
-    dagster_run = create_run(task, run_config, instance, asset_selection, worker=False)
+    dagster_run = create_run(reconstructable_job(), task, run_config, instance, asset_selection, worker=False)
     instance.submit_run(dagster_run.run_id, workspace=None)  # the queued coordinator needs none
     return dagster_run.run_id
 
