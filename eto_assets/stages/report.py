@@ -412,7 +412,8 @@ def report_iterations(
         result.aliases[CHAMPION] = best.iteration
         result.policy_tags[best.iteration] = {"eto.champion_reason": reason}
         result.tags["eto.champion"] = f"iteration {best.iteration}: {reason}"
+        numbers = best.metrics
         result.summary = {
-            f"summary/champion_{k}": best.metrics[f"eval_{k}"] for k in HEADLINE if f"eval_{k}" in best.metrics
+            f"summary/champion_{k}": numbers[f"eval_{k}"] for k in HEADLINE if f"eval_{k}" in numbers
         }
     return result
