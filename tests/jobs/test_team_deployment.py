@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from eto_assets.assets.table import settings_groups
+from eto_assets.config import settings
 from jobs.services import ServiceError, postgres_bin
 from tests.browser.servers import dagster_dev, free_port
 from tests.conftest import REPO, shared_data_dir
@@ -120,7 +121,9 @@ def deployment():
         ETO_PROFILE=str(profile),
         **({"ETO_DATA_DIR": str(data)} if data else {}),
     )
-    if not given:
+    if given:  # the ports CI started them on (the settings' defaults unless it set them)
+        env.update({name: str(settings.port(name, env)) for name in ("ETO_PG_PORT", "ETO_MLFLOW_PORT")})
+    else:
         env.update(ETO_PG_PORT=str(free_port()), ETO_MLFLOW_PORT=str(free_port()))
     services(env, "start")  # started already (CI): says so and changes nothing
     env.update(exported(Path(env["ETO_HOME"]) / "services.env"))
