@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -34,6 +33,7 @@ import time
 from pathlib import Path
 
 from eto_assets.config.settings import child_environment
+from jobs.services import read_env_file
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -45,16 +45,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
-
-
-def exported(env_file: Path) -> dict[str, str]:
-    """The ``export K=V`` lines of ``services.env``."""
-    pairs = {}
-    for line in env_file.read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line.removeprefix("export ").partition("=")
-            pairs[key] = shlex.split(value)[0]
-    return pairs
 
 
 def services(env: dict[str, str], command: str) -> float:
@@ -96,7 +86,7 @@ def run_mode(mode: str, profile: str, root: Path, log) -> tuple[float, int, floa
     cold = services(env, "start")
     services(env, "stop")
     warm = services(env, "start")
-    env.update(exported(root / mode / "services.env"))
+    env.update(read_env_file(root / mode / "services.env"))
     if mode == "cli":
         env["ETO_EXECUTOR"] = "in_process"
     daemon = None

@@ -295,6 +295,16 @@ def write_env_file(services: Services) -> Path:
     return path
 
 
+def read_env_file(path: Path) -> dict[str, str]:
+    """The variables ``services.env`` exports (what ``source`` would set), for a program to use."""
+    pairs = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            key, _, value = line.removeprefix("export ").partition("=")
+            pairs[key] = shlex.split(value)[0]
+    return pairs
+
+
 # ------------------------------------------------------------------ commands
 
 

@@ -117,6 +117,14 @@ def real_model_dir() -> Path:
     return ensure_real_model(models_dir=shared_cache_dir())
 
 
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def micro_run_config(home, uri, **settings):
     return {
         "resources": {

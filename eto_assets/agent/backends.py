@@ -149,6 +149,25 @@ class _TokenizerCounting:
     def prompt_tokens(self, conversation: Conversation) -> int:
         return len(self._encode(conversation))
 
+    def _load_tokenizer(self, model_path: str | Path) -> Path:
+        """The checked model folder; its tokenizer loaded with the chat template training used."""
+        from transformers import AutoTokenizer
+
+        from eto_assets.agent.chat_template import ensure_training_template
+
+        path = check_model_dir(model_path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        ensure_training_template(self.tokenizer)
+        return path
+
+    def _fitting(self, conversations: list[Conversation], config: GenerationConfig) -> dict[int, list[int]]:
+        """The prompt ids of the conversations that fit the context, by their index (the others get
+        ``None``)."""
+        encoded = {i: self._encode(c) for i, c in enumerate(conversations)}
+        return {
+            i: ids for i, ids in encoded.items() if fits(len(ids), config.max_new_tokens, self.max_context)
+        }
+
 
 class TransformersBackend(_TokenizerCounting):
     """Batched decoding with left padding, KV cache, stop strings and ``inference_mode``.
@@ -241,13 +260,7 @@ class VLLMBackend(_TokenizerCounting):
             from vllm import LLM
         except ImportError as exc:
             raise RuntimeError("backend 'vllm' needs the GPU extra: pip install '.[gpu]'") from exc
-        from transformers import AutoTokenizer
-
-        from eto_assets.agent.chat_template import ensure_training_template
-
-        path = check_model_dir(model_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        ensure_training_template(self.tokenizer)
+        path = self._load_tokenizer(model_path)
         self.llm = LLM(
             model=str(path),
             tensor_parallel_size=tensor_parallel_size,
@@ -269,20 +282,18 @@ class VLLMBackend(_TokenizerCounting):
         from vllm.inputs import TokensPrompt
 
         seeds = seeds_or_default(seeds, config, len(conversations))
-        prompts, params, index = [], [], []
-        for i, conv in enumerate(conversations):
-            ids = self._encode(conv)
-            if fits(len(ids), config.max_new_tokens, self.max_context):
-                prompts.append(TokensPrompt(prompt_token_ids=ids))
-                index.append(i)
-                params.append(
-                    SamplingParams(
-                        temperature=config.temperature,
-                        max_tokens=config.max_new_tokens,
-                        stop=list(STOP_STRINGS),
-                        seed=seeds[i] if config.temperature > 0 else None,
-                    )
-                )
+        fitting = self._fitting(conversations, config)
+        index = list(fitting)
+        prompts = [TokensPrompt(prompt_token_ids=fitting[i]) for i in index]
+        params = [
+            SamplingParams(
+                temperature=config.temperature,
+                max_tokens=config.max_new_tokens,
+                stop=list(STOP_STRINGS),
+                seed=seeds[i] if config.temperature > 0 else None,
+            )
+            for i in index
+        ]
         results: list[str | None] = [None] * len(conversations)
         for i, out in zip(index, self.llm.generate(prompts, params, use_tqdm=False), strict=True):
             results[i] = truncate_at_stop(out.outputs[0].text)

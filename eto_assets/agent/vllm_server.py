@@ -32,8 +32,6 @@ from eto_assets.agent.backends import (
     Conversation,
     GenerationConfig,
     _TokenizerCounting,
-    check_model_dir,
-    fits,
     seeds_or_default,
 )
 from eto_assets.config.settings import child_environment
@@ -158,13 +156,7 @@ class VLLMServerBackend(_TokenizerCounting):
     the batch's prompts are sent at once, so the server batches them and reuses cached prefixes."""
 
     def __init__(self, model_path: str | Path, *, python: Path, log: Path, max_model_len: int | None = None):
-        from transformers import AutoTokenizer
-
-        from eto_assets.agent.chat_template import ensure_training_template
-
-        path = check_model_dir(model_path)
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        ensure_training_template(self.tokenizer)
+        path = self._load_tokenizer(model_path)
         self.server = VLLMServer(python, path, log, max_model_len=max_model_len)
         self.max_context = self.server.max_model_len()
 
@@ -176,18 +168,15 @@ class VLLMServerBackend(_TokenizerCounting):
         seeds: Sequence[int] | None = None,
         sessions: Sequence[str] | None = None,
     ) -> list[str | None]:
-        """vLLM's prefix caching reuses earlier turns by itself, so ``sessions`` needs no handling."""
+        """Requests at once, so the server batches them and its prefix cache reuses earlier turns."""
         from concurrent.futures import ThreadPoolExecutor
 
         seeds = seeds_or_default(seeds, config, len(conversations))
-        prompts = [self._encode(c) for c in conversations]
-        index = [
-            i for i, ids in enumerate(prompts) if fits(len(ids), config.max_new_tokens, self.max_context)
-        ]
+        fitting = self._fitting(conversations, config)
         results: list[str | None] = [None] * len(conversations)
-        with ThreadPoolExecutor(max_workers=max(1, len(index))) as pool:
-            answers = pool.map(lambda i: self.server.complete(prompts[i], config, seeds[i]), index)
-            for i, text in zip(index, answers, strict=True):
+        with ThreadPoolExecutor(max_workers=max(1, len(fitting))) as pool:
+            answers = pool.map(lambda i: self.server.complete(fitting[i], config, seeds[i]), fitting)
+            for i, text in zip(fitting, answers, strict=True):
                 results[i] = truncate_at_stop(text)
         return results
 

