@@ -81,6 +81,7 @@ class StepProgress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="eto-progress", daemon=True)
         self._cursor: str | None = None
+        self._run_id: str | None = None  # asked for until the run exists, then kept
 
     def __enter__(self) -> StepProgress:
         self._thread.start()
@@ -98,10 +99,11 @@ class StepProgress:
                 self.poll()
 
     def poll(self) -> None:
-        run_id = self.find_run()
-        if run_id is None:
+        if self._run_id is None:
+            self._run_id = self.find_run()
+        if self._run_id is None:
             return
-        connection = self.instance.get_records_for_run(run_id, cursor=self._cursor)
+        connection = self.instance.get_records_for_run(self._run_id, cursor=self._cursor)
         self._cursor = connection.cursor
         for record in connection.records:
             entry = record.event_log_entry

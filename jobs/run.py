@@ -15,7 +15,6 @@ recorded (``--force`` reruns everything).
 
 import argparse
 import contextlib
-import functools
 import os
 import shutil
 import signal
@@ -439,7 +438,7 @@ def run(args: argparse.Namespace, home: Path, iterations: int) -> int:
                     with (
                         console.StepProgress(
                             instance,
-                            functools.cache(lambda: interrupted_run_id(instance, invocation)),
+                            lambda: interrupted_run_id(instance, invocation),
                             len(keys),
                             lambda step: step.replace("__", "/") in quiet,
                             terminal,

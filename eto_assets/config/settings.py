@@ -35,7 +35,8 @@ class Setting:
 BACKEND_CHOICES = ("transformers", "vllm", "openai")  # eto_assets.agent.backends.BACKENDS (tested equal)
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 MLFLOW_SCHEMES = ("http", "https", "sqlite", "file", "postgresql", "mysql", "mssql", "databricks")
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the shipped profiles (as config/profile.py)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = REPO_ROOT / "configs"  # the shipped profiles (as config/profile.py)
 ALLOWED: dict[str, str] = {
     "ETO_HOME": "a folder (created when missing), not a file",
     "DAGSTER_HOME": "unset ($ETO_HOME/dagster) or a writable folder, not a file",
@@ -278,9 +279,6 @@ def executor(environ: Mapping[str, str] | None = None) -> str:
     if value not in EXECUTORS:
         raise bad("ETO_EXECUTOR", value, "is not a known executor")
     return value
-
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def vllm_python(environ: Mapping[str, str] | None = None) -> Path | None:
