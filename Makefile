@@ -51,7 +51,7 @@ smoke: setup $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m jobs.run --task $(TASK) --profile micro
 
 test: setup
-	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30
+	$(BIN)/python -m pytest -q -p no:cacheprovider --durations=30 -n 2 --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check .

@@ -25,7 +25,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -33,18 +32,13 @@ import time
 from pathlib import Path
 
 from eto_assets.config.settings import child_environment
+from eto_assets.local_servers import free_port
 from jobs.services import read_env_file
 
 REPO = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
 MODES = ("cli", "queue1", "queue2")
 TASKS = ("sciworld", "alfworld", "webshop")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def services(env: dict[str, str], command: str) -> float:

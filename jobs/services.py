@@ -15,7 +15,6 @@ Postgres ``dagster.yaml``, the ``DAGSTER_PG_*`` values, ``MLFLOW_TRACKING_URI`` 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import secrets
 import shlex
@@ -23,13 +22,12 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from eto_assets import local_servers
 from eto_assets.config import settings
 from jobs.queue import tag_concurrency_limits
 
@@ -200,20 +198,8 @@ def create_databases(services: Services) -> None:
 
 
 def stop_pid(pid: int, sig: signal.Signals, what: str, group: bool = False, timeout: float = 60) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        (os.killpg if group else os.kill)(pid, sig)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        (os.killpg if group else os.kill)(pid, signal.SIGKILL)
-    print(f"services: {what} (pid {pid}) did not stop in {timeout:.0f} s: killed")
+    if local_servers.stop_pid(pid, group=group, timeout=timeout, first=sig):
+        print(f"services: {what} (pid {pid}) did not stop in {timeout:.0f} s: killed")
 
 
 # ------------------------------------------------------------------ MLflow server
@@ -242,16 +228,14 @@ def start_mlflow(services: Services) -> None:
             cmd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=services.root
         )
     services.mlflow_pid_file.write_text(str(process.pid))
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
+
+    def failed(reason: str) -> ServiceError:
         if process.poll() is not None:
             services.mlflow_pid_file.unlink(missing_ok=True)
-            tail = " ".join(log.read_text().splitlines()[-3:])
-            raise ServiceError(f"the MLflow server exited with {process.returncode} (log {log}): {tail}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(f"{services.mlflow_url}/health", timeout=5):
-            return
-        time.sleep(1)
-    raise ServiceError(f"the MLflow server did not answer at {services.mlflow_url} in 180 s (log {log})")
+        tail = " ".join(log.read_text().splitlines()[-3:])
+        return ServiceError(f"the MLflow server {reason} (log {log}): {tail}")
+
+    local_servers.wait_http(f"{services.mlflow_url}/health", process, 180, failed)
 
 
 # ------------------------------------------------------------------ the instance and the env file

@@ -9,6 +9,7 @@ read when an ``openai`` backend is opened.
 from __future__ import annotations
 
 import os
+import time
 
 from dagster import ConfigurableResource
 from pydantic import Field, field_validator
@@ -28,7 +29,8 @@ def open_vllm(checkpoint: str, tensor_parallel_size: int, python: str | None) ->
         return load_backend("vllm", checkpoint, tensor_parallel_size=tensor_parallel_size)
     from eto_assets.agent.vllm_server import VLLMServerBackend
 
-    log = env.home() / "logs" / f"vllm-server-{Path(checkpoint).name}-{os.getpid()}.log"
+    started = time.strftime("%Y%m%d-%H%M%S")
+    log = env.home() / "logs" / f"vllm-server-{Path(checkpoint).name}-{started}-{os.getpid()}.log"
     return VLLMServerBackend(checkpoint, python=Path(python), log=log)
 
 

@@ -118,11 +118,13 @@ def real_model_dir() -> Path:
 
 
 def pid_alive(pid: int) -> bool:
+    """Running (a zombie, ended but not yet reaped by its new parent, counts as gone)."""
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (ProcessLookupError, FileNotFoundError):
         return False
-    return True
+    return state != "Z"
 
 
 def micro_run_config(home, uri, **settings):

@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import signal
-import socket
-import subprocess
-import time
+import multiprocessing.util
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
@@ -36,19 +33,15 @@ from eto_assets.agent.backends import (
 )
 from eto_assets.config.settings import child_environment
 from eto_assets.data.react import STOP_STRINGS, truncate_at_stop
+from eto_assets.local_servers import free_port, start_server, stop_session, wait_http
 
 SERVED_NAME = "policy"
 START_TIMEOUT_S = 600.0
+KEEP_S = 30.0  # how long a closed backend's server waits for the same policy's next stage
 
 
 class VLLMServerError(RuntimeError):
     """The vLLM server did not start or stopped answering; the message ends with its log's tail."""
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _on_gpu() -> bool:
@@ -78,17 +71,15 @@ class VLLMServer:
     stopping it stops its engine process too), its output in ``log``."""
 
     def __init__(self, python: Path, model: Path, log: Path, *, max_model_len: int | None = None):
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         log.parent.mkdir(parents=True, exist_ok=True)
         # One core left to the environments; 1 GiB of KV cache is ample for small models' episodes.
         env = child_environment(VLLM_CPU_OMP_THREADS_BIND="0", VLLM_CPU_KVCACHE_SPACE="1")
         command = server_command(python, model, self.port, max_model_len=max_model_len, gpu=_on_gpu())
-        with log.open("w") as out:
-            self.process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
+        log.unlink(missing_ok=True)
+        self.process = start_server(command, log, env)
         try:
             self._wait_ready()
         except BaseException:
@@ -101,17 +92,10 @@ class VLLMServer:
         return ""
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise VLLMServerError(
-                    f"the vLLM server exited with {self.process.returncode} (log {self.log}):\n{self._tail()}"
-                )
-            with contextlib.suppress(OSError), urllib.request.urlopen(f"{self.url}/health", timeout=5) as r:
-                if r.status == 200:
-                    return
-            time.sleep(1)
-        raise VLLMServerError(f"the vLLM server did not answer in {START_TIMEOUT_S:.0f} s (log {self.log})")
+        def failed(reason: str) -> VLLMServerError:
+            return VLLMServerError(f"the vLLM server {reason} (log {self.log}):\n{self._tail()}")
+
+        wait_http(f"{self.url}/health", self.process, START_TIMEOUT_S, failed)
 
     def max_model_len(self) -> int:
         with urllib.request.urlopen(f"{self.url}/v1/models", timeout=30) as answer:
@@ -141,23 +125,85 @@ class VLLMServer:
 
     def stop(self) -> None:
         """SIGTERM to the server's session, SIGKILL if it lingers."""
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
+        stop_session(self.process)
+
+
+def checkpoint_identity(model: Path) -> tuple:
+    """The folder and its files' sizes and times: a checkpoint retrained in place is another one."""
+    files = sorted(f for f in model.iterdir() if f.is_file())
+    return (str(model.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+
+
+class KeptServer:
+    """The one server this process keeps running for ``keep_s`` seconds after its backend closed,
+    so that the next stage of the same policy (ETO evaluates a policy, then explores with it)
+    skips a server start; any other open, the timer or this process's exit stops it. Exit here
+    includes a Dagster step's process, which multiprocessing ends without running ``atexit``."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._kept: tuple[tuple, VLLMServer, threading.Timer] | None = None
+        multiprocessing.util.Finalize(None, self.stop, exitpriority=100)
+
+    def take(self, key: tuple) -> VLLMServer | None:
+        """The kept server if it serves ``key`` and still runs; any other kept server is stopped."""
+        with self._lock:
+            kept, self._kept = self._kept, None
+        if kept is None:
+            return None
+        kept_key, server, timer = kept
+        timer.cancel()
+        if kept_key == key and server.process.poll() is None:
+            return server
+        server.stop()
+        return None
+
+    def keep(self, key: tuple, server: VLLMServer, seconds: float) -> None:
+        timer = threading.Timer(seconds, self._expire, args=(server,))
+        timer.daemon = True
+        with self._lock:
+            previous, self._kept = self._kept, (key, server, timer)
+        timer.start()
+        if previous is not None:
+            previous[2].cancel()
+            previous[1].stop()
+
+    def _expire(self, server: VLLMServer) -> None:
+        with self._lock:
+            if self._kept is None or self._kept[1] is not server:
+                return
+            self._kept = None
+        server.stop()
+
+    def stop(self) -> None:
+        with self._lock:
+            kept, self._kept = self._kept, None
+        if kept is not None:
+            kept[2].cancel()
+            kept[1].stop()
+
+
+KEPT = KeptServer()
 
 
 class VLLMServerBackend(_TokenizerCounting):
     """The ``vllm`` backend through a server in vLLM's own environment (see the module docstring):
     the batch's prompts are sent at once, so the server batches them and reuses cached prefixes."""
 
-    def __init__(self, model_path: str | Path, *, python: Path, log: Path, max_model_len: int | None = None):
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        python: Path,
+        log: Path,
+        max_model_len: int | None = None,
+        keep_s: float = KEEP_S,
+    ):
         path = self._load_tokenizer(model_path)
-        self.server = VLLMServer(python, path, log, max_model_len=max_model_len)
+        self.key = (str(python), max_model_len, checkpoint_identity(path))
+        self.keep_s = keep_s
+        self.reused = (kept := KEPT.take(self.key)) is not None
+        self.server = kept or VLLMServer(python, path, log, max_model_len=max_model_len)
         self.max_context = self.server.max_model_len()
 
     def generate(
@@ -184,4 +230,8 @@ class VLLMServerBackend(_TokenizerCounting):
         pass
 
     def close(self) -> None:
-        self.server.stop()
+        """Keep the server ``keep_s`` seconds for the same policy's next stage (0: stop it now)."""
+        if self.keep_s > 0 and self.server.process.poll() is None:
+            KEPT.keep(self.key, self.server, self.keep_s)
+        else:
+            self.server.stop()

@@ -5,60 +5,33 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+
+from eto_assets import local_servers
+from eto_assets.local_servers import free_port, stop_session
 
 BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def wait_http(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=5) as response:
-            if response.status == 200:
-                return
-        time.sleep(1)
-    raise TimeoutError(f"{url} did not answer in {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+    def failed(reason: str) -> RuntimeError:
+        return RuntimeError(f"{url}: the server {reason}:\n{log.read_text()[-3000:]}")
+
+    local_servers.wait_http(url, process, timeout, failed)
 
 
 @contextlib.contextmanager
 def server(cmd: list[str], health: str, log: Path, env: dict[str, str], cwd: Path) -> Iterator[str]:
     """Run ``cmd`` in its own session; yields once ``health`` answers; kills the whole group."""
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=cwd, start_new_session=True
-        )
+    process = local_servers.start_server(cmd, log, env, cwd)
     try:
         wait_http(health, process, log)
         yield health
     finally:
         stop_session(process)
-
-
-def stop_session(process: subprocess.Popen, timeout: float = 30) -> None:
-    """SIGTERM to the process's whole session (its own group), SIGKILL if it lingers."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
 
 
 @contextlib.contextmanager

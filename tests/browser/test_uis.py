@@ -156,18 +156,19 @@ def test_asset_metadata_links_to_mlflow(uis):
     assert any("#/experiments/" in link and "/runs/" in link for link in links)
 
 
-def parent_run(uri: str):
+def parent_run(uri: str, dagster_run_id: str):
+    """The pipeline's parent run of ``dagster_run_id`` (other tests may add runs to the store)."""
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(uri)
-    experiment = client.get_experiment_by_name("eto-sciworld")
-    [parent] = client.search_runs([experiment.experiment_id], filter_string="tags.`eto.kind` = 'pipeline'")
-    return experiment.experiment_id, parent.info.run_id
+    from eto_assets.assets.tracking import find_pipeline
+
+    experiment = MlflowClient(uri).get_experiment_by_name("eto-sciworld")
+    return experiment.experiment_id, find_pipeline(uri, "sciworld", dagster_run_id)
 
 
 def test_parent_run_charts_reward_by_iteration(uis):
-    page, _, mlflow_url, _, uri, shots = uis
-    experiment, parent = parent_run(uri)
+    page, _, mlflow_url, result, uri, shots = uis
+    experiment, parent = parent_run(uri, result.run_id)
     url = f"{mlflow_url}/#/experiments/{experiment}/runs/{parent}/model-metrics?workflowType=machine_learning"
     # the charts, not just the metrics' names: each metric's history is drawn as a line over steps
     shot = shots / "mlflow_parent_reward_by_iteration.png"
