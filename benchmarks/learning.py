@@ -1,22 +1,35 @@
-"""Does ETO learn? Base model, SFT and ETO iteration 1 on the same held-out tasks, over seeds.
+"""Does ETO learn? The base model, SFT and ETO iteration 1 on the same held-out tasks, over seeds,
+with paired bootstrap intervals over tasks and seeds.
 
-Runs a profile (default ``small``: SmolLM2-135M-Instruct on ScienceWorld, see configs/small.yaml)
-once per seed through the stage functions (no Dagster), evaluates the untrained base model, the
-SFT policy and the ETO iteration-1 policy on the same seen and unseen tasks, and prints a table
-(mean and spread over seeds) and two lines:
+Runs a profile (``small``: 12 + 12 held-out ScienceWorld tasks; ``medium``: 64 + 64 ScienceWorld
+tasks, 72 + 72 ALFWorld games, see configs/) once per seed through the stage functions (no
+Dagster): SFT, its evaluation, one ETO iteration (exploration, pairs, DPO) and its evaluation; the
+untrained base model is evaluated once (greedy, so the seed does not change it). Prints each
+stage's wall time as it ends, then a table per seed, and per split:
 
-    sft_gain=<SFT minus base, unseen average reward, mean over seeds>
-    eto_gain=<ETO iteration 1 minus SFT, unseen average reward, mean over seeds>
+    eto_gain_<split>=<mean> ci95=[<lo>,<hi>] n_tasks=<n> seeds=<k>   (ETO-1 minus SFT)
+    sft_gain_<split>=...                                              (SFT minus the base model)
 
-Settings are chosen on the seen split only; unseen is reported, never tuned on.
+and whether each interval excludes zero. The interval is a paired bootstrap over tasks and seeds
+(``eto_assets.stages.paired_gain``): every seed evaluates every policy on the same tasks.
+
+The same numbers go to MLflow (``ETO_MLFLOW_TRACKING_URI``, else the local store): a parent run per
+benchmark in the experiment ``eto-bench-learning`` with the gains and intervals, and a child run
+per seed with its policies' rewards and stage times, so versions of the product can be compared.
+
+Settings are chosen on the seen split only (``--sweep``: DPO learning rate x beta x epochs, each
+scored on seen with seed 0, recorded in MLflow); unseen is reported, never tuned on.
 
     make real-model
-    python benchmarks/learning.py --base-model .eto/models/smollm2-135m-instruct --seeds 3
+    python benchmarks/learning.py --profile medium --task sciworld --seeds 5 \\
+        --base-model .eto/models/smollm2-135m-instruct
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
+import os
 import shutil
 import statistics
 import tempfile
@@ -31,60 +44,185 @@ if __name__ == "__main__":  # the entry point, before the imports below load the
 from _stage_log import StageLog  # noqa: E402
 
 from eto_assets import stages  # noqa: E402
-from eto_assets.agent.backends import load_backend  # noqa: E402
 from eto_assets.config.profile import Profile, check_profile_for_model, load_profile  # noqa: E402
+from eto_assets.data.schemas import read_trajectories  # noqa: E402
 from eto_assets.envs.pool import EnvironmentPool  # noqa: E402
 from eto_assets.envs.registry import BenchmarkSources  # noqa: E402
 from eto_assets.stages.evaluate import EVAL_SPLITS  # noqa: E402
 from eto_assets.stages.layout import BASE_ITERATION  # noqa: E402
+from eto_assets.stages.paired_gain import PairedGain, paired_gain  # noqa: E402
+from resources.inference import InferenceResource  # noqa: E402
 
 POLICIES = ("base", "sft", "eto-1")
+EXPERIMENT = "eto-bench-learning"
+Rewards = dict[str, dict[str, float]]  # split -> task id -> reward
 
 
-def seeded(profile: Profile, seed: int) -> Profile:
-    """The profile with every seed set to ``seed`` (training order, initialisation, sampling)."""
+def parse_seeds(text: str) -> list[int]:
+    """``5`` is seeds 0-4; ``0,1,2,7`` is those seeds."""
+    if "," in text:
+        return [int(s) for s in text.split(",") if s.strip()]
+    return list(range(int(text)))
+
+
+def seeded(profile: Profile, seed: int, **dpo) -> Profile:
+    """The profile with every seed set to ``seed`` (training order, initialisation, sampling) and
+    ``dpo`` overrides (a sweep's learning rate, beta, epochs)."""
     return profile.model_copy(
         update={
             "sft": profile.sft.model_copy(update={"seed": seed}),
-            "dpo": profile.dpo.model_copy(update={"seed": seed}),
+            "dpo": profile.dpo.model_copy(update={"seed": seed, **dpo}),
             "rollout": profile.rollout.model_copy(update={"seed": seed}),
             "tiny_model": profile.tiny_model.model_copy(update={"seed": seed}),
         }
     )
 
 
-def one_seed(
-    profile: Profile, task: str, base_model: str, home: Path, dtype: str, shared: Path, log: StageLog
-) -> dict[str, dict[str, float]]:
-    """SFT, its evaluation, one ETO iteration and its evaluation for one seed. The expert data and
-    the untrained model's evaluation do not depend on the seed (replayed gold paths, greedy
-    decoding), so they are made once, in ``shared``, and reused."""
-    data_dir = settings.read_path("ETO_DATA_DIR")
-    open_backend = lambda path: load_backend("transformers", path, dtype=dtype)  # noqa: E731
-    scores: dict[str, dict[str, float]] = {}
+def task_rewards(layout, iteration: int) -> Rewards:
+    """Per split, each held-out task's reward in the evaluation of ``iteration``."""
+    return {
+        split: {t.task_id: t.reward for t in read_trajectories(layout.eval_jsonl(iteration, split))}
+        for split in EVAL_SPLITS
+        if layout.eval_jsonl(iteration, split).exists()
+    }
+
+
+class Bench:
+    """One benchmark's fixed inputs: the task, the base model, the backend, the shared folder
+    holding the expert data and the base model's evaluation (the same for every seed)."""
+
+    def __init__(self, task: str, base_model: str, backend: InferenceResource, workdir: Path, log: StageLog):
+        self.task, self.base_model, self.backend = task, base_model, backend
+        self.workdir, self.log = workdir, log
+        self.data_dir = settings.read_path("ETO_DATA_DIR")
+
+    def open(self, profile: Profile, home: Path):
+        return stages.open_task_run(self.task, profile, BenchmarkSources(home=home, data_dir=self.data_dir))
+
+    def base(self, profile: Profile, envs: EnvironmentPool) -> tuple[object, Rewards]:
+        run = self.open(profile, self.workdir / "shared")
+        if not run.layout.eval_report(BASE_ITERATION).exists():
+            self.log("expert data", lambda: stages.generate_expert_data(run, envs))
+            self.log("base model", lambda: stages.build_base_model(run, self.base_model))
+            self.log(
+                "eval base",
+                lambda: stages.evaluate_base_model(run, self.base_model, self.backend.open, envs),
+            )
+        return run, task_rewards(run.layout, BASE_ITERATION)
+
+    def through_pairs(self, profile: Profile, home: Path, envs: EnvironmentPool) -> tuple[object, Rewards]:
+        """SFT, its evaluation, exploration and pairs of one seed; returns the run and SFT's rewards."""
+        shared, _ = self.base(profile, envs)
+        run = self.open(profile, home)
+        shutil.copytree(shared.layout.expert_dir, run.layout.expert_dir, dirs_exist_ok=True)
+        self.log("base model", lambda: stages.build_base_model(run, self.base_model))
+        self.log("sft", lambda: stages.train_sft_policy(run, self.base_model))
+        self.log("eval sft", lambda: stages.evaluate(run, 0, self.backend.open, envs))
+        self.log("explore", lambda: stages.explore(run, 1, self.backend.open, envs))
+        self.log("pairs", lambda: stages.make_pairs(run, 1))
+        return run, task_rewards(run.layout, 0)
+
+    def eto(self, run, envs: EnvironmentPool, splits=EVAL_SPLITS) -> Rewards:
+        self.log("dpo", lambda: stages.train_dpo_policy(run, 1))
+        self.log("eval eto-1", lambda: stages.evaluate(run, 1, self.backend.open, envs, held_out=splits))
+        return task_rewards(run.layout, 1)
+
+    def seed(self, profile: Profile, seed: int) -> dict[str, Rewards]:
+        with EnvironmentPool() as envs:
+            _, base = self.base(profile, envs)
+            run, sft = self.through_pairs(profile, self.workdir / f"seed-{seed}", envs)
+            return {"base": base, "sft": sft, "eto-1": self.eto(run, envs)}
+
+
+def mean_of(rewards: dict[str, float]) -> float:
+    return statistics.fmean(rewards.values()) if rewards else 0.0
+
+
+def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking) -> dict:
+    """DPO settings chosen on the seen split with seed 0: SFT, exploration and pairs once, then DPO
+    and a seen-only evaluation per setting (each in its own folder, the shared part hard-linked).
+    Returns the winner's overrides."""
+    base_profile = seeded(profile, 0)
+    scores = []
     with EnvironmentPool() as envs:
-        base_run = stages.open_task_run(task, profile, BenchmarkSources(home=shared, data_dir=data_dir))
-        base_report = base_run.layout.eval_report(BASE_ITERATION)
-        if not base_report.exists():
-            log("expert data", lambda: stages.generate_expert_data(base_run, envs))
-            log("base model", lambda: stages.build_base_model(base_run, base_model))
-            log("eval base", lambda: stages.evaluate_base_model(base_run, base_model, open_backend, envs))
-        scores["base"] = stages.EvalReport.read(base_report).metrics()
-        run = stages.open_task_run(task, profile, BenchmarkSources(home=home, data_dir=data_dir))
-        shutil.copytree(base_run.layout.expert_dir, run.layout.expert_dir, dirs_exist_ok=True)
-        log("base model", lambda: stages.build_base_model(run, base_model))
-        log("sft", lambda: stages.train_sft_policy(run, base_model))
-        scores["sft"] = log("eval sft", lambda: stages.evaluate(run, 0, open_backend, envs)).metrics
-        log("explore", lambda: stages.explore(run, 1, open_backend, envs))
-        log("pairs", lambda: stages.make_pairs(run, 1))
-        log("dpo", lambda: stages.train_dpo_policy(run, 1))
-        scores["eto-1"] = log("eval eto-1", lambda: stages.evaluate(run, 1, open_backend, envs)).metrics
-    return scores
+        run, sft = bench.through_pairs(base_profile, bench.workdir / "sweep" / "common", envs)
+        print(f"sweep: SFT seen {mean_of(sft['seen']):.3f}", flush=True)
+        for i, overrides in enumerate(grid):
+            home = bench.workdir / "sweep" / f"setting-{i}"
+            shutil.rmtree(home, ignore_errors=True)
+            shutil.copytree(run.layout.root, home, copy_function=os.link)
+            trial = bench.open(seeded(profile, 0, **overrides), home)
+            seen = bench.eto(trial, envs, splits=("seen",))["seen"]
+            scores.append((mean_of(seen), overrides))
+            print(f"sweep: {overrides} -> seen {mean_of(seen):.3f}", flush=True)
+            tracking.sweep_child(overrides, mean_of(seen), mean_of(sft["seen"]))
+    scores.sort(key=lambda s: -s[0])
+    print("\n| DPO setting | seen avg reward |\n|---|---|")
+    for score, overrides in scores:
+        print(f"| {overrides} | {score:.3f} |")
+    best = scores[0][1]
+    margin = scores[0][0] - scores[1][0] if len(scores) > 1 else 0.0
+    print(f"sweep winner (seen only): {best}, by {margin:.3f} over the next")
+    return best
 
 
-def spread(values: list[float]) -> str:
-    mean = statistics.fmean(values)
-    return f"{mean:.3f} ± {statistics.stdev(values):.3f}" if len(values) > 1 else f"{mean:.3f}"
+class Tracking:
+    """The benchmark's MLflow parent run and its children (seeds, sweep settings)."""
+
+    def __init__(self, args, profile: Profile) -> None:
+        import mlflow
+
+        from eto_assets.assets.tracking import ensure_store
+
+        self.mlflow = mlflow
+        uri = settings.tracking_uri() or f"sqlite:///{settings.home() / 'mlflow' / 'mlflow.db'}"
+        (settings.home() / "mlflow").mkdir(parents=True, exist_ok=True)
+        ensure_store(uri)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_experiment(EXPERIMENT)
+        self.parent = mlflow.start_run(run_name=f"learning-{profile.name}-{args.task}")
+        mlflow.set_tags({"eto.kind": "benchmark", "eto.benchmark": "learning", "eto.task": args.task})
+        mlflow.log_params(
+            {"profile": profile.name, "task": args.task, "seeds": args.seeds, "backend": args.backend,
+             "base_model": args.base_model, "dpo_learning_rate": profile.dpo.learning_rate,
+             "dpo_beta": profile.dpo.beta, "dpo_epochs": profile.dpo.num_train_epochs}
+        )  # fmt: skip
+        self.uri = uri
+
+    def seed_child(self, seed: int, results: dict[str, Rewards], stage_s: dict[str, float]) -> None:
+        with self.mlflow.start_run(run_name=f"seed-{seed}", nested=True):
+            self.mlflow.set_tag("eto.seed", str(seed))
+            metrics = {
+                f"{policy.replace('-', '')}_{split}_avg_reward": mean_of(rewards)
+                for policy, by_split in results.items()
+                for split, rewards in by_split.items()
+            }
+            metrics.update({f"wall_s/{stage.replace(' ', '_')}": s for stage, s in stage_s.items()})
+            self.mlflow.log_metrics(metrics)
+
+    def sweep_child(self, overrides: dict, seen: float, sft_seen: float) -> None:
+        with self.mlflow.start_run(run_name=f"sweep-{overrides}", nested=True):
+            self.mlflow.set_tag("eto.sweep", "dpo")
+            self.mlflow.log_params({f"dpo_{k}": v for k, v in overrides.items()})
+            self.mlflow.log_metrics({"eto1_seen_avg_reward": seen, "sft_seen_avg_reward": sft_seen})
+
+    def gains(self, name: str, gain: PairedGain) -> None:
+        self.mlflow.log_metrics(
+            {name: gain.mean, f"{name}_ci95_low": gain.low, f"{name}_ci95_high": gain.high,
+             f"{name}_n_tasks": gain.n_tasks, f"{name}_seeds": gain.seeds}
+        )  # fmt: skip
+
+    def end(self, wall_min: float) -> None:
+        self.mlflow.log_metric("wall_min", wall_min)
+        self.mlflow.end_run()
+        print(f"MLflow: experiment {EXPERIMENT}, run {self.parent.info.run_id} in {self.uri}")
+
+
+def stage_times(log: StageLog, since: int) -> dict[str, float]:
+    totals: dict[str, float] = {}
+    for label, peak in zip(log.labels[since:], log.peaks[since:], strict=True):
+        totals[label] = totals.get(label, 0.0) + peak.wall_s
+    return totals
 
 
 def main() -> None:
@@ -94,41 +232,61 @@ def main() -> None:
     parser.add_argument("--profile", default="small")
     parser.add_argument("--task", default="sciworld")
     parser.add_argument("--base-model", default=settings.read("ETO_BASE_MODEL"))
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", default="3", help="a count (5: seeds 0-4) or a comma list (0,1,2,7)")
     parser.add_argument("--dtype", default=settings.inference_dtype())
+    parser.add_argument("--backend", default=settings.backend(), help="ETO_BACKEND: transformers or vllm")
     parser.add_argument("--workdir", type=Path, default=None, help="keep every seed's artifacts here")
+    parser.add_argument("--sweep", action="store_true", help="choose DPO settings on seen (seed 0) first")
+    parser.add_argument("--sweep-lr", default="5e-7,1e-6,2e-6")
+    parser.add_argument("--sweep-beta", default="0.1,0.5")
+    parser.add_argument("--sweep-epochs", default="2")
     args = parser.parse_args()
     profile = load_profile(args.profile)
     check_profile_for_model(profile, args.base_model)
+    seeds = parse_seeds(args.seeds)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eto-learning-"))
-    results: list[dict[str, dict[str, float]]] = []
     log = StageLog()
+    backend = InferenceResource(backend=args.backend, dtype=args.dtype)
+    bench = Bench(args.task, args.base_model, backend, workdir, log)
+    tracking = Tracking(args, profile)
     began = time.perf_counter()
-    for seed in range(args.seeds):
-        started = time.perf_counter()
-        print(f"seed {seed}:", flush=True)
-        home = workdir / f"seed-{seed}"
-        results.append(
-            one_seed(
-                seeded(profile, seed), args.task, args.base_model, home, args.dtype, workdir / "shared", log
+    if args.sweep:
+        grid = [
+            {"learning_rate": float(lr), "beta": float(beta), "num_train_epochs": int(epochs)}
+            for lr, beta, epochs in itertools.product(
+                args.sweep_lr.split(","), args.sweep_beta.split(","), args.sweep_epochs.split(",")
             )
-        )
+        ]
+        profile = seeded(profile, 0, **sweep(bench, profile, grid, tracking))
+        tracking.mlflow.log_params({"dpo_chosen": str(profile.dpo.model_dump())[:500]})
+    results: dict[int, dict[str, Rewards]] = {}
+    for seed in seeds:
+        started, first = time.perf_counter(), len(log.peaks)
+        print(f"seed {seed}:", flush=True)
+        results[seed] = bench.seed(seeded(profile, seed), seed)
+        tracking.seed_child(seed, results[seed], stage_times(log, first))
         print(f"seed {seed}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
-    print(f"\n{args.task}, profile {profile.name}, base model {args.base_model}, {args.seeds} seed(s)\n")
-    print("| policy | " + " | ".join(f"{s} avg reward" for s in EVAL_SPLITS) + " |")
-    print("|---|" + "---|" * len(EVAL_SPLITS))
-    for policy in POLICIES:
-        cells = [spread([r[policy].get(f"eval_{s}_avg_reward", 0.0) for r in results]) for s in EVAL_SPLITS]
-        print(f"| {policy} | " + " | ".join(cells) + " |")
 
-    def unseen(policy: str) -> list[float]:
-        return [r[policy].get("eval_unseen_avg_reward", 0.0) for r in results]
-
-    print(f"\nsft_gain={statistics.fmean(unseen('sft')) - statistics.fmean(unseen('base')):.4f}")
-    print(f"eto_gain={statistics.fmean(unseen('eto-1')) - statistics.fmean(unseen('sft')):.4f}")
+    print(f"\n{args.task}, profile {profile.name}, base model {args.base_model}, seeds {seeds}\n")
+    print("| seed | " + " | ".join(f"{p} {s}" for p in POLICIES for s in EVAL_SPLITS) + " |")
+    print("|---|" + "---|" * (len(POLICIES) * len(EVAL_SPLITS)))
+    for seed, by_policy in results.items():
+        cells = [f"{mean_of(by_policy[p].get(s, {})):.3f}" for p in POLICIES for s in EVAL_SPLITS]
+        print(f"| {seed} | " + " | ".join(cells) + " |")
+    print()
+    for name, lower, upper in (("eto_gain", "sft", "eto-1"), ("sft_gain", "base", "sft")):
+        for split in EVAL_SPLITS:
+            gain = paired_gain(
+                {s: r[lower][split] for s, r in results.items()},
+                {s: r[upper][split] for s, r in results.items()},
+            )
+            print(f"{gain.line(f'{name}_{split}')}  ({gain.verdict()})")
+            tracking.gains(f"{name}_{split}", gain)
     print(f"peak_rss_gb={max(p.process_gb for p in log.peaks):.2f}")
     print(f"peak_rss_environments_gb={max(p.children_gb for p in log.peaks):.2f}")
-    print(f"wall_min={(time.perf_counter() - began) / 60:.1f}")
+    wall = (time.perf_counter() - began) / 60
+    print(f"wall_min={wall:.1f}")
+    tracking.end(wall)
 
 
 if __name__ == "__main__":

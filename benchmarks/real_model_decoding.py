@@ -28,41 +28,10 @@ from eto_assets.config.settings import offline_environment  # noqa: E402
 if __name__ == "__main__":  # the entry point, before the imports below load the Hugging Face libraries
     offline_environment()
 
-from _real_model_setup import real_model, sciworld_prompts_by_turn  # noqa: E402
+from _real_model_setup import hf_generate, real_model, sciworld_prompts_by_turn  # noqa: E402
 
 from eto_assets.agent.backends import GenerationConfig, TransformersBackend, set_torch_threads  # noqa: E402
 from eto_assets.agent.decoding import KVStore  # noqa: E402
-from eto_assets.data.react import STOP_STRINGS, truncate_at_stop  # noqa: E402
-
-
-def hf_generate(backend: TransformersBackend, convs, max_new_tokens: int) -> tuple[list[str], int]:
-    """``model.generate`` on the batch, left padded; returns texts and generated tokens (end token
-    and padding excluded, as the backend counts them)."""
-    import torch
-
-    tok, model = backend.tokenizer, backend.model
-    ids = [backend._encode(c) for c in convs]
-    width = max(len(i) for i in ids)
-    pad = tok.pad_token_id
-    input_ids = torch.tensor([[pad] * (width - len(i)) + i for i in ids])
-    mask = torch.tensor([[0] * (width - len(i)) + [1] * len(i) for i in ids])
-    with torch.inference_mode():
-        out = model.generate(
-            input_ids=input_ids,
-            attention_mask=mask,
-            max_new_tokens=max_new_tokens,
-            do_sample=False,
-            stop_strings=list(STOP_STRINGS),
-            tokenizer=tok,
-            pad_token_id=pad,
-        )
-    eos = set(backend.decoder.eos_ids) | {pad}
-    texts, count = [], 0
-    for row in out[:, width:].tolist():
-        end = next((j for j, t in enumerate(row) if t in eos), len(row))
-        count += end
-        texts.append(truncate_at_stop(tok.decode(row[:end], skip_special_tokens=True)))
-    return texts, count
 
 
 def main() -> None:

@@ -31,8 +31,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from eto_assets.config.local_servers import free_port
 from eto_assets.config.settings import child_environment
-from eto_assets.local_servers import free_port
 from jobs.services import read_env_file
 
 REPO = Path(__file__).resolve().parent.parent

@@ -27,8 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from eto_assets import local_servers
-from eto_assets.config import settings
+from eto_assets.config import local_servers, settings
 from jobs.queue import tag_concurrency_limits
 
 REPO = Path(__file__).resolve().parents[1]

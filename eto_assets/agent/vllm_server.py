@@ -31,9 +31,9 @@ from eto_assets.agent.backends import (
     _TokenizerCounting,
     seeds_or_default,
 )
+from eto_assets.config.local_servers import free_port, start_server, stop_session, wait_http
 from eto_assets.config.settings import child_environment
 from eto_assets.data.react import STOP_STRINGS, truncate_at_stop
-from eto_assets.local_servers import free_port, start_server, stop_session, wait_http
 
 SERVED_NAME = "policy"
 START_TIMEOUT_S = 600.0

@@ -149,8 +149,10 @@ def evaluate(
     *,
     best_of: int = 1,
     temperature: float = 0.0,
+    held_out: Sequence[str] = EVAL_SPLITS,
 ) -> StageResult:
-    """Greedy episodes on every held-out split (splits with no tasks are skipped). Best-of-N
+    """Greedy episodes on every split of ``held_out`` (a settings sweep scores on seen only;
+    splits with no tasks are skipped). Best-of-N
     (``best_of`` > 1, sampled at ``temperature``) plays each task that many times as one batch and
     scores it by its best episode; every episode is kept in the split's JSONL."""
     layout = run.layout
@@ -170,7 +172,7 @@ def evaluate(
     in_train, subset = [], None
     backend = open_backend(policy.checkpoint)
     try:
-        for split in EVAL_SPLITS:
+        for split in held_out:
             tasks = run.tasks(split)
             if not tasks:
                 continue

@@ -10,8 +10,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from eto_assets import local_servers
-from eto_assets.local_servers import free_port, stop_session
+from eto_assets.config import local_servers
+from eto_assets.config.local_servers import free_port, stop_session
 
 BIN = Path(sys.executable).parent
 

@@ -264,8 +264,13 @@ def test_what_would_fail_after_sft_is_refused_before_any_stage(
 
     import jobs.run
 
-    if "vllm" in argv and importlib.util.find_spec("vllm") is not None:
-        pytest.skip("vllm is installed here")
+    if "vllm" in argv:
+        if importlib.util.find_spec("vllm") is not None:
+            pytest.skip("vllm is installed here")
+        from eto_assets.config import settings
+
+        monkeypatch.setattr(settings, "REPO_ROOT", tmp_path)  # a checkout without .venv-vllm
+        monkeypatch.delenv("ETO_VLLM_PYTHON", raising=False)
     argv = [str(truncated_model(tmp_path)) if a == "<truncated>" else a for a in argv]
     monkeypatch.setattr(jobs.run, "prepare_instance_home", no_work)
     monkeypatch.setenv("ETO_HOME", str(tmp_path / "home"))

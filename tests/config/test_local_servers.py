@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 
-from eto_assets.local_servers import start_server, stop_session
+from eto_assets.config.local_servers import start_server, stop_session
 from tests.conftest import REPO, pid_alive
 
 IGNORES_SIGTERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
@@ -35,7 +35,8 @@ def test_a_killed_stage_takes_its_server_down(tmp_path):
         [
             sys.executable,
             "-c",
-            "import sys, time; from pathlib import Path; from eto_assets.local_servers import start_server; "
+            "import sys, time; from pathlib import Path; "
+            "from eto_assets.config.local_servers import start_server; "
             f"log = Path({str(tmp_path / 's.log')!r}); "
             f"p = start_server([sys.executable, '-c', {IGNORES_SIGTERM!r}], log); "
             "print(p.pid, flush=True); time.sleep(600)",
