@@ -270,7 +270,7 @@ def main() -> None:
         book = make_prompt_book(bench.prompt_spec(), experts)
         model = Path(args.model) if args.model else sft_model(bench, experts, book, workdir)
 
-        _, bat, seq_rate, bat_rate = engine_vs_sequential(
+        _, bat, seq_rate, (bat_rate, _) = engine_vs_sequential(
             "", model, tasks, pool, book, args.max_new_tokens, args.batch_fraction, workdir
         )
         if args.eto_loop:
