@@ -109,4 +109,19 @@ def stop_session(process: subprocess.Popen, timeout: float = 30) -> bool:
     killed = stop_pid(process.pid, group=True, timeout=timeout)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(timeout=10)
+    deadline = time.monotonic() + 5  # the rest of the group may still be exiting
+    while group_running(process.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
     return killed
+
+
+def group_running(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that still run (zombies, ended but unreaped, are not counted:
+    a container's first process may never reap them)."""
+    running = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+            if int(group) == pgid and state != "Z":
+                running.append(int(stat.parent.name))
+    return running
