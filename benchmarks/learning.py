@@ -150,7 +150,7 @@ def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking) -> dict:
         for i, overrides in enumerate(grid):
             home = bench.workdir / "sweep" / f"setting-{i}"
             shutil.rmtree(home, ignore_errors=True)
-            shutil.copytree(run.layout.root, home, copy_function=os.link)
+            shutil.copytree(run.layout.home, home, copy_function=os.link)
             trial = bench.open(seeded(profile, 0, **overrides), home)
             seen = bench.eto(trial, envs, splits=("seen",))["seen"]
             scores.append((mean_of(seen), overrides))

@@ -206,3 +206,22 @@ def test_a_retrain_with_other_settings_never_touches_the_weights_of_the_first(it
         assert again == first  # the same inputs and settings: the same folder
     finally:
         stages.PolicyRecord(first).write(run.layout, 0)
+
+
+def test_a_settings_sweep_evaluates_on_the_seen_split_only(iteration, tmp_path):
+    """``held_out``: what the learning benchmark's DPO sweep scores on, so unseen is never looked at."""
+    import os
+    import shutil
+
+    run, _ = iteration
+    home = tmp_path / "copy"
+    shutil.copytree(run.layout.home, home, copy_function=os.link)
+    trial = stages.open_task_run("sciworld", load_profile(NANO), BenchmarkSources(home=home))
+    for split in ("seen", "unseen"):
+        trial.layout.eval_jsonl(1, split).unlink()
+    with EnvironmentPool() as envs:
+        result = stages.evaluate(trial, 1, open_backend, envs, held_out=("seen",))
+    assert "eval_seen_avg_reward" in result.metrics and "eval_unseen_avg_reward" not in result.metrics
+    assert not trial.layout.eval_jsonl(1, "unseen").exists()
+    assert set(stages.EvalReport.read(trial.layout.eval_report(1)).splits) == {"seen"}
+    assert run.layout.eval_jsonl(1, "unseen").exists()  # the original run is untouched
