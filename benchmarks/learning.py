@@ -59,10 +59,11 @@ Rewards = dict[str, dict[str, float]]  # split -> task id -> reward
 
 
 def parse_seeds(text: str) -> list[int]:
-    """``5`` is seeds 0-4; ``0,1,2,7`` is those seeds."""
-    if "," in text:
-        return [int(s) for s in text.split(",") if s.strip()]
-    return list(range(int(text)))
+    """``5`` is seeds 0-4; ``0,1,2,7`` is those seeds (``7,`` is seed 7 alone)."""
+    seeds = [int(s) for s in text.split(",") if s.strip()] if "," in text else list(range(int(text)))
+    if not seeds:
+        raise SystemExit(f"--seeds {text}: no seeds to run (a count such as 5, or a list: 0,1,7 or 0,)")
+    return seeds
 
 
 def seeded(profile: Profile, seed: int, **dpo) -> Profile:
@@ -242,8 +243,8 @@ def main() -> None:
     parser.add_argument("--sweep-epochs", default="2")
     args = parser.parse_args()
     profile = load_profile(args.profile)
+    seeds = parse_seeds(args.seeds)  # before any work: a bad list fails at once
     check_profile_for_model(profile, args.base_model)
-    seeds = parse_seeds(args.seeds)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eto-learning-"))
     log = StageLog()
     backend = InferenceResource(backend=args.backend, dtype=args.dtype)
