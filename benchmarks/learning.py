@@ -111,9 +111,11 @@ class Bench:
             )
         return run, task_rewards(run.layout, BASE_ITERATION)
 
-    def through_pairs(self, profile: Profile, home: Path, envs: EnvironmentPool) -> tuple[object, Rewards]:
-        """SFT, its evaluation, exploration and pairs of one seed; returns the run and SFT's rewards."""
-        shared, _ = self.base(profile, envs)
+    def through_pairs(
+        self, shared, profile: Profile, home: Path, envs: EnvironmentPool
+    ) -> tuple[object, Rewards]:
+        """SFT, its evaluation, exploration and pairs of one seed, the expert data copied from
+        ``shared`` (:meth:`base`'s run); returns the run and SFT's rewards."""
         run = self.open(profile, home)
         shutil.copytree(shared.layout.expert_dir, run.layout.expert_dir, dirs_exist_ok=True)
         self.log("base model", lambda: stages.build_base_model(run, self.base_model))
@@ -130,8 +132,8 @@ class Bench:
 
     def seed(self, profile: Profile, seed: int) -> dict[str, Rewards]:
         with EnvironmentPool() as envs:
-            _, base = self.base(profile, envs)
-            run, sft = self.through_pairs(profile, self.workdir / f"seed-{seed}", envs)
+            shared, base = self.base(profile, envs)
+            run, sft = self.through_pairs(shared, profile, self.workdir / f"seed-{seed}", envs)
             return {"base": base, "sft": sft, "eto-1": self.eto(run, envs)}
 
 
@@ -146,7 +148,8 @@ def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking) -> dict:
     base_profile = seeded(profile, 0)
     scores = []
     with EnvironmentPool() as envs:
-        run, sft = bench.through_pairs(base_profile, bench.workdir / "sweep" / "common", envs)
+        shared, _ = bench.base(base_profile, envs)
+        run, sft = bench.through_pairs(shared, base_profile, bench.workdir / "sweep" / "common", envs)
         print(f"sweep: SFT seen {mean_of(sft['seen']):.3f}", flush=True)
         for i, overrides in enumerate(grid):
             home = bench.workdir / "sweep" / f"setting-{i}"

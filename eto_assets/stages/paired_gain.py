@@ -6,7 +6,8 @@ matrix of reward differences (a crossed design: a task is the same task under ev
 bootstrap resample draws seeds with replacement and, independently, tasks with replacement, and
 takes the mean difference over the drawn rows and columns; the interval is the resamples' 2.5th
 and 97.5th percentiles. Resampling both factors counts both sources of noise, the task sample and
-the training seed; with one seed only the task sample's is counted, and the result says so.
+the training seed; with one seed only the task sample's is counted (the result's ``seeds`` says
+how many there were).
 """
 
 from __future__ import annotations
