@@ -6,12 +6,17 @@ tokens with the cached keys and values (``SessionDecoder._forward``) and the cho
 tokens. Its limit is the work the step cannot avoid at this machine's measured speeds: its
 multiply-adds at the rate a large matrix product reaches here (same dtype, same thread), or its
 weights read once at the bandwidth a large copy reaches, whichever takes longer. Between the two,
-the step's own matrix products run alone (``F.linear`` on the layers' shapes, batch rows): what
-the kernels cost at this batch size without the model's other work.
+the step's own matrix products run alone (on the layers' shapes, batch rows): what the kernels cost
+at this batch size without the model's other work, and its attention alone (one query per row over
+the cached keys and values of every layer).
+
+Each dtype runs twice, side by side: the plain model (``F.linear`` reorders every weight for oneDNN
+on each call) and the backend's default, its linear layers prepacked once
+(:mod:`eto_assets.agent.packed_linear`).
 
     python benchmarks/decode_step.py [--batch 8] [--threads 1] [--dtypes float32,bfloat16]
 
-Prints, per dtype and batch, ``decode_step_ms``, ``decode_limit_ms`` and their ratio.
+Prints, per dtype, variant and batch, ``decode_step_ms``, ``decode_limit_ms`` and their ratio.
 """
 
 from __future__ import annotations
@@ -31,9 +36,11 @@ if __name__ == "__main__":  # the entry point, before the imports below load the
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from _real_model_setup import real_model, sciworld_prompts  # noqa: E402
+from torch import nn  # noqa: E402
 
 from eto_assets.agent.backends import TransformersBackend, set_torch_threads  # noqa: E402
 from eto_assets.agent.decoding import _Row  # noqa: E402
+from eto_assets.agent.packed_linear import PackedLinear, prepacking_available  # noqa: E402
 
 STEPS = 24
 
@@ -84,15 +91,40 @@ def step_work(config, batch: int, context: int) -> tuple[float, float]:
     return 2.0 * macs, sum(a * b for a, b in linear_shapes(config))
 
 
-def kernels_alone(config, batch: int, dtype: torch.dtype) -> float:
+def kernels_alone(config, batch: int, dtype: torch.dtype, packed: bool) -> float:
     """Seconds of the step's matrix products on their own, on random weights of the same shapes."""
-    weights = [torch.randn(b, a, dtype=dtype) for a, b in linear_shapes(config)]
+    layers = [nn.Linear(a, b, bias=False, dtype=dtype).eval() for a, b in linear_shapes(config)]
+    if packed:
+        layers = [PackedLinear(layer, batch) for layer in layers]
     xs = {a: torch.randn(batch, a, dtype=dtype) for a, _ in linear_shapes(config)}
+
+    @torch.inference_mode()
+    def once() -> float:
+        t0 = time.perf_counter()
+        for layer, (a, _) in zip(layers, linear_shapes(config), strict=True):
+            layer(xs[a])
+        return time.perf_counter() - t0
+
+    once()
+    return best_of(once)
+
+
+def attention_alone(config, batch: int, context: int, dtype: torch.dtype) -> float:
+    """Seconds of the step's attention on its own: one query per row (heads grouped as the model
+    does) over ``context`` cached keys and values per layer, each layer's cache its own memory as in
+    the model (so it is read from memory, not from a warm cache)."""
+    heads, kv_heads = config.num_attention_heads, config.num_key_value_heads
+    dim = config.hidden_size // heads
+    q = torch.randn(batch, kv_heads, heads // kv_heads, dim, dtype=dtype)
+    shape = (batch, kv_heads, context, dim)
+    layers = range(config.num_hidden_layers)
+    caches = [(torch.randn(shape, dtype=dtype), torch.randn(shape, dtype=dtype)) for _ in layers]
+    mask = torch.ones(batch, 1, 1, context, dtype=torch.bool)
 
     def once() -> float:
         t0 = time.perf_counter()
-        for w in weights:
-            F.linear(xs[w.shape[1]], w)
+        for k, v in caches:
+            F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=dim**-0.5)
         return time.perf_counter() - t0
 
     once()
@@ -140,27 +172,35 @@ def main() -> None:
     print(f"torch threads {args.threads}; copy bandwidth {speed / 1e9:.1f} GB/s")
     rows = []
     for name in args.dtypes.split(","):
-        backend = TransformersBackend(real_model(args.model), max_batch_size=max(batches), dtype=name)
-        dtype, config = backend.model.dtype, backend.model.config
-        peak = peak_flops(dtype)
-        prompts = [backend._encode(c) for c in convs]
+        peak = peak_flops(getattr(torch, name))
         print(f"{name}: peak {peak / 1e9:.1f} GFLOP/s (1024^3 product)")
-        for batch in batches:
-            step, context = measured_step(backend, prompts[:batch])
-            flops, weights = step_work(config, batch, context)
-            limit = max(flops / peak, weights * dtype.itemsize / speed)
-            alone = kernels_alone(config, batch, dtype)
-            rows.append((name, batch, context, step, alone, limit, flops))
-        del backend
-    print("\n| dtype | batch | context | step ms | ms/token | products alone ms | limit ms | step / limit |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, batch, context, step, alone, limit, _ in rows:
+        for packed in (False, True) if prepacking_available(getattr(torch, name)) else (False,):
+            backend = TransformersBackend(
+                real_model(args.model), max_batch_size=max(batches), dtype=name, prepack=packed
+            )
+            dtype, config = backend.model.dtype, backend.model.config
+            prompts = [backend._encode(c) for c in convs]
+            variant = "prepacked" if packed else "plain"
+            for batch in batches:
+                step, context = measured_step(backend, prompts[:batch])
+                flops, weights = step_work(config, batch, context)
+                limit = max(flops / peak, weights * dtype.itemsize / speed)
+                alone = kernels_alone(config, batch, dtype, packed)
+                attention = attention_alone(config, batch, context, dtype)
+                rows.append((name, variant, batch, context, step, alone, attention, limit))
+            del backend
+    print(
+        "\n| dtype | linear layers | batch | context | step ms | ms/token | products alone ms "
+        "| attention alone ms | limit ms | step / limit |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, variant, batch, context, step, alone, attention, limit in rows:
         print(
-            f"| {name} | {batch} | {context} | {step * 1e3:.1f} | {step * 1e3 / batch:.2f} | "
-            f"{alone * 1e3:.1f} | {limit * 1e3:.1f} | {step / limit:.1f}x |"
+            f"| {name} | {variant} | {batch} | {context} | {step * 1e3:.1f} | {step * 1e3 / batch:.2f} | "
+            f"{alone * 1e3:.1f} | {attention * 1e3:.1f} | {limit * 1e3:.1f} | {step / limit:.1f}x |"
         )
-    for name, batch, _, step, _, limit, _ in rows:
-        tag = f"{name}_b{batch}"
+    for name, variant, batch, _, step, _, _, limit in rows:
+        tag = f"{name}_{variant}_b{batch}"
         print(f"decode_step_ms_{tag}={step * 1e3:.1f} decode_limit_ms_{tag}={limit * 1e3:.1f}")
 
 
