@@ -48,6 +48,11 @@ from eto_assets.training.tiny_model import build_tiny_model  # noqa: E402
 TASK_TYPES = ["find-animal", "find-plant", "lifespan-longest-lived", "lifespan-shortest-lived"]
 
 
+class _NoGateway:
+    def shutdown(self) -> None:
+        pass
+
+
 class StockStepEnv(SciWorldEnv):
     """Our environment, but stepping through the stock ``ScienceWorldEnv.step`` as ETO's code does."""
 
@@ -59,6 +64,7 @@ class StockStepEnv(SciWorldEnv):
         self._stock.server, self._stock.lastStepScore, self._stock.envStepLimit = self._server, 0, 10_000
         self._stock.taskName, self._stock.variationIdx = task.task_type, task.payload["variation"]
         self._stock.simplificationStr = "easy"
+        self._stock._gateway = _NoGateway()  # the JVM is our host's: the stock object must not shut it down
         return first
 
     def step(self, action):
@@ -277,7 +283,7 @@ def main() -> None:
             sequential = TransformersBackend(model, max_batch_size=1, reuse_kv=False)
             seq_config = RolloutConfig(concurrency=1, max_new_tokens=args.max_new_tokens, batch_fraction=1.0)
             stock_pool = WarmPool(bench, 1, bench.tasks("train")[0], StockStepEnv)
-            eto, eto_rate = measure("ETO loop", tasks, stock_pool, sequential, book, seq_config, workdir)
+            eto, eto_rate, _ = measure("ETO loop", tasks, stock_pool, sequential, book, seq_config, workdir)
             stock_pool.close()
             print(
                 f"ETO's loop (sequential, stock ScienceWorldEnv.step) -> engine: {bat_rate / eto_rate:.2f}x; "

@@ -15,7 +15,10 @@ and whether each interval excludes zero. The interval is a paired bootstrap over
 
 The same numbers go to MLflow (``ETO_MLFLOW_TRACKING_URI``, else the local store): a parent run per
 benchmark in the experiment ``eto-bench-learning`` with the gains and intervals, and a child run
-per seed with its policies' rewards and stage times, so versions of the product can be compared.
+per seed with its policies' rewards (per task, ``rewards.json``) and stage times, so versions of
+the product can be compared. Seeds can be added later, in another session or on another machine
+sharing the store: ``--add-to <parent run id> --seeds 3,4`` runs only the seeds the run lacks and
+reports over all of them (refused unless profile, task, backend and DPO settings match).
 
 Settings are chosen on the seen split only (``--sweep``: DPO learning rate x beta x epochs, each
 scored on seen with seed 0, recorded in MLflow); unseen is reported, never tuned on.
@@ -184,14 +187,48 @@ class Tracking:
         ensure_store(uri)
         mlflow.set_tracking_uri(uri)
         mlflow.set_experiment(EXPERIMENT)
+        self.uri = uri
+        params = {
+            "profile": profile.name, "task": args.task, "backend": args.backend,
+            "base_model": args.base_model, "dpo_learning_rate": profile.dpo.learning_rate,
+            "dpo_beta": profile.dpo.beta, "dpo_epochs": profile.dpo.num_train_epochs,
+        }  # fmt: skip
+        if args.add_to:
+            self.parent = mlflow.start_run(run_id=args.add_to)
+            self._check_same(params)
+            return
         self.parent = mlflow.start_run(run_name=f"learning-{profile.name}-{args.task}")
         mlflow.set_tags({"eto.kind": "benchmark", "eto.benchmark": "learning", "eto.task": args.task})
-        mlflow.log_params(
-            {"profile": profile.name, "task": args.task, "seeds": args.seeds, "backend": args.backend,
-             "base_model": args.base_model, "dpo_learning_rate": profile.dpo.learning_rate,
-             "dpo_beta": profile.dpo.beta, "dpo_epochs": profile.dpo.num_train_epochs}
-        )  # fmt: skip
-        self.uri = uri
+        mlflow.log_params(params)
+
+    def _check_same(self, params: dict) -> None:
+        """An added seed must be the same experiment: refuse a parent run of other settings."""
+        logged = self.parent.data.params
+        differ = [
+            f"{k}: run has {logged.get(k)!r}, now {v!r}" for k, v in params.items() if logged.get(k) != str(v)
+        ]
+        if "dpo_chosen" in logged:
+            differ.append(
+                "its DPO settings were chosen by --sweep (put the winner in the profile, start anew)"
+            )
+        if differ:
+            self.mlflow.end_run()
+            raise SystemExit(
+                f"--add-to {self.parent.info.run_id}: not the same benchmark ({'; '.join(differ)})"
+            )
+
+    def earlier_seeds(self) -> dict[int, dict[str, Rewards]]:
+        """Per seed, the rewards the parent run's children recorded (``--add-to``; empty otherwise)."""
+        children = self.mlflow.search_runs(
+            experiment_ids=[self.parent.info.experiment_id],
+            filter_string=f"tags.mlflow.parentRunId = '{self.parent.info.run_id}'",
+            output_format="list",
+        )
+        found = {}
+        for child in (c for c in children if "eto.seed" in c.data.tags):
+            rewards = self.mlflow.artifacts.load_dict(f"{child.info.artifact_uri}/rewards.json")
+            found[int(child.data.tags["eto.seed"])] = rewards
+        return found
 
     def seed_child(self, seed: int, results: dict[str, Rewards], stage_s: dict[str, float]) -> None:
         with self.mlflow.start_run(run_name=f"seed-{seed}", nested=True):
@@ -203,6 +240,7 @@ class Tracking:
             }
             metrics.update({f"wall_s/{stage.replace(' ', '_')}": s for stage, s in stage_s.items()})
             self.mlflow.log_metrics(metrics)
+            self.mlflow.log_dict(results, "rewards.json")  # per task: what --add-to combines later
 
     def sweep_child(self, overrides: dict, seen: float, sft_seen: float) -> None:
         with self.mlflow.start_run(run_name=f"sweep-{overrides}", nested=True):
@@ -241,12 +279,20 @@ def main() -> None:
     parser.add_argument("--backend", default=settings.backend(), help="ETO_BACKEND: transformers or vllm")
     parser.add_argument("--workdir", type=Path, default=None, help="keep every seed's artifacts here")
     parser.add_argument("--sweep", action="store_true", help="choose DPO settings on seen (seed 0) first")
+    parser.add_argument(
+        "--add-to",
+        metavar="RUN_ID",
+        help="add seeds to an earlier benchmark's MLflow parent run (same profile, task, backend, DPO "
+        "settings) and report over all its seeds",
+    )
     parser.add_argument("--sweep-lr", default="5e-7,1e-6,2e-6")
     parser.add_argument("--sweep-beta", default="0.1,0.5")
     parser.add_argument("--sweep-epochs", default="2")
     args = parser.parse_args()
     profile = load_profile(args.profile)
     seeds = parse_seeds(args.seeds)  # before any work: a bad list fails at once
+    if args.add_to and args.sweep:
+        raise SystemExit("--add-to keeps the earlier run's DPO settings: leave out --sweep")
     check_profile_for_model(profile, args.base_model)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eto-learning-"))
     log = StageLog()
@@ -263,18 +309,22 @@ def main() -> None:
         ]
         profile = seeded(profile, 0, **sweep(bench, profile, grid, tracking))
         tracking.mlflow.log_params({"dpo_chosen": str(profile.dpo.model_dump())[:500]})
-    results: dict[int, dict[str, Rewards]] = {}
-    for seed in seeds:
+    results = tracking.earlier_seeds()
+    if results:
+        print(f"run {args.add_to} already has seeds {sorted(results)}: those are not run again", flush=True)
+    for seed in [s for s in seeds if s not in results]:
         started, first = time.perf_counter(), len(log.peaks)
         print(f"seed {seed}:", flush=True)
         results[seed] = bench.seed(seeded(profile, seed), seed)
         tracking.seed_child(seed, results[seed], stage_times(log, first))
         print(f"seed {seed}: {(time.perf_counter() - started) / 60:.1f} min", flush=True)
 
+    seeds = sorted(results)
+    tracking.mlflow.set_tag("eto.seeds", ",".join(map(str, seeds)))
     print(f"\n{args.task}, profile {profile.name}, base model {args.base_model}, seeds {seeds}\n")
     print("| seed | " + " | ".join(f"{p} {s}" for p in POLICIES for s in EVAL_SPLITS) + " |")
     print("|---|" + "---|" * (len(POLICIES) * len(EVAL_SPLITS)))
-    for seed, by_policy in results.items():
+    for seed, by_policy in sorted(results.items()):
         cells = [f"{mean_of(by_policy[p].get(s, {})):.3f}" for p in POLICIES for s in EVAL_SPLITS]
         print(f"| {seed} | " + " | ".join(cells) + " |")
     print()

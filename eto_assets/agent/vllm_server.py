@@ -130,8 +130,8 @@ class VLLMServer:
 
 def checkpoint_identity(model: Path) -> tuple:
     """The folder and its files' sizes and times: a checkpoint retrained in place is another one."""
-    files = sorted(f for f in model.iterdir() if f.is_file())
-    return (str(model.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    stats = sorted((f.name, f.stat()) for f in model.iterdir() if f.is_file())
+    return (str(model.resolve()), *((name, st.st_size, st.st_mtime_ns) for name, st in stats))
 
 
 class KeptServer:

@@ -115,13 +115,24 @@ def stop_session(process: subprocess.Popen, timeout: float = 30) -> bool:
     return killed
 
 
-def group_running(pgid: int) -> list[int]:
-    """The processes of group ``pgid`` that still run (zombies, ended but unreaped, are not counted:
-    a container's first process may never reap them)."""
+def _running_with(field: int, value: int) -> list[int]:
+    """Processes whose ``/proc/<pid>/stat`` field ``field`` (counted after the command name: 2 is
+    the process group, 3 the session) is ``value`` and that still run (zombies, ended but unreaped,
+    are not counted: a container's first process may never reap them)."""
     running = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError, IndexError, ValueError):
-            state, _, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
-            if int(group) == pgid and state != "Z":
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[field]) == value and fields[0] != "Z":
                 running.append(int(stat.parent.name))
     return running
+
+
+def group_running(pgid: int) -> list[int]:
+    """The processes of group ``pgid`` that still run."""
+    return _running_with(2, pgid)
+
+
+def session_running(sid: int) -> list[int]:
+    """The processes of session ``sid`` that still run (a server and everything it started)."""
+    return _running_with(3, sid)

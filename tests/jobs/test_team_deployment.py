@@ -24,6 +24,7 @@ import pytest
 
 from eto_assets.assets.table import settings_groups
 from eto_assets.config import settings
+from eto_assets.config.local_servers import session_running
 from jobs.services import ServiceError, postgres_bin, read_env_file
 from tests.browser.servers import dagster_dev, free_port
 from tests.conftest import REPO, pid_alive, shared_data_dir
@@ -178,17 +179,6 @@ def launch(url: str, keys: list[str]) -> str:
     return launched["run"]["runId"]
 
 
-def session_processes(sid: int) -> list[int]:
-    """Processes still alive in session ``sid`` (``dagster dev`` and everything it started)."""
-    alive = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[3]) == sid and fields[0] != "Z":
-                alive.append(int(stat.parent.name))
-    return alive
-
-
 def status_of(url: str, run_id: str) -> str:
     return graphql(url, STATUS, {"runId": run_id})["runOrError"]["status"]
 
@@ -229,7 +219,7 @@ def test_the_queue_holds_a_run_and_a_killed_daemon_run_is_failed_then_resumed(de
         wait_for("the first run's expert stage", first_stage_done, 300, log)
         assert any(held)
         os.killpg(process.pid, signal.SIGKILL)  # webserver, daemon, code servers, run worker at once
-        wait_for("every dagster dev process gone", lambda: not session_processes(process.pid), 30, log)
+        wait_for("every dagster dev process gone", lambda: not session_running(process.pid), 30, log)
 
     with dagster_dev(REPO, deployment, log) as (url, _):
         wait_for(
