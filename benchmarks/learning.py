@@ -226,8 +226,15 @@ class Tracking:
         )
         found = {}
         for child in (c for c in children if "eto.seed" in c.data.tags):
-            rewards = self.mlflow.artifacts.load_dict(f"{child.info.artifact_uri}/rewards.json")
-            found[int(child.data.tags["eto.seed"])] = rewards
+            seed = int(child.data.tags["eto.seed"])
+            kept = {a.path for a in self.mlflow.artifacts.list_artifacts(run_id=child.info.run_id)}
+            if "rewards.json" not in kept:
+                self.mlflow.end_run()
+                raise SystemExit(
+                    f"--add-to {self.parent.info.run_id}: seed {seed}'s run {child.info.run_id} has no "
+                    "per-task rewards (rewards.json; runs before they were kept): start a new run"
+                )
+            found[seed] = self.mlflow.artifacts.load_dict(f"{child.info.artifact_uri}/rewards.json")
         return found
 
     def seed_child(self, seed: int, results: dict[str, Rewards], stage_s: dict[str, float]) -> None:

@@ -50,3 +50,17 @@ def test_seeds_of_an_earlier_session_come_back_per_task(store):
     other_beta = profile.model_copy(update={"dpo": profile.dpo.model_copy(update={"beta": 0.9})})
     with pytest.raises(SystemExit, match="dpo_beta"):
         learning.Tracking(bench_args(add_to=parent), other_beta)
+
+
+def test_a_run_whose_seeds_kept_no_per_task_rewards_is_refused(store):
+    import mlflow
+
+    profile = load_profile("medium")
+    old = learning.Tracking(bench_args(), profile)
+    with mlflow.start_run(run_name="seed-0", nested=True):  # as seed children were logged before
+        mlflow.set_tag("eto.seed", "0")
+        mlflow.log_metric("sft_seen_avg_reward", 0.078)
+    old.end(45.6)
+    again = learning.Tracking(bench_args(add_to=old.parent.info.run_id), profile)
+    with pytest.raises(SystemExit, match="seed 0's run .* has no per-task rewards"):
+        again.earlier_seeds()
