@@ -91,11 +91,13 @@ real-model: setup
 	$(BIN)/python -m eto_assets.models.real_model
 
 # ETO vs SFT vs the untrained model with SmolLM2, paired bootstrap intervals over tasks and seeds:
-# make bench-learning PROFILE=small|medium TASK=sciworld|alfworld SEEDS=5 (or 0,1,2,7) [SWEEP=1] [ADD_TO=<run id>]
+# make bench-learning PROFILE=small|medium TASK=sciworld|alfworld SEEDS=5 (or 0,1,2,7) [SWEEP=1|SWEEP_ONLY=1]
+#   [ADD_TO=<run id>] [BACKEND=vllm] [WORKDIR=<folder kept across runs: a cut-off seed resumes there>]
 bench-learning: real-model
 	ETO_INFERENCE_DTYPE=$${ETO_INFERENCE_DTYPE:-bfloat16} $(BIN)/python benchmarks/learning.py \
 		--profile $${PROFILE:-small} --task $${TASK:-sciworld} --seeds $${SEEDS:-3} \
-		--base-model $(ETO_HOME)/models/smollm2-135m-instruct $${SWEEP:+--sweep} $${ADD_TO:+--add-to $$ADD_TO}
+		--base-model $(ETO_HOME)/models/smollm2-135m-instruct $${SWEEP:+--sweep} $${SWEEP_ONLY:+--sweep-only} \
+		$${ADD_TO:+--add-to $$ADD_TO} $${BACKEND:+--backend $$BACKEND} $${WORKDIR:+--workdir $$WORKDIR}
 
 # every method (SFT, ETO, Best-of-N, RFT, RL, self-play) side by side with its wall time, SmolLM2 on
 # ScienceWorld; make bench-methods PROFILE=small SEEDS=1 METHODS=all (or a comma list, e.g. eto,rft)

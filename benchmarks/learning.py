@@ -21,7 +21,11 @@ sharing the store: ``--add-to <parent run id> --seeds 3,4`` runs only the seeds 
 reports over all of them (refused unless profile, task, backend and DPO settings match).
 
 Settings are chosen on the seen split only (``--sweep``: DPO learning rate x beta x epochs, each
-scored on seen with seed 0, recorded in MLflow); unseen is reported, never tuned on.
+scored on seen with the first seed, recorded in MLflow); unseen is reported, never tuned on. The
+sweep shares that seed's SFT, exploration and pairs, and its winner is that seed's ETO policy;
+``--sweep-only`` stops after the sweep. A stage whose output is already in ``--workdir`` is kept,
+so an interrupted seed resumes and a sweep on a folder of an earlier run trains only the new
+settings.
 
     make real-model
     python benchmarks/learning.py --profile medium --task sciworld --seeds 5 \\
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import shutil
 import statistics
@@ -51,7 +56,7 @@ from eto_assets.config.profile import Profile, check_profile_for_model, load_pro
 from eto_assets.data.schemas import read_trajectories  # noqa: E402
 from eto_assets.envs.pool import EnvironmentPool  # noqa: E402
 from eto_assets.envs.registry import BenchmarkSources  # noqa: E402
-from eto_assets.stages.evaluate import EVAL_SPLITS  # noqa: E402
+from eto_assets.stages.evaluate import EVAL_SPLITS, EvalReport  # noqa: E402
 from eto_assets.stages.layout import BASE_ITERATION  # noqa: E402
 from eto_assets.stages.paired_gain import PairedGain, paired_gain  # noqa: E402
 from resources.inference import InferenceResource  # noqa: E402
@@ -93,18 +98,44 @@ def task_rewards(layout, iteration: int) -> Rewards:
 
 class Bench:
     """One benchmark's fixed inputs: the task, the base model, the backend, the shared folder
-    holding the expert data and the base model's evaluation (the same for every seed)."""
+    holding the expert data and the base model's evaluation (the same for every seed).
+
+    A stage whose output is already in the work folder is kept, not run again, so a seed cut off
+    (a session's end) goes on where it stopped and a seed the sweep prepared only runs what is
+    left. Each folder records the settings that made it (``bench.json``); a folder made with other
+    settings is refused rather than mixed in."""
 
     def __init__(self, task: str, base_model: str, backend: InferenceResource, workdir: Path, log: StageLog):
         self.task, self.base_model, self.backend = task, base_model, backend
         self.workdir, self.log = workdir, log
         self.data_dir = settings.read_path("ETO_DATA_DIR")
+        self.homes: dict[int, Path] = {}  # a seed's folder, where the sweep chose another
 
-    def open(self, profile: Profile, home: Path):
+    def home(self, seed: int) -> Path:
+        return self.homes.get(seed, self.workdir / f"seed-{seed}")
+
+    def open(self, profile: Profile, home: Path, identity: dict | None = None):
+        """The task run in ``home``, checked against (or stamped with) the settings that made it."""
+        identity = identity if identity is not None else settings_of(profile)
+        record = home / "bench.json"
+        if record.exists() and json.loads(record.read_text()) != identity:
+            raise SystemExit(
+                f"{home}: made with other settings than this benchmark's ({record}); "
+                "use another --workdir or remove that folder"
+            )
+        home.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(identity, indent=1, sort_keys=True))
         return stages.open_task_run(self.task, profile, BenchmarkSources(home=home, data_dir=self.data_dir))
 
+    def once(self, label: str, done: bool, work) -> None:
+        if done:
+            print(f"  {label:<{self.log.width}} kept from an earlier run", flush=True)
+            return
+        self.log(label, work)
+
     def base(self, profile: Profile, envs: EnvironmentPool) -> tuple[object, Rewards]:
-        run = self.open(profile, self.workdir / "shared")
+        # the seeds differ in training only: the expert data and the base model's evaluation are shared
+        run = self.open(profile, self.workdir / "shared", identity=shared_identity(profile))
         if not run.layout.eval_report(BASE_ITERATION).exists():
             self.log("expert data", lambda: stages.generate_expert_data(run, envs))
             self.log("base model", lambda: stages.build_base_model(run, self.base_model))
@@ -120,56 +151,105 @@ class Bench:
         """SFT, its evaluation, exploration and pairs of one seed, the expert data copied from
         ``shared`` (:meth:`base`'s run); returns the run and SFT's rewards."""
         run = self.open(profile, home)
-        shutil.copytree(shared.layout.expert_dir, run.layout.expert_dir, dirs_exist_ok=True)
+        layout = run.layout
+        shutil.copytree(shared.layout.expert_dir, layout.expert_dir, dirs_exist_ok=True)
         self.log("base model", lambda: stages.build_base_model(run, self.base_model))
-        self.log("sft", lambda: stages.train_sft_policy(run, self.base_model))
-        self.log("eval sft", lambda: stages.evaluate(run, 0, self.backend.open, envs))
-        self.log("explore", lambda: stages.explore(run, 1, self.backend.open, envs))
-        self.log("pairs", lambda: stages.make_pairs(run, 1))
-        return run, task_rewards(run.layout, 0)
+        trained = layout.policy_json(0).exists()
+        self.once("sft", trained, lambda: stages.train_sft_policy(run, self.base_model))
+        self.once("eval sft", evaluated(layout, 0), lambda: stages.evaluate(run, 0, self.backend.open, envs))
+        explored = layout.pairs_jsonl(1).exists()
+        self.once("explore", explored, lambda: stages.explore(run, 1, self.backend.open, envs))
+        self.once("pairs", explored, lambda: stages.make_pairs(run, 1))
+        return run, task_rewards(layout, 0)
 
     def eto(self, run, envs: EnvironmentPool, splits=EVAL_SPLITS) -> Rewards:
-        self.log("dpo", lambda: stages.train_dpo_policy(run, 1))
-        self.log("eval eto-1", lambda: stages.evaluate(run, 1, self.backend.open, envs, held_out=splits))
-        return task_rewards(run.layout, 1)
+        layout = run.layout
+        self.once("dpo", layout.policy_json(1).exists(), lambda: stages.train_dpo_policy(run, 1))
+        self.once(
+            "eval eto-1",
+            evaluated(layout, 1, splits),
+            lambda: stages.evaluate(run, 1, self.backend.open, envs, held_out=splits),
+        )
+        return task_rewards(layout, 1)
 
     def seed(self, profile: Profile, seed: int) -> dict[str, Rewards]:
         with EnvironmentPool() as envs:
             shared, base = self.base(profile, envs)
-            run, sft = self.through_pairs(shared, profile, self.workdir / f"seed-{seed}", envs)
+            run, sft = self.through_pairs(shared, profile, self.home(seed), envs)
             return {"base": base, "sft": sft, "eto-1": self.eto(run, envs)}
+
+
+def settings_of(profile: Profile) -> dict:
+    """What a seed's folder depends on: the profile's settings, whatever its name."""
+    return profile.model_dump(mode="json", exclude={"name", "description"})
+
+
+def shared_identity(profile: Profile) -> dict:
+    """What the shared folder (expert data, the base model's evaluation) depends on: the profile
+    without its training settings and seeds."""
+    kept = settings_of(profile)
+    for part in ("sft", "dpo", "tiny_model", "best_of_n", "rft", "selfplay", "step", "ipr", "rl"):
+        kept.pop(part, None)
+    kept["rollout"] = {k: v for k, v in kept.get("rollout", {}).items() if k != "seed"}
+    return kept
+
+
+def evaluated(layout, iteration: int, splits=EVAL_SPLITS) -> bool:
+    """Whether ``iteration``'s evaluation report covers ``splits`` (a sweep's covers seen only)."""
+    path = layout.eval_report(iteration)
+    return path.exists() and set(splits) <= set(EvalReport.read(path).splits)
+
+
+def fork(run, home: Path) -> None:
+    """A new folder for another DPO setting of ``run``'s seed: everything up to the pairs,
+    hard-linked (no copy of the checkpoints), none of the DPO policy or its evaluation."""
+
+    def dpo_outputs(folder: str, names: list[str]) -> list[str]:
+        here = Path(folder).resolve()
+        if here != run.layout.iteration_dir(1).resolve():
+            return ["bench.json"] if here == run.layout.home.resolve() else []
+        return [n for n in names if not n.startswith(("exploration_", "preference_pairs"))]
+
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.copytree(run.layout.home, home, copy_function=os.link, ignore=dpo_outputs)
 
 
 def mean_of(rewards: dict[str, float]) -> float:
     return statistics.fmean(rewards.values()) if rewards else 0.0
 
 
-def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking) -> dict:
-    """DPO settings chosen on the seen split with seed 0: SFT, exploration and pairs once, then DPO
-    and a seen-only evaluation per setting (each in its own folder, the shared part hard-linked).
-    Returns the winner's overrides."""
-    base_profile = seeded(profile, 0)
-    scores = []
+def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking, seed: int) -> dict:
+    """DPO settings chosen on the seen split with ``seed`` (the benchmark's first): that seed's SFT,
+    exploration and pairs once, in its own folder, then DPO and a seen-only evaluation per setting
+    (the profile's own in the seed's folder, each other in a hard-linked fork of it). The winner's
+    folder becomes the seed's, so the seed then only evaluates it on unseen. Returns the winner's
+    overrides."""
+    own = seeded(profile, seed)
+    scores, homes = [], []
     with EnvironmentPool() as envs:
-        shared, _ = bench.base(base_profile, envs)
-        run, sft = bench.through_pairs(shared, base_profile, bench.workdir / "sweep" / "common", envs)
-        print(f"sweep: SFT seen {mean_of(sft['seen']):.3f}", flush=True)
+        shared, _ = bench.base(own, envs)
+        run, sft = bench.through_pairs(shared, own, bench.home(seed), envs)
+        print(f"sweep (seed {seed}): SFT seen {mean_of(sft['seen']):.3f}", flush=True)
         for i, overrides in enumerate(grid):
-            home = bench.workdir / "sweep" / f"setting-{i}"
-            shutil.rmtree(home, ignore_errors=True)
-            shutil.copytree(run.layout.home, home, copy_function=os.link)
-            trial = bench.open(seeded(profile, 0, **overrides), home)
-            seen = bench.eto(trial, envs, splits=("seen",))["seen"]
-            scores.append((mean_of(seen), overrides))
+            trial_profile = seeded(profile, seed, **overrides)
+            home = bench.home(seed)
+            if trial_profile.dpo != own.dpo:
+                home = bench.workdir / "sweep" / f"seed-{seed}-setting-{i}"
+                if not (home / "bench.json").exists():
+                    fork(run, home)
+            seen = bench.eto(bench.open(trial_profile, home), envs, splits=("seen",))["seen"]
+            scores.append((mean_of(seen), i, overrides))
+            homes.append(home)
             print(f"sweep: {overrides} -> seen {mean_of(seen):.3f}", flush=True)
             tracking.sweep_child(overrides, mean_of(seen), mean_of(sft["seen"]))
-    scores.sort(key=lambda s: -s[0])
+    scores.sort(key=lambda s: (-s[0], s[1]))
     print("\n| DPO setting | seen avg reward |\n|---|---|")
-    for score, overrides in scores:
+    for score, _, overrides in scores:
         print(f"| {overrides} | {score:.3f} |")
-    best = scores[0][1]
+    _, best_i, best = scores[0]
     margin = scores[0][0] - scores[1][0] if len(scores) > 1 else 0.0
     print(f"sweep winner (seen only): {best}, by {margin:.3f} over the next")
+    bench.homes[seed] = homes[best_i]
     return best
 
 
@@ -197,7 +277,8 @@ class Tracking:
             self.parent = mlflow.start_run(run_id=args.add_to)
             self._check_same(params)
             return
-        self.parent = mlflow.start_run(run_name=f"learning-{profile.name}-{args.task}")
+        kind = "sweep" if getattr(args, "sweep_only", False) else "learning"
+        self.parent = mlflow.start_run(run_name=f"{kind}-{profile.name}-{args.task}")
         mlflow.set_tags({"eto.kind": "benchmark", "eto.benchmark": "learning", "eto.task": args.task})
         mlflow.log_params(params)
 
@@ -285,7 +366,14 @@ def main() -> None:
     parser.add_argument("--dtype", default=settings.inference_dtype())
     parser.add_argument("--backend", default=settings.backend(), help="ETO_BACKEND: transformers or vllm")
     parser.add_argument("--workdir", type=Path, default=None, help="keep every seed's artifacts here")
-    parser.add_argument("--sweep", action="store_true", help="choose DPO settings on seen (seed 0) first")
+    parser.add_argument(
+        "--sweep", action="store_true", help="choose DPO settings on seen (the first seed) first"
+    )
+    parser.add_argument(
+        "--sweep-only",
+        action="store_true",
+        help="only the sweep: print the winner (with --workdir, a seed already run is reused)",
+    )
     parser.add_argument(
         "--add-to",
         metavar="RUN_ID",
@@ -298,7 +386,7 @@ def main() -> None:
     args = parser.parse_args()
     profile = load_profile(args.profile)
     seeds = parse_seeds(args.seeds)  # before any work: a bad list fails at once
-    if args.add_to and args.sweep:
+    if args.add_to and (args.sweep or args.sweep_only):
         raise SystemExit("--add-to keeps the earlier run's DPO settings: leave out --sweep")
     check_profile_for_model(profile, args.base_model)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eto-learning-"))
@@ -307,15 +395,20 @@ def main() -> None:
     bench = Bench(args.task, args.base_model, backend, workdir, log)
     tracking = Tracking(args, profile)
     began = time.perf_counter()
-    if args.sweep:
+    if args.sweep or args.sweep_only:
         grid = [
             {"learning_rate": float(lr), "beta": float(beta), "num_train_epochs": int(epochs)}
             for lr, beta, epochs in itertools.product(
                 args.sweep_lr.split(","), args.sweep_beta.split(","), args.sweep_epochs.split(",")
             )
         ]
-        profile = seeded(profile, 0, **sweep(bench, profile, grid, tracking))
+        best = sweep(bench, profile, grid, tracking, seeds[0])
+        profile = profile.model_copy(update={"dpo": profile.dpo.model_copy(update=best)})
         tracking.mlflow.log_params({"dpo_chosen": str(profile.dpo.model_dump())[:500]})
+        if args.sweep_only:
+            tracking.mlflow.set_tag("eto.sweep_only", "true")
+            tracking.end((time.perf_counter() - began) / 60)
+            return
     results = tracking.earlier_seeds()
     if results:
         print(f"run {args.add_to} already has seeds {sorted(results)}: those are not run again", flush=True)

@@ -182,6 +182,7 @@ SLOW_FIRST = (
     "tests/faults/test_kill.py",
     "tests/jobs/test_reexecute_from_ui.py",
     "tests/e2e/test_methods.py",
+    "tests/stages/test_bench_learning_sweep.py",
 )
 
 
