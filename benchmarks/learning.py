@@ -221,11 +221,12 @@ def mean_of(rewards: dict[str, float]) -> float:
 def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking, seed: int) -> dict:
     """DPO settings chosen on the seen split with ``seed`` (the benchmark's first): that seed's SFT,
     exploration and pairs once, in its own folder, then DPO and a seen-only evaluation per setting
-    (the profile's own in the seed's folder, each other in a hard-linked fork of it). The winner's
-    folder becomes the seed's, so the seed then only evaluates it on unseen. Returns the winner's
-    overrides."""
+    (the profile's own in the seed's folder, each other in a hard-linked fork of it, named by its
+    settings). The winner's folder becomes the seed's, so the seed then only evaluates it on
+    unseen. Prints the winner's margin over the next with a paired interval over the seen tasks.
+    Returns the winner's overrides."""
     own = seeded(profile, seed)
-    scores, homes = [], []
+    trials = []  # (seen rewards per task, grid position, overrides, folder)
     with EnvironmentPool() as envs:
         shared, _ = bench.base(own, envs)
         run, sft = bench.through_pairs(shared, own, bench.home(seed), envs)
@@ -234,22 +235,25 @@ def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking, seed: int)
             trial_profile = seeded(profile, seed, **overrides)
             home = bench.home(seed)
             if trial_profile.dpo != own.dpo:
-                home = bench.workdir / "sweep" / f"seed-{seed}-setting-{i}"
+                named = "_".join(f"{k}={v}" for k, v in overrides.items())
+                home = bench.workdir / "sweep" / f"seed-{seed}-{named}"
                 if not (home / "bench.json").exists():
                     fork(run, home)
             seen = bench.eto(bench.open(trial_profile, home), envs, splits=("seen",))["seen"]
-            scores.append((mean_of(seen), i, overrides))
-            homes.append(home)
+            trials.append((seen, i, overrides, home))
             print(f"sweep: {overrides} -> seen {mean_of(seen):.3f}", flush=True)
             tracking.sweep_child(overrides, mean_of(seen), mean_of(sft["seen"]))
-    scores.sort(key=lambda s: (-s[0], s[1]))
+    trials.sort(key=lambda t: (-mean_of(t[0]), t[1]))  # a tie goes to the earlier setting
     print("\n| DPO setting | seen avg reward |\n|---|---|")
-    for score, _, overrides in scores:
-        print(f"| {overrides} | {score:.3f} |")
-    _, best_i, best = scores[0]
-    margin = scores[0][0] - scores[1][0] if len(scores) > 1 else 0.0
-    print(f"sweep winner (seen only): {best}, by {margin:.3f} over the next")
-    bench.homes[seed] = homes[best_i]
+    for seen, _, overrides, _ in trials:
+        print(f"| {overrides} | {mean_of(seen):.3f} |")
+    best_seen, _, best, home = trials[0]
+    print(f"sweep winner (seen only): {best}")
+    if len(trials) > 1:
+        margin = paired_gain({seed: trials[1][0]}, {seed: best_seen})
+        print(f"{margin.line('sweep_margin_seen')}  ({margin.verdict()}; over {trials[1][2]})")
+        tracking.gains("sweep_margin_seen", margin)
+    bench.homes[seed] = home
     return best
 
 

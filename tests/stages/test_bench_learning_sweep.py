@@ -52,7 +52,8 @@ def test_the_sweep_shares_the_first_seed_and_its_winner_is_that_seed(swept):
     root, out = swept
     work = root / "work"
     seed0 = work / "seed-0" / "artifacts" / "sciworld"
-    fork = work / "sweep" / "seed-0-setting-1" / "artifacts" / "sciworld"
+    named = "seed-0-learning_rate=0.001_beta=0.1_num_train_epochs=1"  # the other setting's folder
+    fork = work / "sweep" / named / "artifacts" / "sciworld"
     # the other setting trained from the same exploration, not a copy of it, and into its own folder
     rollouts = Path("iteration_1") / "exploration_rollouts.jsonl"
     assert (fork / rollouts).stat().st_ino == (seed0 / rollouts).stat().st_ino
@@ -85,6 +86,7 @@ def test_the_sweep_shares_the_first_seed_and_its_winner_is_that_seed(swept):
     # seed 0's ETO policy is the winner's: the same seen reward the sweep scored it by
     assert seeds["0"].data.metrics["eto1_seen_avg_reward"] == chosen.data.metrics["eto1_seen_avg_reward"]
     assert "dpo_chosen" in parent.data.params
+    assert "sweep_margin_seen_ci95_low" in parent.data.metrics  # the winner's margin, with its interval
 
 
 def test_a_second_run_on_the_same_folder_keeps_every_stage(swept):
