@@ -222,9 +222,10 @@ def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking, seed: int)
     """DPO settings chosen on the seen split with ``seed`` (the benchmark's first): that seed's SFT,
     exploration and pairs once, in its own folder, then DPO and a seen-only evaluation per setting
     (the profile's own in the seed's folder, each other in a hard-linked fork of it, named by its
-    settings). The winner's folder becomes the seed's, so the seed then only evaluates it on
-    unseen. Prints the winner's margin over the next with a paired interval over the seen tasks.
-    Returns the winner's overrides."""
+    settings). The winner is the best on seen, unless the profile's own setting is in the grid and
+    the best does not beat it with a paired interval over the seen tasks above zero: then the
+    profile's stays. The winner's folder becomes the seed's, so the seed then only evaluates it on
+    unseen. Prints the winner's margin over the next, with its interval. Returns its overrides."""
     own = seeded(profile, seed)
     trials = []  # (seen rewards per task, grid position, overrides, folder)
     with EnvironmentPool() as envs:
@@ -248,10 +249,19 @@ def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking, seed: int)
     for seen, _, overrides, _ in trials:
         print(f"| {overrides} | {mean_of(seen):.3f} |")
     best_seen, _, best, home = trials[0]
+    own_trial = next((t for t in trials if seeded(profile, seed, **t[2]).dpo == own.dpo), None)
+    if own_trial is not None and own_trial is not trials[0]:
+        # the profile's setting stays unless another beats it beyond the noise of the seen tasks
+        over_own = paired_gain({seed: own_trial[0]}, {seed: best_seen})
+        print(f"{over_own.line('sweep_best_over_profile_seen')}  ({over_own.verdict()})")
+        if over_own.low <= 0:
+            print(f"sweep: {best} is not above the profile's own setting beyond noise: keeping it")
+            best_seen, _, best, home = own_trial
     print(f"sweep winner (seen only): {best}")
-    if len(trials) > 1:
-        margin = paired_gain({seed: trials[1][0]}, {seed: best_seen})
-        print(f"{margin.line('sweep_margin_seen')}  ({margin.verdict()}; over {trials[1][2]})")
+    runner_up = next((t for t in trials if t[2] != best), None)
+    if runner_up is not None:
+        margin = paired_gain({seed: runner_up[0]}, {seed: best_seen})
+        print(f"{margin.line('sweep_margin_seen')}  ({margin.verdict()}; over {runner_up[2]})")
         tracking.gains("sweep_margin_seen", margin)
     bench.homes[seed] = home
     return best
