@@ -43,6 +43,7 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from eto_assets.config import settings
 
@@ -118,13 +119,14 @@ class Bench:
         """The task run in ``home``, checked against (or stamped with) the settings that made it."""
         identity = identity if identity is not None else settings_of(profile)
         record = home / "bench.json"
-        if record.exists() and json.loads(record.read_text()) != identity:
+        if not record.exists():
+            home.mkdir(parents=True, exist_ok=True)
+            record.write_text(json.dumps(identity, indent=1, sort_keys=True))
+        elif json.loads(record.read_text()) != identity:
             raise SystemExit(
                 f"{home}: made with other settings than this benchmark's ({record}); "
                 "use another --workdir or remove that folder"
             )
-        home.mkdir(parents=True, exist_ok=True)
-        record.write_text(json.dumps(identity, indent=1, sort_keys=True))
         return stages.open_task_run(self.task, profile, BenchmarkSources(home=home, data_dir=self.data_dir))
 
     def once(self, label: str, done: bool, work) -> None:
@@ -218,6 +220,15 @@ def mean_of(rewards: dict[str, float]) -> float:
     return statistics.fmean(rewards.values()) if rewards else 0.0
 
 
+class Trial(NamedTuple):
+    """One DPO setting of the sweep: its seen rewards per task, its place in the grid, its folder."""
+
+    seen: dict[str, float]
+    position: int
+    overrides: dict
+    home: Path
+
+
 def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking, seed: int) -> dict:
     """DPO settings chosen on the seen split with ``seed`` (the benchmark's first): that seed's SFT,
     exploration and pairs once, in its own folder, then DPO and a seen-only evaluation per setting
@@ -227,7 +238,8 @@ def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking, seed: int)
     profile's stays. The winner's folder becomes the seed's, so the seed then only evaluates it on
     unseen. Prints the winner's margin over the next, with its interval. Returns its overrides."""
     own = seeded(profile, seed)
-    trials = []  # (seen rewards per task, grid position, overrides, folder)
+    trials: list[Trial] = []
+    own_trial = None  # the profile's own setting, when the grid has it
     with EnvironmentPool() as envs:
         shared, _ = bench.base(own, envs)
         run, sft = bench.through_pairs(shared, own, bench.home(seed), envs)
@@ -241,30 +253,31 @@ def sweep(bench: Bench, profile: Profile, grid: list[dict], tracking, seed: int)
                 if not (home / "bench.json").exists():
                     fork(run, home)
             seen = bench.eto(bench.open(trial_profile, home), envs, splits=("seen",))["seen"]
-            trials.append((seen, i, overrides, home))
+            trials.append(Trial(seen, i, overrides, home))
+            if trial_profile.dpo == own.dpo:
+                own_trial = trials[-1]
             print(f"sweep: {overrides} -> seen {mean_of(seen):.3f}", flush=True)
             tracking.sweep_child(overrides, mean_of(seen), mean_of(sft["seen"]))
-    trials.sort(key=lambda t: (-mean_of(t[0]), t[1]))  # a tie goes to the earlier setting
+    trials.sort(key=lambda t: (-mean_of(t.seen), t.position))  # a tie goes to the earlier setting
     print("\n| DPO setting | seen avg reward |\n|---|---|")
-    for seen, _, overrides, _ in trials:
-        print(f"| {overrides} | {mean_of(seen):.3f} |")
-    best_seen, _, best, home = trials[0]
-    own_trial = next((t for t in trials if seeded(profile, seed, **t[2]).dpo == own.dpo), None)
-    if own_trial is not None and own_trial is not trials[0]:
+    for trial in trials:
+        print(f"| {trial.overrides} | {mean_of(trial.seen):.3f} |")
+    best = trials[0]
+    if own_trial is not None and own_trial is not best:
         # the profile's setting stays unless another beats it beyond the noise of the seen tasks
-        over_own = paired_gain({seed: own_trial[0]}, {seed: best_seen})
+        over_own = paired_gain({seed: own_trial.seen}, {seed: best.seen})
         print(f"{over_own.line('sweep_best_over_profile_seen')}  ({over_own.verdict()})")
         if over_own.low <= 0:
-            print(f"sweep: {best} is not above the profile's own setting beyond noise: keeping it")
-            best_seen, _, best, home = own_trial
-    print(f"sweep winner (seen only): {best}")
-    runner_up = next((t for t in trials if t[2] != best), None)
+            print(f"sweep: {best.overrides} is not above the profile's own setting beyond noise: keeping it")
+            best = own_trial
+    print(f"sweep winner (seen only): {best.overrides}")
+    runner_up = next((t for t in trials if t is not best), None)
     if runner_up is not None:
-        margin = paired_gain({seed: runner_up[0]}, {seed: best_seen})
-        print(f"{margin.line('sweep_margin_seen')}  ({margin.verdict()}; over {runner_up[2]})")
+        margin = paired_gain({seed: runner_up.seen}, {seed: best.seen})
+        print(f"{margin.line('sweep_margin_seen')}  ({margin.verdict()}; over {runner_up.overrides})")
         tracking.gains("sweep_margin_seen", margin)
-    bench.homes[seed] = home
-    return best
+    bench.homes[seed] = best.home
+    return best.overrides
 
 
 class Tracking:
@@ -400,7 +413,8 @@ def main() -> None:
     args = parser.parse_args()
     profile = load_profile(args.profile)
     seeds = parse_seeds(args.seeds)  # before any work: a bad list fails at once
-    if args.add_to and (args.sweep or args.sweep_only):
+    sweeping = args.sweep or args.sweep_only
+    if args.add_to and sweeping:
         raise SystemExit("--add-to keeps the earlier run's DPO settings: leave out --sweep")
     check_profile_for_model(profile, args.base_model)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="eto-learning-"))
@@ -409,7 +423,7 @@ def main() -> None:
     bench = Bench(args.task, args.base_model, backend, workdir, log)
     tracking = Tracking(args, profile)
     began = time.perf_counter()
-    if args.sweep or args.sweep_only:
+    if sweeping:
         grid = [
             {"learning_rate": float(lr), "beta": float(beta), "num_train_epochs": int(epochs)}
             for lr, beta, epochs in itertools.product(
