@@ -13,7 +13,7 @@ stage's wall time as it ends, then a table per seed, and per split:
 and whether each interval excludes zero. The interval is a paired bootstrap over tasks and seeds
 (``eto_assets.stages.paired_gain``): every seed evaluates every policy on the same tasks.
 
-The same numbers go to MLflow (``ETO_MLFLOW_TRACKING_URI``, else the local store): a parent run per
+The same numbers go to MLflow (``MLFLOW_TRACKING_URI``, else the local store): a parent run per
 benchmark in the experiment ``eto-bench-learning`` with the gains and intervals, and a child run
 per seed with its policies' rewards (per task, ``rewards.json``) and stage times, so versions of
 the product can be compared. Seeds can be added later, in another session or on another machine

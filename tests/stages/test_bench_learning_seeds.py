@@ -22,7 +22,7 @@ def bench_args(**changes) -> argparse.Namespace:
 @pytest.fixture
 def store(tmp_path, monkeypatch):
     monkeypatch.setenv("ETO_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("ETO_MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)  # mlflow.set_tracking_uri sets it
     assert settings.home() == tmp_path / "home"
 
 

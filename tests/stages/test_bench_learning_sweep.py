@@ -17,7 +17,7 @@ SWEEP = ("--sweep", "--sweep-lr", "1e-4,1e-3", "--sweep-beta", "0.1", "--sweep-e
 
 def bench(root: Path, *args: str, profile: Path = NANO) -> subprocess.CompletedProcess:
     env = {**os.environ, "ETO_HOME": str(root / "home")}
-    env.pop("ETO_MLFLOW_TRACKING_URI", None)
+    env.pop("MLFLOW_TRACKING_URI", None)  # another test in this process may have set it
     if shared_data_dir() is not None:
         env["ETO_DATA_DIR"] = str(shared_data_dir())
     command = [sys.executable, "benchmarks/learning.py", "--profile", str(profile), "--task", "sciworld"]
@@ -46,7 +46,7 @@ def swept(tmp_path_factory):
     return root, first.stdout
 
 
-def test_the_sweep_shares_the_first_seed_and_its_winner_is_that_seed(swept):
+def test_the_sweep_shares_the_first_seed_and_its_winner_is_that_seed(swept, monkeypatch):
     import mlflow
 
     root, out = swept
@@ -66,7 +66,9 @@ def test_the_sweep_shares_the_first_seed_and_its_winner_is_that_seed(swept):
                                    "dpo kept", "eval eto-1"]  # fmt: skip
     assert stage_lines(out, 1) == ["base model", "sft", "eval sft", "explore", "pairs", "dpo", "eval eto-1"]
 
-    mlflow.set_tracking_uri(f"sqlite:///{root / 'home' / 'mlflow' / 'mlflow.db'}")
+    uri = f"sqlite:///{root / 'home' / 'mlflow' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # set_tracking_uri sets it; gone after the test
+    mlflow.set_tracking_uri(uri)
     parent = mlflow.search_runs(
         experiment_names=["eto-bench-learning"], filter_string="tags.eto.benchmark = 'learning'",
         output_format="list",
