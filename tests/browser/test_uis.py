@@ -60,6 +60,9 @@ def visit(page, url: str, *texts: str, shot: Path, ready: str | None = None, tim
         page.get_by_text(text, exact=False).first.wait_for(timeout=timeout)
     if ready is not None:
         page.locator(ready).first.wait_for(timeout=timeout)
+    if skip.is_visible():  # on a loaded machine the dialog can open after the 3 s above
+        skip.click()
+        skip.wait_for(state="hidden", timeout=timeout)
     page.screenshot(path=str(shot), full_page=True)
     return page.inner_text("body")
 
